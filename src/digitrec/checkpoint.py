@@ -1,0 +1,179 @@
+"""Self-describing checkpoints: everything needed to rebuild, trust and explain a model.
+
+A checkpoint is a plain dict of tensors and JSON-like values, so it loads with
+``torch.load(weights_only=True)``, which never unpickles code. It records the architecture name
+and kwargs, the normalisation, the data split, the training config, the metrics, the data
+checksums, library versions and the command line that produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import pickle
+import platform
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import __version__
+from .errors import CheckpointError, ConfigError
+from .models import create_model
+from .pipeline import Normalization
+
+FORMAT = "digitrec-checkpoint"
+FORMAT_VERSION = 1
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "weights" / "default.pt"
+
+
+@dataclass
+class Checkpoint:
+    """A loaded model (in eval mode) and its metadata."""
+
+    model: nn.Module
+    arch: str
+    arch_kwargs: dict[str, Any]
+    normalization: Normalization
+    meta: dict[str, Any] = field(default_factory=dict)  # config, split, metrics, versions, ...
+    path: str | None = None
+
+    @property
+    def temperature(self) -> float:
+        """Softmax temperature fitted on validation data (1.0 when not calibrated)."""
+        return float(self.meta.get("calibration", {}).get("temperature", 1.0))
+
+
+def versions() -> dict[str, str]:
+    import numpy
+    import torchvision
+
+    return {
+        "digitrec": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """Checksum of the weights alone (names, shapes and values), independent of metadata."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.numpy().tobytes() if tensor.dtype != torch.bfloat16 else tensor.float().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def build_payload(
+    model: nn.Module,
+    arch: str,
+    arch_kwargs: dict[str, Any],
+    normalization: Normalization,
+    meta: dict[str, Any],
+) -> dict[str, Any]:
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "arch": arch,
+        "arch_kwargs": dict(arch_kwargs),
+        "normalization": normalization.to_dict(),
+        "input": {"size": 28, "channels": 1, "polarity": "light ink on dark background"},
+        "state_dict": state,
+        "weights_sha256": weights_sha256(state),
+        "versions": versions(),
+        "command": list(sys.argv),
+        **meta,
+    }
+
+
+def save_payload(payload: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write atomically: a temporary file in the same directory, fsync, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    arch: str,
+    arch_kwargs: dict[str, Any],
+    normalization: Normalization,
+    meta: dict[str, Any],
+) -> Path:
+    return save_payload(build_payload(model, arch, arch_kwargs, normalization, meta), path)
+
+
+def read_payload(path: str | os.PathLike) -> dict[str, Any]:
+    """torch.load with weights_only=True, every failure turned into a one-line CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError,
+            AttributeError, pickle.UnpicklingError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated, corrupt or unsafe): {first_line[:200]}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a digitrec checkpoint (no '{FORMAT}' marker)")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {payload.get('format_version')} is not supported")
+    return payload
+
+
+def model_from_payload(payload: dict[str, Any], where: str = "checkpoint") -> nn.Module:
+    """Rebuild the architecture and load the weights, refusing anything inconsistent."""
+    try:
+        model = create_model(payload["arch"], **payload.get("arch_kwargs", {}))
+    except (KeyError, ConfigError) as exc:
+        raise CheckpointError(f"{where}: cannot rebuild the model: {exc}") from None
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{where}: no usable state_dict")
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{where}: weight {name!r} contains NaN or infinite values")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        summary = " ".join(str(exc).split())[:300]
+        raise CheckpointError(f"{where}: weights do not match architecture {payload['arch']!r}: {summary}") from None
+    return model.eval()
+
+
+def load_checkpoint(path: str | os.PathLike | None = None, device: torch.device | str = "cpu") -> Checkpoint:
+    """Load a checkpoint (the shipped default model when `path` is None)."""
+    path = Path(path) if path is not None else DEFAULT_MODEL_PATH
+    payload = read_payload(path)
+    model = model_from_payload(payload, str(path)).to(device)
+    norm = payload.get("normalization", {})
+    try:
+        normalization = Normalization(float(norm["mean"]), float(norm["std"]))
+        if not (math.isfinite(normalization.std) and normalization.std > 0):
+            raise ValueError("std must be positive")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: bad normalisation constants ({exc})") from None
+    skip = {"state_dict", "format", "format_version", "arch", "arch_kwargs", "normalization"}
+    meta = {k: v for k, v in payload.items() if k not in skip}
+    return Checkpoint(model, payload["arch"], dict(payload.get("arch_kwargs", {})), normalization, meta, str(path))

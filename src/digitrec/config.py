@@ -1,0 +1,80 @@
+"""Training configuration: one dataclass that validates itself, loadable from TOML."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .models import list_models
+
+SCHEDULES = ("none", "onecycle", "cosine")
+
+
+@dataclass
+class TrainConfig:
+    model: str = "bn_cnn"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 6
+    batch_size: int = 128
+    lr: float = 3e-3  # Adam learning rate (the peak for OneCycle)
+    weight_decay: float = 0.0  # decoupled (AdamW) weight decay, per step, relative
+    schedule: str = "onecycle"  # learning-rate schedule: none | onecycle | cosine
+    label_smoothing: float = 0.0  # cross-entropy target smoothing, 0-1
+    augment: bool = True  # batched random affine on the training batches
+    aug_degrees: float = 10.0  # max rotation, degrees
+    aug_scale: float = 0.1  # max relative zoom in/out
+    aug_translate: float = 2.0  # max shift, pixels
+    seed: int = 0  # training seed (init, shuffling, augmentation, dropout)
+    split_seed: int = 0  # seed of the train/validation split, kept fixed across training seeds
+    n_val: int = 5000  # validation images held out of the official training set
+    limit_train: int | None = None  # train on a stratified slice of this many images (tests, smoke runs)
+    limit_eval: int | None = None  # evaluate val/test on their first N images (tests, smoke runs)
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.model not in list_models():
+            raise ConfigError(f"unknown model {self.model!r}; known models: {', '.join(list_models())}")
+        checks = [
+            (isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be an integer >= 1, got {self.epochs!r}"),
+            (isinstance(self.batch_size, int) and self.batch_size >= 1, f"batch size must be an integer >= 1, got {self.batch_size!r}"),
+            (isinstance(self.lr, (int, float)) and self.lr > 0, f"learning rate must be > 0, got {self.lr!r}"),
+            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay!r}"),
+            (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}"),
+            (0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing!r}"),
+            (isinstance(self.n_val, int) and 1 <= self.n_val < 60000, f"n_val must be between 1 and 59999, got {self.n_val!r}"),
+            (self.limit_train is None or self.limit_train >= 10, f"limit_train must be >= 10, got {self.limit_train!r}"),
+            (self.limit_eval is None or self.limit_eval >= 1, f"limit_eval must be >= 1, got {self.limit_eval!r}"),
+            (isinstance(self.model_kwargs, dict), "model_kwargs must be a table"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        return cls(**values)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file; keys are TrainConfig fields (a [train] table is also accepted)."""
+    try:
+        with open(path, "rb") as handle:
+            values = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not a valid TOML file ({exc})") from None
+    if set(values) == {"train"} and isinstance(values["train"], dict):
+        values = values["train"]
+    return values

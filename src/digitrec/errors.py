@@ -1,0 +1,24 @@
+"""User-facing errors.
+
+Anything a user can cause (a bad flag, a missing file, a corrupt checkpoint) is raised as a
+`DigitrecError`; the CLI prints its message as one line on stderr and exits with code 2.
+Everything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class DigitrecError(Exception):
+    """An error caused by the user's input or environment, with a one-line explanation."""
+
+
+class DataError(DigitrecError):
+    """MNIST files are missing, corrupt or cannot be fetched."""
+
+
+class CheckpointError(DigitrecError):
+    """A checkpoint file is missing, truncated, corrupt, foreign or inconsistent."""
+
+
+class ConfigError(DigitrecError):
+    """A training or command option is out of range or unknown."""

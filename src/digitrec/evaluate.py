@@ -1,0 +1,58 @@
+"""Evaluation: logits, loss and accuracy of a model on in-memory images."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .pipeline import Normalization, to_model_input
+
+
+@dataclass(frozen=True)
+class Metrics:
+    loss: float  # mean cross-entropy, nats per image
+    accuracy: float  # fraction 0-1
+    n: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: nn.Module,
+    images: torch.Tensor,
+    norm: Normalization,
+    device: torch.device | str = "cpu",
+    batch_size: int = 1000,
+) -> torch.Tensor:
+    """uint8 images (N, 28, 28) -> logits (N, 10) on the CPU, model in eval mode."""
+    was_training = model.training
+    model.eval()
+    out = [model(to_model_input(images[i : i + batch_size].to(device), norm)).float().cpu()
+           for i in range(0, len(images), batch_size)]
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, 10)
+
+
+def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> Metrics:
+    n = labels.numel()
+    if n == 0:
+        return Metrics(float("nan"), float("nan"), 0)
+    loss = F.cross_entropy(logits, labels.cpu()).item()
+    accuracy = (logits.argmax(1) == labels.cpu()).float().mean().item()
+    return Metrics(loss, accuracy, n)
+
+
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    norm: Normalization,
+    device: torch.device | str = "cpu",
+    batch_size: int = 1000,
+) -> Metrics:
+    return metrics_from_logits(predict_logits(model, images, norm, device, batch_size), labels)

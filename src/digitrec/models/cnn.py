@@ -1,0 +1,53 @@
+"""Convolutional networks for 28x28 digits."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from . import register_model
+
+
+def _conv_bn(c_in: int, c_out: int, k: int = 3, padding: int = 1) -> list[nn.Module]:
+    # bias is redundant before batch norm
+    return [nn.Conv2d(c_in, c_out, k, padding=padding, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+@register_model
+def seed_cnn(c1: int = 32, c2: int = 64, hidden: int = 128, dropout: float = 0.25) -> nn.Module:
+    """The seed's CNN: two conv-ReLU-maxpool blocks, then two fully connected layers."""
+    return nn.Sequential(
+        nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),   # (B, c1, 14, 14)
+        nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),  # (B, c2, 7, 7)
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(c2 * 7 * 7, hidden), nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, 10),
+    )
+
+
+@register_model
+def fast_ref_cnn() -> nn.Module:
+    """Reference of the fastest public recipe: conv5x5-24, conv3x3-32, fc 800-256-10."""
+    return nn.Sequential(
+        nn.Conv2d(1, 24, 5), nn.MaxPool2d(2), nn.ReLU(inplace=True),   # (B, 24, 12, 12)
+        nn.Conv2d(24, 32, 3), nn.MaxPool2d(2), nn.ReLU(inplace=True),  # (B, 32, 5, 5)
+        nn.Flatten(),                                                  # (B, 800)
+        nn.Linear(32 * 5 * 5, 256), nn.ReLU(inplace=True),
+        nn.Linear(256, 10),
+    )
+
+
+@register_model
+def bn_cnn(width: int = 32, hidden: int = 128, dropout: float = 0.2) -> nn.Module:
+    """Deeper CNN with batch norm and dropout: 2x(conv-conv-pool), fc head. Default model."""
+    w = width
+    return nn.Sequential(
+        *_conv_bn(1, w), *_conv_bn(w, w), nn.MaxPool2d(2),              # (B, w, 14, 14)
+        *_conv_bn(w, 2 * w), *_conv_bn(2 * w, 2 * w), nn.MaxPool2d(2),  # (B, 2w, 7, 7)
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(2 * w * 7 * 7, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, 10),
+    )
