@@ -22,3 +22,21 @@ class CheckpointError(DigitrecError):
 
 class ConfigError(DigitrecError):
     """A training or command option is out of range or unknown."""
+
+
+class ImageError(DigitrecError):
+    """An input image cannot be used. `status` is the HTTP status the service answers with."""
+
+    status = 422
+
+
+class NotAnImageError(ImageError):
+    """The bytes are not an image format we can decode (HTTP 415)."""
+
+    status = 415
+
+
+class BadImageError(ImageError):
+    """An image that is truncated, too large, animated, or otherwise unusable (HTTP 422)."""
+
+    status = 422
