@@ -55,7 +55,7 @@ def versions() -> dict[str, str]:
 
     return {
         "digitrec": __version__,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # TorchVersion is not a weights_only-safe type
         "torchvision": torchvision.__version__,
         "numpy": numpy.__version__,
         "python": platform.python_version(),
@@ -130,7 +130,9 @@ def read_payload(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        # Files written before versions() used str() hold a TorchVersion, a plain str subclass.
+        with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError,
             AttributeError, pickle.UnpicklingError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
