@@ -107,6 +107,9 @@ def download(name: str, target_dir: Path, mirrors: Iterable[str] = MIRRORS) -> P
             with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
                 payload = response.read()
             raw = gzip.decompress(payload)
+        except urllib.error.HTTPError as exc:
+            errors.append(f"{url}: HTTP {exc.code}")
+            continue
         except (urllib.error.URLError, OSError, EOFError, ValueError) as exc:
             errors.append(f"{url}: {getattr(exc, 'reason', exc)}")
             continue
