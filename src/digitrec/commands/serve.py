@@ -1,0 +1,82 @@
+"""digitrec serve: the web page and the HTTP API under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+
+from ..backends import BACKENDS
+from ..errors import ConfigError
+
+NAME = "serve"
+HELP = "serve the web page and the HTTP API (upload or draw a digit or a number)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    parser.add_argument("--model", metavar="PATH", help="checkpoint to serve (default: the shipped model)")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch", help="inference backend (default torch)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes, each with its own copy of the model (default 1)")
+    parser.add_argument("--max-upload-mb", type=float, default=5.0, metavar="MB",
+                        help="largest accepted upload per file, in MiB (default 5)")
+    parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
+                        help="uvicorn log level; below info there is no access log (default info)")
+
+
+def check_args(args: argparse.Namespace) -> int:
+    """Validate the flags; return the upload limit in bytes."""
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port must be between 1 and 65535, got {args.port}")
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    if not 0 < args.max_upload_mb <= 1024:
+        raise ConfigError(f"--max-upload-mb must be above 0 and at most 1024, got {args.max_upload_mb}")
+    return max(1, int(args.max_upload_mb * 1024 * 1024))
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail with one line now, before loading the model, when the address is taken or unknown."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot resolve --host {host!r}: {exc.strerror}") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ..server.app import ENV_BACKEND, ENV_MAX_UPLOAD, ENV_MODEL, ServerSettings, create_app, load_recognizer
+
+    max_upload_bytes = check_args(args)
+    check_port_free(args.host, args.port)
+    settings = ServerSettings(args.model, args.backend, max_upload_bytes)
+    # Load once here so a bad --model fails with one line before anything listens. With one
+    # worker this is the model the server uses; with several, each worker loads its own copy.
+    recognizer = load_recognizer(settings)
+    url = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
+    print(f"digitrec: serving {recognizer.checkpoint.path} on {url}/ (API docs at {url}/docs)", file=sys.stderr)
+    common = dict(host=args.host, port=args.port, log_level=args.log_level,
+                  access_log=args.log_level in ("info", "debug"), timeout_graceful_shutdown=10)
+    if args.workers == 1:
+        app = create_app(recognizer=recognizer, max_upload_bytes=max_upload_bytes, backend=args.backend)
+        uvicorn.run(app, **common)
+    else:
+        # Worker processes import the app by name, so the settings travel in the environment.
+        os.environ[ENV_MODEL] = os.path.abspath(args.model) if args.model else ""
+        os.environ[ENV_BACKEND] = args.backend
+        os.environ[ENV_MAX_UPLOAD] = str(max_upload_bytes)
+        del recognizer
+        uvicorn.run("digitrec.server.app:create_app_from_env", factory=True, workers=args.workers, **common)
+    return 0

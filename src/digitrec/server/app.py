@@ -1,0 +1,161 @@
+"""The app factory: `create_app()` builds the FastAPI app for `digitrec serve` and for tests.
+
+The model is loaded once, in the lifespan handler (or handed in ready-made as `recognizer=`, which
+is how tests swap in a tiny model), and reaches the routes through the `get_service` dependency.
+All model work runs on one inference thread behind a micro-batcher, so the event loop only
+parses and writes HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI
+
+from .. import __version__
+from .batching import MicroBatcher
+from .limits import MULTIPART_OVERHEAD, UploadLimitMiddleware
+from .metrics import MetricsMiddleware, ServiceMetrics
+from .problems import format_bytes, install_problem_handlers
+
+log = logging.getLogger("digitrec.server")
+
+DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+# Environment variables through which `digitrec serve --workers N` configures each worker process.
+ENV_MODEL = "DIGITREC_SERVE_MODEL"
+ENV_BACKEND = "DIGITREC_SERVE_BACKEND"
+ENV_MAX_UPLOAD = "DIGITREC_SERVE_MAX_UPLOAD_BYTES"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    model_path: str | None = None         # None: the shipped default model
+    backend: str = "torch"
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES  # per file
+    max_batch_files: int = 64              # files per POST /v1/predict/batch
+    micro_batch: int = 32                  # most images per model call; 1 turns micro-batching off
+
+    def __post_init__(self) -> None:
+        if self.max_upload_bytes < 1:
+            raise ValueError("max_upload_bytes must be positive")
+        if self.max_batch_files < 1 or self.micro_batch < 1:
+            raise ValueError("max_batch_files and micro_batch must be at least 1")
+
+    def body_limit(self, path: str) -> tuple[int, str] | None:
+        """Largest request body per route (the per-file limit plus the multipart envelope)."""
+        per_file = f"an upload may be at most {format_bytes(self.max_upload_bytes)} per file"
+        if path == "/v1/predict/batch":
+            return (self.max_batch_files * (self.max_upload_bytes + MULTIPART_OVERHEAD),
+                    f"{per_file} and {self.max_batch_files} files per batch")
+        if path in ("/v1/predict", "/v1/read"):
+            return self.max_upload_bytes + MULTIPART_OVERHEAD, per_file
+        return MULTIPART_OVERHEAD, "this route takes no upload"
+
+
+@dataclass
+class Service:
+    """What the routes need, held on `app.state.service` and handed out by `get_service`."""
+
+    settings: ServerSettings
+    metrics: ServiceMetrics
+    recognizer: Any = None                 # digitrec.recognize.Recognizer once loaded
+    executor: ThreadPoolExecutor | None = None
+    batcher: MicroBatcher | None = None
+    ready: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    async def run_model(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a model call on the inference thread."""
+        assert self.executor is not None
+        return await asyncio.get_running_loop().run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+
+
+def load_recognizer(settings: ServerSettings) -> Any:
+    from ..recognize import Recognizer
+
+    return Recognizer.load(settings.model_path, backend=settings.backend, device="cpu")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    service: Service = app.state.service
+    service.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digitrec-infer")
+    try:
+        if service.recognizer is None:
+            # Loaded once per process, before the server accepts its first request.
+            service.recognizer = await service.run_model(load_recognizer, service.settings)
+        service.batcher = MicroBatcher(service.recognizer, service.executor, service.settings.micro_batch,
+                                       on_batch=service.metrics.batch_size.observe)
+        await service.batcher.start()
+        info = model_info(service)
+        service.metrics.model_info.labels(info["arch"], info["weights_sha256"] or "", __version__).set(1)
+        service.ready = True
+        service.metrics.ready.set(1)
+        log.info("digitrec model %s (%s) ready", info["arch"], info["model_path"])
+        yield
+    finally:
+        service.ready = False
+        service.metrics.ready.set(0)
+        if service.batcher is not None:
+            await service.batcher.stop()
+        service.executor.shutdown(wait=True)
+
+
+def model_info(service: Service) -> dict[str, Any]:
+    """What GET /v1/model reports, from the checkpoint's own metadata."""
+    recognizer = service.recognizer
+    checkpoint = recognizer.checkpoint
+    return {
+        "arch": checkpoint.arch,
+        "arch_kwargs": dict(checkpoint.arch_kwargs),
+        "metrics": checkpoint.meta.get("metrics", {}),
+        "weights_sha256": checkpoint.meta.get("weights_sha256"),
+        "version": __version__,
+        "backend": getattr(recognizer, "backend_name", service.settings.backend),
+        "temperature": checkpoint.temperature,
+        "model_path": checkpoint.path,
+    }
+
+
+def create_app(model_path: str | os.PathLike | None = None, recognizer: Any = None,
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, *, backend: str = "torch",
+               max_batch_files: int = 64, micro_batch: int = 32) -> FastAPI:
+    """Build the app. Pass `recognizer` to serve an already loaded model (tests), else the
+    checkpoint at `model_path` (default: the shipped model) is loaded at start-up."""
+    from .routes import api, health, page
+
+    settings = ServerSettings(str(model_path) if model_path is not None else None, backend, max_upload_bytes,
+                              max_batch_files, micro_batch)
+    app = FastAPI(
+        title="digitrec",
+        version=__version__,
+        summary="Recognise handwritten digits and whole numbers on an ordinary CPU.",
+        description="Upload an image as multipart/form-data. Errors are RFC 9457 problem details "
+                    "(`application/problem+json`): 413 too large, 415 not an image, 422 unusable image.",
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    app.state.service = Service(settings, ServiceMetrics(), recognizer)
+    install_problem_handlers(app)
+    app.include_router(api.router)
+    app.include_router(health.router)
+    page.mount(app)
+    known = frozenset(route.path for router in (api.router, health.router) for route in router.routes)
+    # Added last = outermost: metrics see every request, including those refused for size.
+    app.add_middleware(UploadLimitMiddleware, body_limit=settings.body_limit)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.service.metrics, known_paths=known)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` (one call per worker process with `--workers N`)."""
+    max_upload = os.environ.get(ENV_MAX_UPLOAD)
+    return create_app(os.environ.get(ENV_MODEL) or None,
+                      max_upload_bytes=int(max_upload) if max_upload else DEFAULT_MAX_UPLOAD_BYTES,
+                      backend=os.environ.get(ENV_BACKEND, "torch"))

@@ -1,0 +1,32 @@
+"""Dependencies the routes declare; tests may override them with `app.dependency_overrides`."""
+
+from __future__ import annotations
+
+from fastapi import Request, UploadFile
+
+from .app import Service
+from .problems import Problem, upload_too_large, format_bytes
+
+
+def get_service(request: Request) -> Service:
+    return request.app.state.service
+
+
+def get_ready_service(request: Request) -> Service:
+    """The service, or 503 while the model is not loaded (start-up, shutdown)."""
+    service = get_service(request)
+    if not service.ready:
+        raise Problem(503, "not-ready", "the model is not loaded yet; retry shortly", headers={"Retry-After": "1"})
+    return service
+
+
+async def read_upload(file: UploadFile, service: Service, endpoint: str) -> bytes:
+    """The file's bytes, or 413 if it is over the per-file limit. The request body was already
+    capped while streaming (UploadLimitMiddleware), so this read is bounded."""
+    limit = service.settings.max_upload_bytes
+    if file.size is None or file.size <= limit:
+        data = await file.read(limit + 1)
+        if len(data) <= limit:
+            return data
+    service.metrics.image_errors.labels(endpoint, "413").inc()
+    raise upload_too_large(f"{file.filename or 'the upload'} is larger than the limit of {format_bytes(limit)} per file")

@@ -1,0 +1,1 @@
+"""Routers: `api` (/v1/...), `health` (/healthz, /readyz, /metrics), `page` (/ and /static)."""

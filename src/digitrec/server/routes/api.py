@@ -1,0 +1,93 @@
+"""The recognition API: /v1/predict, /v1/read, /v1/predict/batch and /v1/model.
+
+Bodies are exactly `Prediction.to_dict()` / `Reading.to_dict()`, the objects the CLI prints with
+`--json`, returned as they are (no response_model filtering them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Depends, File, Query, UploadFile
+from fastapi.responses import JSONResponse
+
+from ...errors import ImageError
+from ..app import Service, model_info
+from ..deps import get_ready_service, read_upload
+from ..problems import Problem, image_error_body
+from ..schemas import BatchProblemOut, ModelOut, PredictionOut, ProblemOut, ReadingOut
+
+router = APIRouter(prefix="/v1", tags=["recognition"])
+
+_PROBLEM = {"model": ProblemOut, "content": {"application/problem+json": {}}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {**_PROBLEM, "description": "Upload over the size limit (refused while it streams in)"},
+    415: {**_PROBLEM, "description": "Not an image format we can read"},
+    422: {**_PROBLEM, "description": "A broken or unusable image, or a malformed request"},
+    503: {**_PROBLEM, "description": "The model is not loaded yet"},
+}
+TopK = Query(3, ge=1, le=10, description="how many candidate digits to list")
+
+
+@router.post("/predict", summary="Read one image as a single digit",
+             responses={200: {"model": PredictionOut}, **ERRORS})
+async def predict(file: UploadFile = File(description="the image (PNG, JPEG, ...)"), top_k: int = TopK,
+                  service: Service = Depends(get_ready_service)) -> JSONResponse:
+    data = await read_upload(file, service, "predict")
+    assert service.batcher is not None
+    try:
+        prediction = await service.batcher.predict(data, file.filename, top_k)
+    except ImageError as exc:
+        service.metrics.image_errors.labels("predict", str(exc.status)).inc()
+        raise
+    service.metrics.count_outcome("predict", prediction.rejected)
+    return JSONResponse(prediction.to_dict())
+
+
+@router.post("/read", summary="Read one image as a whole number (1-20 digits on a line)",
+             responses={200: {"model": ReadingOut}, **ERRORS})
+async def read(file: UploadFile = File(description="the image (PNG, JPEG, ...)"),
+               service: Service = Depends(get_ready_service)) -> JSONResponse:
+    data = await read_upload(file, service, "read")
+    try:
+        reading = await service.run_model(service.recognizer.read, data, name=file.filename)
+    except ImageError as exc:
+        service.metrics.image_errors.labels("read", str(exc.status)).inc()
+        raise
+    service.metrics.count_outcome("read", reading.rejected)
+    return JSONResponse(reading.to_dict())
+
+
+@router.post("/predict/batch", summary="Read several images, each as a single digit",
+             description="One entry per file, in order: the prediction, or a problem-details object "
+                         "(with `file`) for a file that is too large, not an image or unusable.",
+             responses={200: {"model": list[PredictionOut | BatchProblemOut]}, **ERRORS})
+async def predict_batch(files: list[UploadFile] = File(description="the images, in a repeated field `files`"),
+                        top_k: int = TopK, service: Service = Depends(get_ready_service)) -> JSONResponse:
+    limit = service.settings.max_batch_files
+    if len(files) > limit:
+        raise Problem(413, "too-many-files", f"a batch may hold at most {limit} files, got {len(files)}",
+                      title="Too many files")
+    assert service.batcher is not None
+
+    async def one(file: UploadFile) -> dict[str, Any]:
+        try:
+            data = await read_upload(file, service, "predict_batch")
+            prediction = await service.batcher.predict(data, file.filename, top_k)
+        except Problem as exc:
+            return {"type": f"urn:digitrec:problem:{exc.slug}", "title": exc.title, "status": exc.status_code,
+                    "detail": str(exc.detail), "file": file.filename}
+        except ImageError as exc:
+            service.metrics.image_errors.labels("predict_batch", str(exc.status)).inc()
+            return image_error_body(exc, file=file.filename)
+        service.metrics.count_outcome("predict_batch", prediction.rejected)
+        return prediction.to_dict()
+
+    # Submitted together, so the micro-batcher answers them in as few model calls as it can.
+    return JSONResponse(list(await asyncio.gather(*(one(f) for f in files))))
+
+
+@router.get("/model", response_model=ModelOut, summary="The model being served: architecture, metrics, checksum")
+async def model(service: Service = Depends(get_ready_service)) -> dict[str, Any]:
+    return model_info(service)
