@@ -24,7 +24,8 @@ CURVES_FIGSIZE = (11.0, 4.0)  # inches
 CONFUSION_FIGSIZE = (15.0, 6.8)
 RELIABILITY_FIGSIZE = (6.5, 7.5)
 GALLERY_CELL = (1.35, 1.65)  # inches per image cell (width, height: image plus a two-line caption)
-GALLERY_HEADER = 0.5  # inches above the grid for the title
+GALLERY_HEADER = 0.45  # inches above the grid for the title (captions sit below it)
+GALLERY_CAPTION = 0.45  # inches above each image for its two-line caption
 GALLERY_COLUMNS = 10
 
 
@@ -79,7 +80,7 @@ def _matrix_panel(ax, values: np.ndarray, text: Sequence[Sequence[str]], title: 
         for j in range(values.shape[1]):
             if text[i][j]:
                 colour = "white" if values[i, j] > threshold else "black"
-                ax.text(j, i, text[i][j], ha="center", va="center", fontsize=8, color=colour)
+                ax.text(j, i, text[i][j], ha="center", va="center", fontsize=9, color=colour)
     ax.set_xticks(range(len(labels)), labels)
     ax.set_yticks(range(len(labels)), labels)
     ax.set(title=title, xlabel="predicted digit", ylabel="true digit")
@@ -130,10 +131,14 @@ def plot_misclassified(images: np.ndarray, true: Sequence[int], predicted: Seque
         raise ValueError("images, true, predicted and confidence must have the same length")
     rows, cols = gallery_shape(n, columns)
     fig = Figure(figsize=gallery_figsize(n, columns), dpi=DPI)
-    fig.suptitle(title or f"{n} misclassified images, most confident mistakes first", fontsize=11)
-    header_frac = GALLERY_HEADER / fig.get_figheight()
-    grid = fig.add_gridspec(rows, cols, top=1 - header_frac, bottom=0.01, left=0.01, right=0.99,
-                            hspace=0.45, wspace=0.1)
+    height = fig.get_figheight()
+    fig.suptitle(title or f"{n} misclassified images, most confident mistakes first", fontsize=11,
+                 y=1 - 0.12 / height, va="top")
+    # hspace is a fraction of the mean axes height; leave room for each caption above its image.
+    cell_h = GALLERY_CELL[1]
+    grid = fig.add_gridspec(rows, cols, top=1 - (GALLERY_HEADER + GALLERY_CAPTION) / height,
+                            bottom=0.01, left=0.01, right=0.99, wspace=0.1,
+                            hspace=GALLERY_CAPTION / (cell_h - GALLERY_CAPTION))
     for i in range(rows * cols):
         ax = fig.add_subplot(grid[i // cols, i % cols])
         ax.set_axis_off()

@@ -1,5 +1,5 @@
 """CLI subcommands, one module each; `COMMANDS` is the order shown in `digitrec --help`."""
 
-from . import evaluate, train
+from . import calibrate, evaluate, export, serve, train
 
-COMMANDS = [train, evaluate]
+COMMANDS = [train, evaluate, calibrate, export, serve]

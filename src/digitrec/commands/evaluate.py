@@ -1,35 +1,76 @@
-"""digitrec evaluate: test loss and accuracy of a checkpoint."""
+"""digitrec evaluate: accuracy, loss and calibration of a checkpoint, optionally a full report.
+
+`--json` prints one object: "split", "n", "<split>_accuracy", "<split>_loss" (so test_accuracy
+and test_loss for the default split, val_accuracy and val_loss with --split val), "ece" and
+"temperature" (confidences use the checkpoint's fitted temperature), "macro_f1",
+"most_confused" (up to five [true, predicted, count] triples), "model", "arch" and, with
+--report, "report" (the path of report.html).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+from ..analysis import SPLITS, analyze, predict_split
 from ..checkpoint import load_checkpoint
 from ..data import load_mnist
 from ..device import DEVICE_CHOICES, pick_device
-from ..evaluate import evaluate
+from ..errors import ConfigError
+from ..report import DEFAULT_GALLERY, model_info, write_report
 
 NAME = "evaluate"
-HELP = "evaluate a checkpoint on the MNIST test set"
+HELP = "evaluate a checkpoint on the MNIST test set (or its validation split), optionally write a report"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="PATH", help="checkpoint to evaluate (default: the shipped model)")
+    parser.add_argument("--split", choices=SPLITS, default="test",
+                        help="test set (default) or the validation split recorded in the checkpoint")
+    parser.add_argument("--report", metavar="DIR",
+                        help="write metrics.json, confusion_matrix.png, misclassified.png, reliability.png "
+                             "and report.html into DIR")
+    parser.add_argument("--max", type=int, default=DEFAULT_GALLERY, metavar="N",
+                        help=f"misclassified images shown in the report gallery (default {DEFAULT_GALLERY})")
     parser.add_argument("--data-dir", help="directory holding the four MNIST .gz files (or set DIGITREC_DATA)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="compute device")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.max < 0:
+        raise ConfigError(f"--max must be >= 0, got {args.max}")
     device = pick_device(args.device)
     checkpoint = load_checkpoint(args.model, device)
     data = load_mnist(args.data_dir)
-    metrics = evaluate(checkpoint.model, data.test_images, data.test_labels, checkpoint.normalization, device)
+    predictions = predict_split(checkpoint, data, args.split, device)
+    analysis = analyze(predictions)
+    files = write_report(args.report, predictions, analysis, model_info(checkpoint), args.max) if args.report else None
+    pairs = analysis.confused_pairs[:5]
     if args.json:
-        print(json.dumps({"test_accuracy": metrics.accuracy, "test_loss": metrics.loss, "n": metrics.n,
-                          "model": checkpoint.path, "arch": checkpoint.arch}))
-    else:
-        print(f"{checkpoint.path} ({checkpoint.arch}): test loss {metrics.loss:.4f}  "
-              f"accuracy {metrics.accuracy:.4f} ({metrics.accuracy * 100:.2f}%)  n={metrics.n}")
+        out = {
+            "split": analysis.split,
+            f"{analysis.split}_accuracy": analysis.accuracy,
+            f"{analysis.split}_loss": analysis.loss,
+            "n": analysis.n,
+            "ece": analysis.ece,
+            "temperature": analysis.temperature,
+            "macro_f1": analysis.macro_f1,
+            "most_confused": [[p.true, p.predicted, p.count] for p in pairs],
+            "model": checkpoint.path,
+            "arch": checkpoint.arch,
+        }
+        if files is not None:
+            out["report"] = str(files.html)
+        print(json.dumps(out))
+        return 0
+    print(f"{checkpoint.path} ({checkpoint.arch}) on the {analysis.split} set: loss {analysis.loss:.4f}  "
+          f"accuracy {analysis.accuracy:.4f} ({analysis.accuracy * 100:.2f}%)  n={analysis.n}  "
+          f"mistakes {len(analysis.mistakes)}")
+    print(f"macro F1 {analysis.macro_f1:.4f}; ECE {analysis.ece * 100:.2f}% at temperature {analysis.temperature:.3f}")
+    if pairs:
+        print("most confused (true -> predicted: count): "
+              + ", ".join(f"{p.true}->{p.predicted}: {p.count}" for p in pairs))
+    if files is not None:
+        print(f"report written to {files.html}")
     return 0
