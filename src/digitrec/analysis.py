@@ -101,6 +101,12 @@ class Analysis:
         lines.append(f"macro  {self.macro_precision:9.4f}  {self.macro_recall:6.4f}  {self.macro_f1:.4f}  {self.n:7d}")
         return "\n".join(lines)
 
+    def pairs_table(self) -> str:
+        """A plain-text table of the most confused (true, predicted) pairs."""
+        lines = ["true -> predicted  count  % of true digit"]
+        lines += [f"{p.true:>4} -> {p.predicted:<9}  {p.count:5d}  {100 * p.rate:15.2f}" for p in self.confused_pairs]
+        return "\n".join(lines)
+
 
 def predict_split(checkpoint: Checkpoint, data: Mnist, split: str = "test", device: torch.device | str = "cpu",
                   limit: int | None = None) -> Predictions:
