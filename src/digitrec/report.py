@@ -106,24 +106,28 @@ def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+def _table(header: list[str] | None, rows: list[list[Any]]) -> str:
+    head = "" if header is None else "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead>"
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<table>{head}<tbody>{body}</tbody></table>"
 
 
 def render_html(metrics: dict[str, Any], images: dict[str, Path]) -> str:
     """One HTML page, images inlined, no scripts and no external resources."""
     model = metrics.get("model", {})
     split = metrics["split"]
-    summary = _table(["", ""], [
+    if model.get("calibration") is None and metrics["temperature"] == 1.0:
+        calibration = f"{100 * metrics['ece']:.2f}% (not calibrated: run digitrec calibrate)"
+    else:
+        calibration = f"{100 * metrics['ece_uncalibrated']:.2f}% / {100 * metrics['ece']:.2f}%"
+    summary = _table(None, [
         ["model", f"{model.get('arch', '?')} ({model.get('path', '?')})"],
         ["split", f"{split} ({metrics['n']} images)"],
         ["accuracy", f"{100 * metrics['accuracy']:.2f}% ({metrics['n_mistakes']} mistakes)"],
         ["loss", f"{metrics['loss']:.4f} nats per image"],
         ["macro precision / recall / F1", " / ".join(f"{metrics['macro'][k]:.4f}" for k in ("precision", "recall", "f1"))],
         ["temperature", f"{metrics['temperature']:.4f}"],
-        ["ECE uncalibrated / calibrated", f"{100 * metrics['ece_uncalibrated']:.2f}% / {100 * metrics['ece']:.2f}%"],
+        ["ECE uncalibrated / calibrated", calibration],
     ])
     per_class = _table(["digit", "precision", "recall", "F1", "support"], [
         [d, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", m["support"]]
@@ -139,6 +143,7 @@ body {{ font-family: system-ui, sans-serif; max-width: 1600px; margin: 2em auto;
 table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
 td, th {{ border: 1px solid #ccc; padding: 0.25em 0.7em; text-align: right; }}
 th {{ background: #f3f3f3; }}
+td:first-child {{ text-align: left; }}
 img {{ max-width: 100%; height: auto; }}
 </style></head><body>
 <h1>digitrec evaluation on the {html.escape(split)} set</h1>
