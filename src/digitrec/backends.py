@@ -14,6 +14,7 @@ architecture, versions), so later processes start in milliseconds instead of sec
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -151,10 +152,14 @@ def _write_cache(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
     except OSError:
-        tmp.unlink(missing_ok=True)
+        return
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)  # atomic: concurrent processes each replace a whole file
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def create_backend(name: str, checkpoint: Checkpoint) -> Backend:
