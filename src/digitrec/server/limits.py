@@ -46,12 +46,14 @@ class UploadLimitMiddleware:
             return
 
         received = 0
+        complete = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, complete
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > limit:
                     # Raised inside the form parser; FastAPI re-raises HTTPExceptions from body
                     # parsing, and the app's problem handler turns it into a 413.
@@ -62,7 +64,12 @@ class UploadLimitMiddleware:
 
         async def tracked_send(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                if not complete and not any(name == b"connection" for name, _ in message.get("headers", ())):
+                    # Answered before the body was read to the end (an error): close the connection
+                    # rather than let the server drain whatever the client still sends.
+                    message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
             await send(message)
 
         try:

@@ -91,9 +91,9 @@ def _validation_handler(request: Request, exc: RequestValidationError) -> JSONRe
     # Only location, message and type: the offending input may be bytes or an UploadFile.
     errors = [{"loc": [str(part) for part in err.get("loc", ())], "msg": str(err.get("msg", "")),
                "type": str(err.get("type", ""))} for err in exc.errors()]
-    missing_file = any(e["type"] == "missing" and e["loc"][:1] == ["body"] for e in errors)
-    detail = ("send the image as multipart/form-data in a field named 'file' (or 'files' for a batch)"
-              if missing_file else "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors))
+    detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)
+    if any(e["loc"][:1] == ["body"] for e in errors):
+        detail = f"send the image as multipart/form-data in a field named 'file' (or 'files' for a batch) ({detail})"
     body = problem_body(422, "Invalid request", detail, problem_type("invalid-request"), request.url.path,
                         errors=errors)
     return problem_response(body)

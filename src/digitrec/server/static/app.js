@@ -25,6 +25,8 @@
 
   function resizePad() {
     const [w, h] = SIZES[mode];
+    answerLabel.textContent = mode === "number" ? "Number" : "Digit";
+    hint.textContent = mode === "number" ? "Write a number here" : "Draw a digit here";
     pad.width = w;
     pad.height = h;
     redraw();
@@ -160,8 +162,6 @@
       if (!radio.checked) return;
       mode = radio.value;
       stage.classList.toggle("wide", mode === "number");
-      answerLabel.textContent = mode === "number" ? "Number" : "Digit";
-      hint.textContent = mode === "number" ? "Write a number here" : "Draw a digit here";
       resizePad(); // strokes keep their coordinates; the number pad is the digit pad made wider
       clearBoxes();
       if (strokes.length || upload) submit(); else showIdle();
@@ -179,6 +179,7 @@
 
   async function submit() {
     clearTimeout(autoTimer);
+    setState("busy"); // at once, so whoever clicked sees this request, not the previous answer
     const [blob, name] = await currentImage();
     if (!blob) {
       showIdle(mode === "number" ? "Write a number first, or choose an image." : "Draw a digit first, or choose an image.");
@@ -188,7 +189,6 @@
     const url = mode === "number" ? "/v1/read" : "/v1/predict?top_k=5";
     const form = new FormData();
     form.append("file", blob, name);
-    setState("busy");
     statusLine.textContent = "Reading…";
     let response, body;
     try {
