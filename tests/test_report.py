@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 
@@ -41,6 +42,9 @@ def test_plot_curves_writes_a_png_of_the_fixed_size(tmp_path):
     assert _png_size(path) == _expected(plots.CURVES_FIGSIZE)
     assert [p.name for p in path.parent.iterdir()] == ["curves.png"]  # no temporary left behind
     assert _png_size(plots.plot_curves(HISTORY[:1], tmp_path / "one.png")) == _expected(plots.CURVES_FIGSIZE)
+    record = dataclasses.make_dataclass("Record", list(HISTORY[0]))  # like train.EpochRecord
+    records = [record(**r) for r in HISTORY]
+    assert _png_size(plots.plot_curves(records, tmp_path / "records.png")) == _expected(plots.CURVES_FIGSIZE)
     with pytest.raises(ValueError):
         plots.plot_curves([], tmp_path / "none.png")
 

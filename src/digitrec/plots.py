@@ -8,6 +8,7 @@ then renamed, so a reader never sees half a picture.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -45,8 +46,10 @@ def _save(fig: Figure, path: str | os.PathLike) -> Path:
 def plot_curves(history: list[dict], path: str | os.PathLike) -> Path:
     """Train and validation loss (left) and accuracy (right) per epoch.
 
-    `history` items have keys epoch, train_loss, train_accuracy, val_loss, val_accuracy.
+    `history` items have keys epoch, train_loss, train_accuracy, val_loss, val_accuracy
+    (dicts, or dataclasses such as ``train.EpochRecord``).
     """
+    history = [dataclasses.asdict(r) if dataclasses.is_dataclass(r) else r for r in history]
     if not history:
         raise ValueError("no epochs to plot")
     epochs = [int(r["epoch"]) for r in history]
