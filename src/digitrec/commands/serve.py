@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="worker processes, each with its own copy of the model (default 1)")
     parser.add_argument("--max-upload-mb", type=float, default=5.0, metavar="MB",
                         help="largest accepted upload per file, in MiB (default 5)")
+    parser.add_argument("--micro-batch", type=int, default=32, metavar="N",
+                        help="most concurrent /v1/predict images answered by one model call; 1 turns "
+                             "micro-batching off (default 32)")
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
                         help="uvicorn log level; below info there is no access log (default info)")
 
@@ -34,6 +37,8 @@ def check_args(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be between 1 and 65535, got {args.port}")
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    if not 1 <= args.micro_batch <= 1024:
+        raise ConfigError(f"--micro-batch must be between 1 and 1024, got {args.micro_batch}")
     if not 0 < args.max_upload_mb <= 1024:
         raise ConfigError(f"--max-upload-mb must be above 0 and at most 1024, got {args.max_upload_mb}")
     return max(1, int(args.max_upload_mb * 1024 * 1024))
@@ -57,11 +62,11 @@ def check_port_free(host: str, port: int) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ..server.app import ENV_BACKEND, ENV_MAX_UPLOAD, ENV_MODEL, ServerSettings, create_app, load_recognizer
+    from ..server.app import ENV_BACKEND, ENV_MAX_UPLOAD, ENV_MICRO_BATCH, ENV_MODEL, ServerSettings, create_app, load_recognizer
 
     max_upload_bytes = check_args(args)
     check_port_free(args.host, args.port)
-    settings = ServerSettings(args.model, args.backend, max_upload_bytes)
+    settings = ServerSettings(args.model, args.backend, max_upload_bytes, micro_batch=args.micro_batch)
     # Load once here so a bad --model fails with one line before anything listens. With one
     # worker this is the model the server uses; with several, each worker loads its own copy.
     recognizer = load_recognizer(settings)
@@ -70,13 +75,15 @@ def run(args: argparse.Namespace) -> int:
     common = dict(host=args.host, port=args.port, log_level=args.log_level,
                   access_log=args.log_level in ("info", "debug"), timeout_graceful_shutdown=10)
     if args.workers == 1:
-        app = create_app(recognizer=recognizer, max_upload_bytes=max_upload_bytes, backend=args.backend)
+        app = create_app(recognizer=recognizer, max_upload_bytes=max_upload_bytes, backend=args.backend,
+                         micro_batch=args.micro_batch)
         uvicorn.run(app, **common)
     else:
         # Worker processes import the app by name, so the settings travel in the environment.
         os.environ[ENV_MODEL] = os.path.abspath(args.model) if args.model else ""
         os.environ[ENV_BACKEND] = args.backend
         os.environ[ENV_MAX_UPLOAD] = str(max_upload_bytes)
+        os.environ[ENV_MICRO_BATCH] = str(args.micro_batch)
         del recognizer
         uvicorn.run("digitrec.server.app:create_app_from_env", factory=True, workers=args.workers, **common)
     return 0

@@ -31,6 +31,7 @@ DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 ENV_MODEL = "DIGITREC_SERVE_MODEL"
 ENV_BACKEND = "DIGITREC_SERVE_BACKEND"
 ENV_MAX_UPLOAD = "DIGITREC_SERVE_MAX_UPLOAD_BYTES"
+ENV_MICRO_BATCH = "DIGITREC_SERVE_MICRO_BATCH"
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ def create_app(model_path: str | os.PathLike | None = None, recognizer: Any = No
 
 def create_app_from_env() -> FastAPI:
     """Factory for `uvicorn --factory` (one call per worker process with `--workers N`)."""
-    max_upload = os.environ.get(ENV_MAX_UPLOAD)
-    return create_app(os.environ.get(ENV_MODEL) or None,
-                      max_upload_bytes=int(max_upload) if max_upload else DEFAULT_MAX_UPLOAD_BYTES,
-                      backend=os.environ.get(ENV_BACKEND, "torch"))
+    env = os.environ
+    return create_app(env.get(ENV_MODEL) or None,
+                      max_upload_bytes=int(env.get(ENV_MAX_UPLOAD) or DEFAULT_MAX_UPLOAD_BYTES),
+                      backend=env.get(ENV_BACKEND) or "torch", micro_batch=int(env.get(ENV_MICRO_BATCH) or 32))

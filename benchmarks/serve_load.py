@@ -1,0 +1,291 @@
+"""Load test for `digitrec serve`: requests/s and latency of POST /v1/predict under concurrency.
+
+Starts the real server (`python -m digitrec serve`) on 127.0.0.1, sends a bounded number of
+requests (default 5,000) from 16 concurrent keep-alive clients, each a small PNG of a handwritten
+digit (MNIST test digits re-drawn as ink on paper), and prints requests/s, p50, p90, p99, max,
+errors, and the mean micro-batch size the server reports in /metrics.
+
+Configurations run side by side in the same invocation, interleaved over `--repeats` rounds:
+by default the shipped setting (micro-batching up to 32 images per model call) and the reference
+without micro-batching (`--micro-batch 1`: one model call per request).
+
+The load generator is a minimal HTTP/1.1 client on asyncio streams with pre-built request bytes,
+like wrk: on a 2-core machine a full client library (httpx) spends as much CPU per request as the
+server, and the figure would measure the client. Every response is still checked (status 200 and
+a JSON body with a "digit" field); anything else counts as an error.
+
+    python benchmarks/serve_load.py                      # 5000 requests, 16 clients, 3 rounds
+    python benchmarks/serve_load.py --requests 20000 --micro-batch 32 --check
+
+Target on a 2-core CPU: >= 300 requests/s, p99 < 30 ms at 300 requests/s, 0 errors (`--check` exits
+1 if the first configuration misses it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+TARGET_RPS = 300.0
+TARGET_P99_MS = 30.0
+
+
+@dataclass
+class Result:
+    config: str
+    requests: int
+    errors: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    mean_batch: float
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    return (f"{os.cpu_count()}-core {platform.machine()} CPU ({model}), no GPU, {platform.system()}, "
+            f"Python {platform.python_version()}, torch {torch.__version__}")
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def digit_pngs(n: int) -> list[bytes]:
+    """n small PNGs (about 1 KB): MNIST test digits as dark ink on light paper, 2x size."""
+    from digitrec.data import load_mnist
+
+    images = load_mnist().test_images[:n].numpy()
+    out = []
+    for digit in images:
+        ink = np.asarray(Image.fromarray(digit).resize((56, 56), Image.BILINEAR))
+        paper = np.full((72, 72), 240, np.uint8)
+        paper[8:-8, 8:-8] = 240 - (ink.astype(np.int32) * 220 // 255)
+        buffer = io.BytesIO()
+        Image.fromarray(paper).save(buffer, "PNG", optimize=True)
+        out.append(buffer.getvalue())
+    return out
+
+
+def build_request(host: str, port: int, png: bytes, name: str) -> bytes:
+    boundary = "digitrecbenchboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode() + png + f"\r\n--{boundary}--\r\n".encode()
+    head = (f"POST /v1/predict HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: multipart/form-data; "
+            f"boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    return head + body
+
+
+async def client(host: str, port: int, requests: list[bytes], jobs: list[int], start: float, interval: float | None,
+                 latencies: list[float], errors: list[str]) -> None:
+    """Send the requests numbered in `jobs` on one keep-alive connection.
+
+    Closed loop (`interval` None): the next request goes as soon as the answer is in. Open loop:
+    request k is due at start + k * interval, and its latency counts from when it was due, so a
+    server that falls behind is charged for the wait (no coordinated omission)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        for k in jobs:
+            due = time.perf_counter() if interval is None else start + k * interval
+            if interval is not None and due > time.perf_counter():
+                await asyncio.sleep(due - time.perf_counter())
+            writer.write(requests[k % len(requests)])
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head[9:12])
+                length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:"))
+                body = await reader.readexactly(length)
+            except (asyncio.IncompleteReadError, ConnectionError, StopIteration, ValueError) as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, port)
+                continue
+            latencies.append(time.perf_counter() - due)
+            if status != 200 or b'"digit"' not in body:
+                errors.append(f"HTTP {status}: {body[:200]!r}")
+    finally:
+        writer.close()
+
+
+async def load(host: str, port: int, requests: list[bytes], total: int, concurrency: int,
+               rate: float | None = None) -> tuple[float, list[float], list[str]]:
+    """`total` requests from `concurrency` clients; as fast as answered, or offered at `rate` per second."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    interval = None if rate is None else 1.0 / rate
+    start = time.perf_counter() + 0.05
+    await asyncio.gather(*(client(host, port, requests, list(range(j, total, concurrency)), start, interval,
+                                  latencies, errors) for j in range(concurrency)))
+    return time.perf_counter() - start, latencies, errors
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(port: int, micro_batch: int, model: str | None, log: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "digitrec", "serve", "--host", "127.0.0.1", "--port", str(port),
+           "--log-level", "warning", "--micro-batch", str(micro_batch)]
+    if model:
+        cmd += ["--model", model]
+    with open(log, "ab") as out:
+        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}; see {log}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise SystemExit(f"server not ready after 120 s; see {log}")
+
+
+def batch_totals(port: int) -> tuple[float, float]:
+    """(images, model calls) so far, from the server's micro-batch histogram."""
+    values = {"digitrec_inference_batch_size_sum": 0.0, "digitrec_inference_batch_size_count": 0.0}
+    for line in httpx.get(f"http://127.0.0.1:{port}/metrics").text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name in values:
+            values[name] = float(value)
+    return values["digitrec_inference_batch_size_sum"], values["digitrec_inference_batch_size_count"]
+
+
+def summarise(config: str, total: int, seconds: float, latencies: list[float], errors: list[str],
+              batch: float) -> Result:
+    ms = np.array(latencies) * 1000 if latencies else np.array([float("nan")])
+    return Result(config, total, len(errors), seconds, len(latencies) / seconds,
+                  float(np.percentile(ms, 50)), float(np.percentile(ms, 90)), float(np.percentile(ms, 99)),
+                  float(ms.max()), batch)
+
+
+def config_name(micro_batch: int) -> str:
+    return f"micro-batch {micro_batch}" if micro_batch > 1 else "no micro-batching"
+
+
+def run_server(micro_batch: int, args: argparse.Namespace, pngs: list[bytes], log: Path) -> list[Result]:
+    """One server; a closed-loop run (its capacity) then an open-loop run at the target rate."""
+    port = free_port()
+    server = start_server(port, micro_batch, args.model, log)
+    name = config_name(micro_batch)
+    results = []
+    try:
+        requests = [build_request("127.0.0.1", port, png, f"digit{i}.png") for i, png in enumerate(pngs)]
+        # Warm-up: first calls allocate buffers and fill caches; not measured.
+        asyncio.run(load("127.0.0.1", port, requests, args.warmup, args.concurrency))
+        for label, rate in (("as fast as answered", None), (f"offered {args.rate:.0f}/s", args.rate)):
+            if rate is not None and not rate:
+                continue
+            images0, calls0 = batch_totals(port)
+            seconds, latencies, errors = asyncio.run(load("127.0.0.1", port, requests, args.requests,
+                                                          args.concurrency, rate))
+            images1, calls1 = batch_totals(port)
+            batch = (images1 - images0) / (calls1 - calls0) if calls1 > calls0 else float("nan")
+            results.append(summarise(f"{name}, {label}", args.requests, seconds, latencies, errors, batch))
+            if errors:
+                print(f"  first error: {errors[0]}", file=sys.stderr)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=5000, help="measured requests per run (default 5000)")
+    parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients (default 16)")
+    parser.add_argument("--warmup", type=int, default=300, help="unmeasured requests first (default 300)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds; configurations interleaved (default 3)")
+    parser.add_argument("--micro-batch", type=int, nargs="+", default=[32, 1],
+                        help="server --micro-batch values to compare (default: 32 1)")
+    parser.add_argument("--rate", type=float, default=TARGET_RPS,
+                        help=f"offered load of the open-loop run, requests/s (default {TARGET_RPS:.0f}; 0 skips it)")
+    parser.add_argument("--model", help="checkpoint to serve (default: the shipped model)")
+    parser.add_argument("--images", type=int, default=100, help="distinct digit images cycled through (default 100)")
+    parser.add_argument("--json", metavar="FILE", help="also write all runs as JSON")
+    parser.add_argument("--check", action="store_true", help="exit 1 if the first configuration misses the target")
+    args = parser.parse_args(argv)
+
+    pngs = digit_pngs(args.images)
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"digitrec-serve-load-{os.getpid()}.log"
+    print(f"machine: {machine()}")
+    print(f"load average before: {load_average()}  (the machine may be shared; figures are wall-clock)")
+    print(f"{args.requests} requests x {args.repeats} rounds, {args.concurrency} concurrent clients, "
+          f"POST /v1/predict with a {statistics.mean(map(len, pngs)):.0f}-byte PNG on average\n")
+    header = f"{'configuration':44s} {'req/s':>7s} {'p50 ms':>7s} {'p90 ms':>7s} {'p99 ms':>7s} {'max ms':>7s} {'errors':>6s} {'batch':>6s}"
+    print(header)
+    runs: dict[str, list[Result]] = {}
+    for _ in range(args.repeats):
+        for micro_batch in args.micro_batch:
+            for r in run_server(micro_batch, args, pngs, log):
+                runs.setdefault(r.config, []).append(r)
+                print(f"{r.config:44s} {r.rps:7.0f} {r.p50_ms:7.2f} {r.p90_ms:7.2f} {r.p99_ms:7.2f} "
+                      f"{r.max_ms:7.1f} {r.errors:6d} {r.mean_batch:6.1f}", flush=True)
+
+    print(f"\nmedian over {args.repeats} round(s):")
+    print(header)
+    summary = {}
+    for config, results in runs.items():
+        med = {k: statistics.median(getattr(r, k) for r in results)
+               for k in ("rps", "p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_batch")}
+        errors = sum(r.errors for r in results)
+        summary[config] = {**med, "errors": errors}
+        print(f"{config:44s} {med['rps']:7.0f} {med['p50_ms']:7.2f} {med['p90_ms']:7.2f} {med['p99_ms']:7.2f} "
+              f"{med['max_ms']:7.1f} {errors:6d} {med['mean_batch']:6.1f}")
+    print(f"load average after: {load_average()}")
+
+    # The target, for the shipped configuration (the first): it serves >= 300 requests/s flat out,
+    # and with 300 requests/s offered, 99% of answers come within 30 ms; no errors anywhere.
+    shipped = config_name(args.micro_batch[0])
+    capacity = summary[f"{shipped}, as fast as answered"]["rps"]
+    p99 = summary[f"{shipped}, offered {args.rate:.0f}/s"]["p99_ms"] if args.rate else float("nan")
+    met = capacity >= TARGET_RPS and p99 < TARGET_P99_MS and all(v["errors"] == 0 for v in summary.values())
+    print(f"\ntarget for {shipped}: >= {TARGET_RPS:.0f} req/s (got {capacity:.0f}), p99 < {TARGET_P99_MS:.0f} ms "
+          f"at {args.rate:.0f}/s offered (got {p99:.1f}), 0 errors: {'met' if met else 'MISSED'}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine(), "args": vars(args), "summary": summary,
+                                               "runs": {k: [asdict(r) for r in v] for k, v in runs.items()}}, indent=2))
+    return 1 if args.check and not met else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
