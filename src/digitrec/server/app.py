@@ -13,7 +13,7 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 from fastapi import FastAPI
@@ -69,7 +69,6 @@ class Service:
     executor: ThreadPoolExecutor | None = None
     batcher: MicroBatcher | None = None
     ready: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     async def run_model(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run a model call on the inference thread."""

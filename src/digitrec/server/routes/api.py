@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from ...errors import ImageError
 from ..app import Service, model_info
 from ..deps import get_ready_service, read_upload
-from ..problems import Problem, image_error_body
+from ..problems import Problem, image_error_body, problem_body, problem_type
 from ..schemas import BatchProblemOut, ModelOut, PredictionOut, ProblemOut, ReadingOut
 
 router = APIRouter(prefix="/v1", tags=["recognition"])
@@ -75,9 +75,8 @@ async def predict_batch(files: list[UploadFile] = File(description="the images, 
         try:
             data = await read_upload(file, service, "predict_batch")
             prediction = await service.batcher.predict(data, file.filename, top_k)
-        except Problem as exc:
-            return {"type": f"urn:digitrec:problem:{exc.slug}", "title": exc.title, "status": exc.status_code,
-                    "detail": str(exc.detail), "file": file.filename}
+        except Problem as exc:  # this file is over the size limit
+            return problem_body(exc.status_code, exc.title, str(exc.detail), problem_type(exc.slug), file=file.filename)
         except ImageError as exc:
             service.metrics.image_errors.labels("predict_batch", str(exc.status)).inc()
             return image_error_body(exc, file=file.filename)
