@@ -11,7 +11,7 @@ from digitrec.checkpoint import load_checkpoint
 from digitrec.config import TrainConfig, read_toml
 from digitrec.errors import ConfigError
 from digitrec.evaluate import evaluate
-from digitrec.pipeline import AffineAugment, Normalization, batches, to_model_input
+from digitrec.pipeline import Augment, Normalization, batches, to_model_input
 from digitrec.train import train
 
 SLICE = dict(model="fast_ref_cnn", limit_train=2000, limit_eval=1000, batch_size=64, lr=3e-3, device="cpu")
@@ -100,7 +100,7 @@ def test_normalisation_and_augmentation_on_whole_batches(mnist):
     x = to_model_input(mnist.train_images[:256], norm)
     assert x.shape == (256, 1, 28, 28)
     assert abs(x.mean().item()) < 0.1 and abs(x.std().item() - 1) < 0.1  # MNIST statistics
-    augmented = AffineAugment(degrees=15, scale=0.1, translate_px=2)(x, torch.Generator().manual_seed(0))
+    augmented = Augment(degrees=15, scale=0.1, translate_px=2, elastic_alpha=1.5)(x, torch.Generator().manual_seed(0))
     assert augmented.shape == x.shape
     assert not torch.allclose(augmented, x)
     # background stays background: the corner pixel keeps the normalised value of black

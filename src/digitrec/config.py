@@ -12,6 +12,7 @@ from .errors import ConfigError
 from .models import list_models
 
 SCHEDULES = ("none", "onecycle", "cosine")
+AMP_MODES = ("none", "bf16", "fp16")
 
 
 @dataclass
@@ -28,6 +29,13 @@ class TrainConfig:
     aug_degrees: float = 10.0  # max rotation, degrees
     aug_scale: float = 0.1  # max relative zoom in/out
     aug_translate: float = 2.0  # max shift, pixels
+    aug_elastic: float = 0.0  # elastic distortion amplitude, pixels (0 = off)
+    ema: float | None = None  # weight EMA decay per step (e.g. 0.999); evaluation uses the averaged weights
+    amp: str = "none"  # mixed precision: none | bf16 (CPU/CUDA autocast) | fp16 (CUDA only)
+    channels_last: bool = False  # NHWC memory format (helps some CPU/GPU convolution kernels)
+    compile: bool = False  # torch.compile the model (costs compile time up front)
+    tensorboard: bool = False  # write TensorBoard scalars to the run directory
+    calibrate: bool = True  # fit the softmax temperature on validation after training
     seed: int = 0  # training seed (init, shuffling, augmentation, dropout)
     split_seed: int = 0  # seed of the train/validation split, kept fixed across training seeds
     n_val: int = 5000  # validation images held out of the official training set
@@ -49,6 +57,9 @@ class TrainConfig:
             (self.limit_train is None or self.limit_train >= 10, f"limit_train must be >= 10, got {self.limit_train!r}"),
             (self.limit_eval is None or self.limit_eval >= 1, f"limit_eval must be >= 1, got {self.limit_eval!r}"),
             (isinstance(self.model_kwargs, dict), "model_kwargs must be a table"),
+            (self.aug_elastic >= 0, f"aug_elastic must be >= 0, got {self.aug_elastic!r}"),
+            (self.ema is None or 0 < self.ema < 1, f"ema decay must be in (0, 1), got {self.ema!r}"),
+            (self.amp in AMP_MODES, f"unknown amp mode {self.amp!r}; choose one of {', '.join(AMP_MODES)}"),
         ]
         for ok, message in checks:
             if not ok:

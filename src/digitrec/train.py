@@ -1,11 +1,17 @@
 """The training loop: Adam + cross-entropy on in-memory batches, best-on-validation kept.
 
 `train()` returns a `TrainResult`; it prints nothing. Per-epoch records go to the `on_epoch`
-callback (the CLI prints them) and to ``metrics.jsonl`` in the run directory.
+callback (the CLI prints them), to ``metrics.jsonl`` in the run directory, and optionally to
+TensorBoard. After every epoch the complete training state is written atomically to
+``last.pt``, so ``resume=True`` continues from the last finished epoch and ends bit-for-bit
+where an uninterrupted run would (on CPU): every epoch's randomness (shuffle, augmentation,
+dropout) is seeded from (seed, epoch, rank), so no generator state has to be carried over.
+Under torchrun each rank trains on its own shard of the epoch; only rank 0 evaluates and writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -18,18 +24,23 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from .checkpoint import save_checkpoint
+from . import distributed
+from .checkpoint import save_checkpoint, save_payload, weights_sha256
 from .config import TrainConfig
 from .data import Mnist, stratified_split
 from .device import pick_device
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
 from .evaluate import Metrics, evaluate
 from .models import create_model
-from .pipeline import AffineAugment, Normalization, batches
+from .pipeline import Augment, Normalization, batches, epoch_order
 
-CHECKPOINT_NAME = "model.pt"
+CHECKPOINT_NAME = "model.pt"  # the best-on-validation model, a digitrec checkpoint
+STATE_NAME = "last.pt"  # full training state after the last finished epoch, for --resume
 METRICS_NAME = "metrics.jsonl"
+CURVES_NAME = "curves.png"
+STATE_FORMAT = "digitrec-train-state"
 
 
 @dataclass(frozen=True)
@@ -51,9 +62,13 @@ class TrainResult:
     test: Metrics
     train_seconds: float  # sum of the training loops, excluding data loading and evaluation
     history: list[EpochRecord] = field(default_factory=list)
+    calibration: dict[str, Any] | None = None
+    final_params_sha256: str = ""  # parameters after the last step (not the best epoch), per rank
+    rank: int = 0
+    world_size: int = 1
 
     def summary(self) -> dict[str, Any]:
-        return {
+        summary = {
             "val_accuracy": self.val.accuracy,
             "val_loss": self.val.loss,
             "test_accuracy": self.test.accuracy,
@@ -64,6 +79,9 @@ class TrainResult:
             "train_seconds": round(self.train_seconds, 3),
             "checkpoint": str(self.checkpoint),
         }
+        if self.calibration:
+            summary["temperature"] = self.calibration.get("temperature")
+        return summary
 
 
 def prepare_out_dir(out_dir: str | os.PathLike) -> Path:
@@ -77,6 +95,12 @@ def prepare_out_dir(out_dir: str | os.PathLike) -> Path:
     except OSError as exc:
         raise ConfigError(f"cannot write to output directory {out}: {exc.strerror or exc}") from None
     return out
+
+
+def _seed(*parts: int) -> int:
+    """A reproducible 63-bit seed from (seed, epoch, rank, purpose)."""
+    digest = hashlib.sha256(",".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def _slice_stratified(indices: torch.Tensor, labels: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
@@ -95,17 +119,108 @@ def _scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, steps: int
     return None
 
 
+def _autocast(config: TrainConfig, device: torch.device):
+    if config.amp == "none":
+        return contextlib.nullcontext()
+    if config.amp == "fp16" and device.type != "cuda":
+        raise ConfigError("amp = fp16 needs a CUDA device; use bf16 on the CPU")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if config.amp == "bf16" else torch.float16)
+
+
+@dataclass
+class _State:
+    """What `last.pt` carries besides the module/optimizer states."""
+
+    epoch: int = 0
+    history: list[EpochRecord] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] | None = None
+    best_val: Metrics | None = None
+    best_epoch: int = 0
+
+
+def _save_state(path: Path, config: TrainConfig, model: nn.Module, optimizer, scheduler, ema, state: _State) -> None:
+    save_payload({
+        "format": STATE_FORMAT,
+        "config": config.to_dict(),
+        "epoch": state.epoch,
+        "history": [asdict(r) for r in state.history],
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "ema": ema.state_dict() if ema is not None else None,
+        "best_state": state.best_state,
+        "best_val": state.best_val.to_dict() if state.best_val else None,
+        "best_epoch": state.best_epoch,
+    }, path)
+
+
+def read_resume_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """The config a run was started with, from its `last.pt` (to resume it as it was)."""
+    return TrainConfig.from_dict(_load_state(Path(run_dir) / STATE_NAME)["config"])
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CheckpointError(f"{path.parent}: nothing to resume (no {STATE_NAME}; the first epoch never finished?)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unreadable file is a user-facing error here
+        raise CheckpointError(f"{path}: unreadable training state ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
+        raise CheckpointError(f"{path}: not a digitrec training state")
+    return payload
+
+
+def _restore(path: Path, config: TrainConfig, model, optimizer, scheduler, ema) -> _State:
+    payload = _load_state(path)
+    if payload["config"] != config.to_dict():
+        raise ConfigError(f"{path}: the run was started with a different config; resume it without changing flags")
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(payload["scheduler"])
+    if ema is not None:
+        ema.load_state_dict(payload["ema"])
+    best_val = Metrics(**payload["best_val"]) if payload["best_val"] else None
+    return _State(payload["epoch"], [EpochRecord(**r) for r in payload["history"]],
+                  payload["best_state"], best_val, payload["best_epoch"])
+
+
+def _train_epoch(net, optimizer, scheduler, ema, stream, config: TrainConfig, autocast) -> tuple[float, int, int]:
+    loss_sum, correct, seen = 0.0, 0, 0
+    for x, y in stream:
+        if config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            logits = net(x)  # (B, 1, 28, 28) -> (B, 10)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        if ema is not None:
+            ema.update_parameters(net.module if hasattr(net, "module") else net)
+        loss_sum += loss.item() * len(y)
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += len(y)
+    return loss_sum, correct, seen
+
+
 def train(
     config: TrainConfig,
     data: Mnist,
     out_dir: str | os.PathLike,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     progress: bool = False,
+    resume: bool = False,
 ) -> TrainResult:
-    out = prepare_out_dir(out_dir)
     device = pick_device(config.device)
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
+    world = distributed.init(device)
+    if world.distributed and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+    out = prepare_out_dir(out_dir)
     norm = Normalization()
 
     train_idx, val_idx = stratified_split(data.train_labels, config.n_val, config.split_seed)
@@ -116,52 +231,96 @@ def train(
     train_x, train_y = data.train_images[train_idx], data.train_labels[train_idx]
     val_x, val_y = data.train_images[val_idx], data.train_labels[val_idx]
 
+    torch.manual_seed(config.seed)  # same initial weights on every rank
     model = create_model(config.model, **config.model_kwargs).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = -(-len(train_idx) // config.batch_size)
+    per_rank_batch = max(1, config.batch_size // world.size)  # the global batch stays config.batch_size
+    steps_per_epoch = -(-(len(train_idx) // world.size) // per_rank_batch)
     scheduler = _scheduler(config, optimizer, config.epochs * steps_per_epoch)
-    augment = AffineAugment(config.aug_degrees, config.aug_scale, config.aug_translate) if config.augment else None
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True) if config.ema else None
+    augment = (Augment(config.aug_degrees, config.aug_scale, config.aug_translate, config.aug_elastic)
+               if config.augment else None)
+    state = _restore(out / STATE_NAME, config, model, optimizer, scheduler, ema) if resume else _State()
+    if world.is_main:
+        for stale in out.glob(".*.tmp"):  # left by a process killed while writing
+            stale.unlink(missing_ok=True)
 
-    history: list[EpochRecord] = []
-    best_state, best_val, best_epoch = None, None, 0
-    metrics_path = out / METRICS_NAME
-    metrics_path.write_text("")
-    for epoch in range(1, config.epochs + 1):
+    net: nn.Module = model
+    if world.distributed:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:
+        net = torch.compile(net)
+    autocast = _autocast(config, device)
+    tensorboard = None
+    if config.tensorboard and world.is_main:
+        from .tensorboard import TensorBoardLogger
+
+        tensorboard = TensorBoardLogger(out / "tensorboard")
+        for record in state.history:
+            tensorboard.log_epoch(asdict(record))
+    if world.is_main:
+        (out / METRICS_NAME).write_text("".join(json.dumps(asdict(r)) + "\n" for r in state.history))
+
+    for epoch in range(state.epoch + 1, config.epochs + 1):
         model.train()
-        loss_sum, correct, seen = 0.0, 0, 0
-        stream = batches(train_x, train_y, config.batch_size, norm, shuffle=True,
-                         generator=generator, augment=augment, device=device)
-        if progress:
+        torch.manual_seed(_seed(config.seed, epoch, world.rank, 1))  # dropout
+        order = epoch_order(len(train_idx), torch.Generator().manual_seed(_seed(config.seed, epoch, 0)),
+                            world.rank, world.size)
+        stream = batches(train_x, train_y, per_rank_batch, norm, order=order, augment=augment, device=device,
+                         generator=torch.Generator().manual_seed(_seed(config.seed, epoch, world.rank, 2)))
+        if progress and world.is_main:
             from tqdm import tqdm
 
             stream = tqdm(stream, total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", leave=False, unit="batch")
         start = time.perf_counter()
-        for x, y in stream:
-            logits = model(x)  # (B, 1, 28, 28) -> (B, 10)
-            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            seen += len(y)
+        loss_sum, correct, seen = _train_epoch(net, optimizer, scheduler, ema, stream, config, autocast)
         seconds = time.perf_counter() - start
-        val = evaluate(model, val_x, val_y, norm, device)
-        record = EpochRecord(epoch, loss_sum / seen, correct / seen, val.loss, val.accuracy, seconds,
-                             optimizer.param_groups[0]["lr"])
-        history.append(record)
-        with metrics_path.open("a") as handle:
-            handle.write(json.dumps(asdict(record)) + "\n")
-        if best_val is None or (val.accuracy, -val.loss) > (best_val.accuracy, -best_val.loss):
-            best_state, best_val, best_epoch = copy.deepcopy(model.state_dict()), val, epoch
-        if on_epoch is not None:
-            on_epoch(record)
+        loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen], world)
+        state.epoch = epoch
+        if world.is_main:
+            scored = ema.module if ema is not None else model
+            val = evaluate(scored, val_x, val_y, norm, device)
+            record = EpochRecord(epoch, loss_sum / seen, correct / seen, val.loss, val.accuracy, seconds,
+                                 optimizer.param_groups[0]["lr"])
+            state.history.append(record)
+            if state.best_val is None or (val.accuracy, -val.loss) > (state.best_val.accuracy, -state.best_val.loss):
+                state.best_state = copy.deepcopy(scored.state_dict())
+                state.best_val, state.best_epoch = val, epoch
+            # state first: a metrics line always has a last.pt that covers it
+            _save_state(out / STATE_NAME, config, model, optimizer, scheduler, ema, state)
+            with (out / METRICS_NAME).open("a") as handle:
+                handle.write(json.dumps(asdict(record)) + "\n")
+            if tensorboard is not None:
+                tensorboard.log_epoch(asdict(record))
+            if on_epoch is not None:
+                on_epoch(record)
+        distributed.barrier(world)
 
-    model.load_state_dict(best_state)
+    # every rank's final parameters: identical across ranks when data parallelism is right
+    final_params = weights_sha256({k: v for k, v in model.named_parameters()})
+    result = _finish(config, data, out, state, test_n, train_idx, val_idx, norm, device) if world.is_main else None
+    if tensorboard is not None:
+        tensorboard.close()
+    distributed.barrier(world)
+    distributed.shutdown(world)
+    if result is None:  # other ranks: rank 0 owns metrics and files
+        nan = Metrics(float("nan"), float("nan"), 0)
+        result = TrainResult(out / CHECKPOINT_NAME, 0, nan, nan, 0.0, [])
+    result.final_params_sha256 = final_params
+    result.rank, result.world_size = world.rank, world.size
+    return result
+
+
+def _finish(config: TrainConfig, data: Mnist, out: Path, state: _State, test_n: int, train_idx: torch.Tensor,
+            val_idx: torch.Tensor, norm: Normalization, device: torch.device) -> TrainResult:
+    """Reload the best-on-validation weights, report test metrics, write the checkpoint."""
+    model = create_model(config.model, **config.model_kwargs)
+    model.load_state_dict(state.best_state)
+    model.to(device)
     test = evaluate(model, data.test_images[:test_n], data.test_labels[:test_n], norm, device)
-    train_seconds = sum(r.seconds for r in history)
+    train_seconds = sum(r.seconds for r in state.history)
     meta = {
         "config": config.to_dict(),
         "split": {
@@ -172,14 +331,22 @@ def train(
             "stratified": True,
         },
         "metrics": {
-            "best_epoch": best_epoch,
-            "val": best_val.to_dict(),
+            "best_epoch": state.best_epoch,
+            "val": state.best_val.to_dict(),
             "test": test.to_dict(),
             "train_seconds": train_seconds,
-            "history": [asdict(r) for r in history],
+            "history": [asdict(r) for r in state.history],
         },
         "data": {"checksums_md5": data.checksums},
         "device": str(device),
     }
     path = save_checkpoint(out / CHECKPOINT_NAME, model.cpu(), config.model, config.model_kwargs, norm, meta)
-    return TrainResult(path, best_epoch, best_val, test, train_seconds, history)
+    calibration = None
+    if config.calibrate:
+        from .calibration import calibrate_checkpoint
+
+        calibration = calibrate_checkpoint(path, data, "cpu")
+    from .plots import plot_curves
+
+    plot_curves([asdict(r) for r in state.history], out / CURVES_NAME)
+    return TrainResult(path, state.best_epoch, state.best_val, test, train_seconds, state.history, calibration)

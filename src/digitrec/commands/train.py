@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 from datetime import datetime
 
 from ..config import TrainConfig, read_toml
 from ..data import load_mnist
 from ..device import DEVICE_CHOICES
+from ..errors import ConfigError
 from ..models import list_models
-from ..train import EpochRecord, train
+from ..recipes import RECIPES, recipe
+from ..train import EpochRecord, read_resume_config, train
 
 NAME = "train"
 HELP = "train a model on MNIST and report validation and test accuracy"
@@ -19,6 +23,7 @@ HELP = "train a model on MNIST and report validation and test accuracy"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
+    parser.add_argument("--recipe", choices=list(RECIPES), help="named recipe (default: 'default'); flags override it")
     parser.add_argument("--config", metavar="FILE.toml", help="TOML file of TrainConfig keys; flags override it")
     parser.add_argument("--model", choices=list_models(), help=f"architecture (default {defaults.model})")
     parser.add_argument("--epochs", type=int, help=f"passes over the training split (default {defaults.epochs})")
@@ -27,15 +32,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help=f"training seed (default {defaults.seed})")
     parser.add_argument("--device", choices=DEVICE_CHOICES, help="compute device (default auto)")
     parser.add_argument("--limit-train", type=int, help="train on a stratified slice of N images (smoke runs)")
+    parser.add_argument("--tensorboard", action="store_true", default=None, help="log scalars to RUN_DIR/tensorboard")
     parser.add_argument("--data-dir", help="directory holding the four MNIST .gz files (or set DIGITREC_DATA)")
-    parser.add_argument("--out", help="run directory for model.pt and metrics.jsonl (default runs/<time>)")
+    parser.add_argument("--out", help="run directory for model.pt, last.pt, metrics.jsonl, curves.png (default runs/<time>)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last finished epoch")
+    parser.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this machine (launches torchrun)")
     parser.add_argument("--json", action="store_true", help="print one JSON object with the final metrics")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values = read_toml(args.config) if args.config else {}
+    if args.resume:
+        return read_resume_config(args.resume)
+    values = recipe(args.recipe or "default")
+    if args.config:
+        values.update(read_toml(args.config))
     flags = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-             "seed": args.seed, "device": args.device, "limit_train": args.limit_train}
+             "seed": args.seed, "device": args.device, "limit_train": args.limit_train, "tensorboard": args.tensorboard}
+    if args.model and args.model != values.get("model"):
+        values.pop("model_kwargs", None)  # a recipe's kwargs belong to the recipe's model
     values.update({k: v for k, v in flags.items() if v is not None})
     return TrainConfig.from_dict(values)
 
@@ -45,18 +59,48 @@ def format_epoch(record: EpochRecord) -> str:
             f"val loss {record.val_loss:.4f} acc {record.val_accuracy:.4f}  {record.seconds:.1f}s")
 
 
+def launch_torchrun(nproc: int) -> int:
+    """Re-run this command under torchrun with `nproc` processes on this machine."""
+    argv = [a for a in sys.argv[1:]]
+    for i, arg in enumerate(argv):  # drop --nproc N / --nproc=N
+        if arg == "--nproc":
+            del argv[i : i + 2]
+            break
+        if arg.startswith("--nproc="):
+            del argv[i]
+            break
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "digitrec", *argv]
+    return subprocess.call(command)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
     config = config_from_args(args)
-    out = args.out or f"runs/{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return launch_torchrun(args.nproc)
+    out = args.resume or args.out or f"runs/{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     data = load_mnist(args.data_dir)
+    main_rank = os.environ.get("RANK", "0") == "0"
     log = sys.stderr if args.json else sys.stdout
-    print(f"training {config.model} for {config.epochs} epoch(s) on {data.source}, run directory {out}", file=log)
+    if main_rank:
+        verb = "resuming" if args.resume else "training"
+        print(f"{verb} {config.model} for {config.epochs} epoch(s) on {data.source}, run directory {out}", file=log)
     result = train(config, data, out, on_epoch=lambda r: print(format_epoch(r), file=log, flush=True),
-                   progress=sys.stderr.isatty())
+                   progress=sys.stderr.isatty(), resume=bool(args.resume))
+    if result.world_size > 1:  # lets a user (and the tests) check that the ranks stayed in step
+        print(f"rank {result.rank}/{result.world_size}: final parameters sha256 {result.final_params_sha256}",
+              file=sys.stderr, flush=True)
+    if not main_rank:
+        return 0
     if args.json:
         print(json.dumps(result.summary()))
     else:
         print(f"best epoch {result.best_epoch}: val acc {result.val.accuracy:.4f}; "
               f"test loss {result.test.loss:.4f} acc {result.test.accuracy:.4f} (n={result.test.n}); "
               f"training {result.train_seconds:.1f}s; checkpoint {result.checkpoint}")
+        if result.calibration:
+            print(f"calibrated: temperature {result.calibration['temperature']:.3f}, "
+                  f"ECE {result.calibration['ece_before']:.4f} -> {result.calibration['ece_after']:.4f} on validation")
     return 0

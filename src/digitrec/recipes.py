@@ -1,0 +1,31 @@
+"""Named training recipes: `digitrec train --recipe fast|default|best`.
+
+A recipe is a set of TrainConfig overrides; `default` is TrainConfig's own defaults (what
+`digitrec train` does with no flags). A config file and explicit flags override the recipe.
+Their measured results live in the README, produced by benchmarks/time_to_accuracy.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ConfigError
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # The fastest route to 99.0%: a small BN net, one short OneCycle epoch, large batches.
+    "fast": dict(model="fast_bn_cnn", model_kwargs={"c1": 16, "c2": 32, "c3": 64, "dropout": 0.0},
+                 epochs=1, batch_size=256, lr=0.01, augment=False, calibrate=True),
+    # What `digitrec train` does: TrainConfig's defaults.
+    "default": {},
+    # The most accurate single model within ~30 minutes on 2 cores: wide BN net, strong
+    # augmentation, label smoothing, weight EMA.
+    "best": dict(model="bn_cnn", model_kwargs={"width": 32, "hidden": 128, "dropout": 0.2}, epochs=15,
+                 batch_size=128, lr=3e-3, aug_degrees=15.0, aug_scale=0.15, aug_translate=2.5,
+                 aug_elastic=1.0, label_smoothing=0.05, ema=0.999),
+}
+
+
+def recipe(name: str) -> dict[str, Any]:
+    if name not in RECIPES:
+        raise ConfigError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    return dict(RECIPES[name])
