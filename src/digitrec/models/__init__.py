@@ -47,4 +47,4 @@ def create_model(name: str, **kwargs) -> nn.Module:
 
 
 # Importing the modules registers their builders.
-from . import cnn  # noqa: E402,F401
+from . import baselines, cnn, residual  # noqa: E402,F401
