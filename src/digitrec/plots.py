@@ -178,3 +178,17 @@ def plot_reliability(curves: Mapping[str, Reliability], path: str | os.PathLike,
     bottom.set_yscale("log")
     bottom.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def plot_compare(rows: Sequence, path: str | os.PathLike) -> Path:
+    """`digitrec compare`: test accuracy (mean ± std over seeds) against training seconds."""
+    fig = Figure(figsize=(7.5, 5.0), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    for r in rows:
+        ax.errorbar(r.train_seconds, 100 * r.test_accuracy, xerr=r.train_seconds_std, yerr=100 * r.test_accuracy_std,
+                    fmt="o", capsize=3)
+        ax.annotate(r.model, (r.train_seconds, 100 * r.test_accuracy), textcoords="offset points", xytext=(5, 5))
+    ax.set(title="test accuracy vs training time (mean ± std over seeds)", xlabel="training seconds",
+           ylabel="test accuracy (%)")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
