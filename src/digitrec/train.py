@@ -24,7 +24,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from . import distributed
 from .checkpoint import save_checkpoint, save_payload, weights_sha256
@@ -125,6 +125,20 @@ def _autocast(config: TrainConfig, device: torch.device):
     if config.amp == "fp16" and device.type != "cuda":
         raise ConfigError("amp = fp16 needs a CUDA device; use bf16 on the CPU")
     return torch.autocast(device.type, dtype=torch.bfloat16 if config.amp == "bf16" else torch.float16)
+
+
+def _ema_update(decay: float):
+    """EMA with warm-up: decay min(decay, (1+n)/(10+n)) after n updates (as timm's ModelEmaV2 and
+    TensorFlow do), so short runs are not dominated by the random initial weights."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        n = float(num_averaged)
+        weight = 1 - min(decay, (1 + n) / (10 + n))
+        for avg, cur in zip(averaged, current):
+            avg.lerp_(cur, weight) if avg.is_floating_point() else avg.copy_(cur)
+
+    return update
 
 
 @dataclass
@@ -239,7 +253,7 @@ def train(
     per_rank_batch = max(1, config.batch_size // world.size)  # the global batch stays config.batch_size
     steps_per_epoch = -(-(len(train_idx) // world.size) // per_rank_batch)
     scheduler = _scheduler(config, optimizer, config.epochs * steps_per_epoch)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True) if config.ema else None
+    ema = AveragedModel(model, multi_avg_fn=_ema_update(config.ema), use_buffers=True) if config.ema else None
     augment = (Augment(config.aug_degrees, config.aug_scale, config.aug_translate, config.aug_elastic)
                if config.augment else None)
     state = _restore(out / STATE_NAME, config, model, optimizer, scheduler, ema) if resume else _State()
