@@ -41,3 +41,14 @@ def test_tta_and_ensembles_keep_accuracy_on_real_digits(mnist):
     pair = load_ensemble([DEFAULT_MODEL_PATH, DEFAULT_MODEL_PATH])
     assert evaluate(tta.model, images, labels, tta.normalization).accuracy >= base - 0.01
     assert evaluate(pair.model, images, labels, pair.normalization).accuracy == base
+
+
+def test_evaluate_cli_accepts_ensembles_and_tta(capsys):
+    import json
+
+    from digitrec.cli import main
+
+    assert main(["evaluate", "--model", str(DEFAULT_MODEL_PATH), "--model", str(DEFAULT_MODEL_PATH), "--tta",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 10000 and result["test_accuracy"] > 0.98 and "TTA" in result["arch"]

@@ -22,6 +22,7 @@ class TrainConfig:
     epochs: int = 6
     batch_size: int = 128
     lr: float = 3e-3  # Adam learning rate (the peak for OneCycle)
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam moment decay rates
     weight_decay: float = 0.0  # decoupled (AdamW) weight decay, per step, relative
     schedule: str = "onecycle"  # learning-rate schedule: none | onecycle | cosine
     label_smoothing: float = 0.0  # cross-entropy target smoothing, 0-1
@@ -44,12 +45,14 @@ class TrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)  # TOML gives a list
         if self.model not in list_models():
             raise ConfigError(f"unknown model {self.model!r}; known models: {', '.join(list_models())}")
         checks = [
             (isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be an integer >= 1, got {self.epochs!r}"),
             (isinstance(self.batch_size, int) and self.batch_size >= 1, f"batch size must be an integer >= 1, got {self.batch_size!r}"),
             (isinstance(self.lr, (int, float)) and self.lr > 0, f"learning rate must be > 0, got {self.lr!r}"),
+            (len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), f"betas must be two numbers in [0, 1), got {self.betas!r}"),
             (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay!r}"),
             (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}"),
             (0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing!r}"),

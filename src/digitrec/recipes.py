@@ -12,6 +12,9 @@ from typing import Any
 from .errors import ConfigError
 
 RECIPES: dict[str, dict[str, Any]] = {
+    # The fastest public recipe (tuomaso/train_mnist_fast), the yardstick for `fast`.
+    "reference": dict(model="fast_ref_cnn", epochs=1, batch_size=256, lr=0.01, betas=(0.7, 0.9),
+                      schedule="onecycle", augment=False),
     # The fastest route to 99.0%: a small BN net, one short OneCycle epoch, large batches.
     "fast": dict(model="fast_bn_cnn", model_kwargs={"c1": 16, "c2": 32, "c3": 64, "dropout": 0.0},
                  epochs=1, batch_size=256, lr=0.01, augment=False, calibrate=True),

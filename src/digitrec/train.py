@@ -249,7 +249,7 @@ def train(
     model = create_model(config.model, **config.model_kwargs).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
     per_rank_batch = max(1, config.batch_size // world.size)  # the global batch stays config.batch_size
     steps_per_epoch = -(-(len(train_idx) // world.size) // per_rank_batch)
     scheduler = _scheduler(config, optimizer, config.epochs * steps_per_epoch)

@@ -13,7 +13,7 @@ import argparse
 import json
 
 from ..analysis import SPLITS, analyze, predict_split
-from ..checkpoint import load_checkpoint
+from ..ensemble import load_ensemble
 from ..data import load_mnist
 from ..device import DEVICE_CHOICES, pick_device
 from ..errors import ConfigError
@@ -24,7 +24,11 @@ HELP = "evaluate a checkpoint on the MNIST test set (or its validation split), o
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", metavar="PATH", help="checkpoint to evaluate (default: the shipped model)")
+    parser.add_argument("--model", metavar="PATH", action="append",
+                        help="checkpoint to evaluate (default: the shipped model); repeat to evaluate an ensemble "
+                             "that averages the members' calibrated probabilities")
+    parser.add_argument("--tta", action="store_true",
+                        help="test-time augmentation: average over the image and its four one-pixel shifts")
     parser.add_argument("--split", choices=SPLITS, default="test",
                         help="test set (default) or the validation split recorded in the checkpoint")
     parser.add_argument("--report", metavar="DIR",
@@ -41,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max < 0:
         raise ConfigError(f"--max must be >= 0, got {args.max}")
     device = pick_device(args.device)
-    checkpoint = load_checkpoint(args.model, device)
+    checkpoint = load_ensemble(args.model or [None], tta=args.tta, device=device)
     data = load_mnist(args.data_dir)
     predictions = predict_split(checkpoint, data, args.split, device)
     analysis = analyze(predictions)
