@@ -5,9 +5,10 @@ requests (default 5,000) from 16 concurrent keep-alive clients, each a small PNG
 digit (MNIST test digits re-drawn as ink on paper), and prints requests/s, p50, p90, p99, max,
 errors, and the mean micro-batch size the server reports in /metrics.
 
-Configurations run side by side in the same invocation, interleaved over `--repeats` rounds:
-by default the shipped setting (micro-batching up to 32 images per model call) and the reference
-without micro-batching (`--micro-batch 1`: one model call per request).
+Configurations run side by side in the same invocation, interleaved over `--repeats` rounds: by
+default the shipped setting (`digitrec serve`: 1 worker, micro-batching up to 32 images per model
+call), the reference without micro-batching (`--micro-batch 1`: one model call per request), and
+two worker processes (`--workers 2`, one per core; /metrics then shows one worker's batches).
 
 The load generator is a minimal HTTP/1.1 client on asyncio streams with pre-built request bytes,
 like wrk: on a 2-core machine a full client library (httpx) spends as much CPU per request as the
@@ -15,7 +16,7 @@ server, and the figure would measure the client. Every response is still checked
 a JSON body with a "digit" field); anything else counts as an error.
 
     python benchmarks/serve_load.py                      # 5000 requests, 16 clients, 3 rounds
-    python benchmarks/serve_load.py --requests 20000 --micro-batch 32 --check
+    python benchmarks/serve_load.py --requests 20000 --configs 2:32 --check
 
 Target on a 2-core CPU: >= 300 requests/s, p99 < 30 ms at 300 requests/s, 0 errors (`--check` exits
 1 if the first configuration misses it).
@@ -156,9 +157,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(port: int, micro_batch: int, model: str | None, log: Path) -> subprocess.Popen:
+def start_server(port: int, workers: int, micro_batch: int, model: str | None, log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "digitrec", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--log-level", "warning", "--micro-batch", str(micro_batch)]
+           "--log-level", "warning", "--workers", str(workers), "--micro-batch", str(micro_batch)]
     if model:
         cmd += ["--model", model]
     with open(log, "ab") as out:
@@ -195,15 +196,26 @@ def summarise(config: str, total: int, seconds: float, latencies: list[float], e
                   float(ms.max()), batch)
 
 
-def config_name(micro_batch: int) -> str:
-    return f"micro-batch {micro_batch}" if micro_batch > 1 else "no micro-batching"
+def parse_config(text: str) -> tuple[int, int]:
+    """'W:M' -> (workers, micro_batch)."""
+    try:
+        workers, micro_batch = (int(part) for part in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WORKERS:MICRO_BATCH such as 1:32, got {text!r}") from None
+    return workers, micro_batch
 
 
-def run_server(micro_batch: int, args: argparse.Namespace, pngs: list[bytes], log: Path) -> list[Result]:
+def config_name(config: tuple[int, int]) -> str:
+    workers, micro_batch = config
+    batching = f"micro-batch {micro_batch}" if micro_batch > 1 else "no micro-batching"
+    return f"{workers} worker{'s' if workers > 1 else ''}, {batching}"
+
+
+def run_server(config: tuple[int, int], args: argparse.Namespace, pngs: list[bytes], log: Path) -> list[Result]:
     """One server; a closed-loop run (its capacity) then an open-loop run at the target rate."""
     port = free_port()
-    server = start_server(port, micro_batch, args.model, log)
-    name = config_name(micro_batch)
+    server = start_server(port, *config, args.model, log)
+    name = config_name(config)
     results = []
     try:
         requests = [build_request("127.0.0.1", port, png, f"digit{i}.png") for i, png in enumerate(pngs)]
@@ -235,8 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients (default 16)")
     parser.add_argument("--warmup", type=int, default=300, help="unmeasured requests first (default 300)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds; configurations interleaved (default 3)")
-    parser.add_argument("--micro-batch", type=int, nargs="+", default=[32, 1],
-                        help="server --micro-batch values to compare (default: 32 1)")
+    parser.add_argument("--configs", type=parse_config, nargs="+", default=[(1, 32), (1, 1), (2, 32)],
+                        metavar="W:M", help="server configurations to compare, as --workers:--micro-batch; the "
+                        "first is judged against the target (default: 1:32 1:1 2:32)")
     parser.add_argument("--rate", type=float, default=TARGET_RPS,
                         help=f"offered load of the open-loop run, requests/s (default {TARGET_RPS:.0f}; 0 skips it)")
     parser.add_argument("--model", help="checkpoint to serve (default: the shipped model)")
@@ -255,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     runs: dict[str, list[Result]] = {}
     for _ in range(args.repeats):
-        for micro_batch in args.micro_batch:
-            for r in run_server(micro_batch, args, pngs, log):
+        for config in args.configs:
+            for r in run_server(config, args, pngs, log):
                 runs.setdefault(r.config, []).append(r)
                 print(f"{r.config:44s} {r.rps:7.0f} {r.p50_ms:7.2f} {r.p90_ms:7.2f} {r.p99_ms:7.2f} "
                       f"{r.max_ms:7.1f} {r.errors:6d} {r.mean_batch:6.1f}", flush=True)
@@ -275,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # The target, for the shipped configuration (the first): it serves >= 300 requests/s flat out,
     # and with 300 requests/s offered, 99% of answers come within 30 ms; no errors anywhere.
-    shipped = config_name(args.micro_batch[0])
+    shipped = config_name(args.configs[0])
     capacity = summary[f"{shipped}, as fast as answered"]["rps"]
     p99 = summary[f"{shipped}, offered {args.rate:.0f}/s"]["p99_ms"] if args.rate else float("nan")
     met = capacity >= TARGET_RPS and p99 < TARGET_P99_MS and all(v["errors"] == 0 for v in summary.values())

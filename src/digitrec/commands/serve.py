@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="worker processes, each with its own copy of the model (default 1)")
     parser.add_argument("--max-upload-mb", type=float, default=5.0, metavar="MB",
                         help="largest accepted upload per file, in MiB (default 5)")
+    parser.add_argument("--threads", type=int, default=1, metavar="N",
+                        help="torch threads per worker (default 1: concurrent requests are the parallelism, "
+                             "and more threads than free cores make every model call wait)")
     parser.add_argument("--micro-batch", type=int, default=32, metavar="N",
                         help="most concurrent /v1/predict images answered by one model call; 1 turns "
                              "micro-batching off (default 32)")
@@ -37,6 +40,8 @@ def check_args(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be between 1 and 65535, got {args.port}")
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    if not 1 <= args.threads <= 256:
+        raise ConfigError(f"--threads must be between 1 and 256, got {args.threads}")
     if not 1 <= args.micro_batch <= 1024:
         raise ConfigError(f"--micro-batch must be between 1 and 1024, got {args.micro_batch}")
     if not 0 < args.max_upload_mb <= 1024:
@@ -62,10 +67,12 @@ def check_port_free(host: str, port: int) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ..server.app import ENV_BACKEND, ENV_MAX_UPLOAD, ENV_MICRO_BATCH, ENV_MODEL, ServerSettings, create_app, load_recognizer
+    from ..server.app import (ENV_BACKEND, ENV_MAX_UPLOAD, ENV_MICRO_BATCH, ENV_MODEL, ENV_THREADS, ServerSettings,
+                              create_app, load_recognizer, set_torch_threads)
 
     max_upload_bytes = check_args(args)
     check_port_free(args.host, args.port)
+    set_torch_threads(args.threads)
     settings = ServerSettings(args.model, args.backend, max_upload_bytes, micro_batch=args.micro_batch)
     # Load once here so a bad --model fails with one line before anything listens. With one
     # worker this is the model the server uses; with several, each worker loads its own copy.
@@ -84,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ[ENV_BACKEND] = args.backend
         os.environ[ENV_MAX_UPLOAD] = str(max_upload_bytes)
         os.environ[ENV_MICRO_BATCH] = str(args.micro_batch)
+        os.environ[ENV_THREADS] = str(args.threads)
         del recognizer
         uvicorn.run("digitrec.server.app:create_app_from_env", factory=True, workers=args.workers, **common)
     return 0

@@ -1,8 +1,9 @@
 """Micro-batching: concurrent requests share one model call.
 
 Requests put their image on a queue and wait on a future. One worker takes everything that is
-queued (up to `max_batch`), runs `Recognizer.predict_many` once in the inference thread, and hands
-each request its own answer. Nothing waits on a timer: while one batch runs, the next requests
+queued (up to `max_batch`), preprocesses each image and classifies them all with one model call
+(`Recognizer.prepare` + `Recognizer.classify`, what `predict_many` does, but a bad image fails
+alone instead of failing the batch) on the inference thread, and hands each request its answer. Nothing waits on a timer: while one batch runs, the next requests
 pile up and form the next batch, so a lone request is answered at once and a burst is answered
 in a few large model calls instead of many small ones.
 
@@ -29,7 +30,10 @@ class _Job:
 
 
 class MicroBatcher:
-    """`predict(image, name, top_k)` answers like `recognizer.predict` but batches concurrent calls."""
+    """`predict(image, name, top_k)` answers like `recognizer.predict` but batches concurrent calls.
+
+    `recognizer` needs `prepare(image, name) -> Prepared` (raising ImageError for a bad image)
+    and `classify(list[Prepared], top_k) -> list[Prediction]` (one model call)."""
 
     def __init__(self, recognizer: Any, executor: ThreadPoolExecutor, max_batch: int = 32,
                  on_batch: Callable[[int], None] | None = None) -> None:
@@ -87,25 +91,20 @@ class MicroBatcher:
                     job.future.set_result(outcome)
 
     def _run(self, jobs: list[_Job]) -> list[Any]:
-        """On the inference thread: one predict_many per distinct top_k."""
+        """On the inference thread: preprocess each image (a bad one fails alone), then one
+        model call per distinct top_k for all the usable digits."""
         if self.on_batch is not None:
             self.on_batch(len(jobs))
         outcomes: list[Any] = [None] * len(jobs)
-        for top_k in sorted({job.top_k for job in jobs}):
-            index = [i for i, job in enumerate(jobs) if job.top_k == top_k]
-            images = [jobs[i].image for i in index]
-            names = [jobs[i].name for i in index]
+        prepared: dict[int, Any] = {}
+        for i, job in enumerate(jobs):
             try:
-                answers: list[Any] = self.recognizer.predict_many(images, top_k=top_k, names=names)
-            except ImageError:
-                # One bad image spoils the batch call; answer each alone so only it fails.
-                answers = [self._predict_one(image, name, top_k) for image, name in zip(images, names)]
+                prepared[i] = self.recognizer.prepare(job.image, job.name)
+            except ImageError as exc:
+                outcomes[i] = exc
+        for top_k in sorted({jobs[i].top_k for i in prepared}):
+            index = [i for i in prepared if jobs[i].top_k == top_k]
+            answers = self.recognizer.classify([prepared[i] for i in index], top_k)
             for i, answer in zip(index, answers):
                 outcomes[i] = answer
         return outcomes
-
-    def _predict_one(self, image: bytes, name: str | None, top_k: int) -> Any:
-        try:
-            return self.recognizer.predict(image, top_k=top_k, name=name)
-        except ImageError as exc:
-            return exc

@@ -1,0 +1,330 @@
+"""End to end: the real `digitrec serve` on 127.0.0.1, driven by headless Debian Chromium.
+
+The browser tests draw on the canvas with a mouse and with touch, use undo and clear, upload
+files, and check what the page shows against what the API answers for the same image. They need
+/usr/bin/chromium (`apt-get install chromium`; `.ci/run` installs it): outside CI they are skipped
+with that reason when it is missing; in CI (CI=true) they must run.
+
+Set DIGITREC_SCREENSHOTS=docs to save the README screenshots (docs/screenshot.png and
+docs/screenshot-number.png).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+IN_CI = os.environ.get("CI", "").lower() == "true"
+SCREENSHOTS = os.environ.get("DIGITREC_SCREENSHOTS")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> str:
+    """`python -m digitrec serve` with the shipped model, on a free port; yields its base URL."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "digitrec", "serve", "--port", str(port),
+                                    "--log-level", "warning"], stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"digitrec serve exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"digitrec serve not ready after 120 s:\n{log.read_text()}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# ---- the real server, without a browser ------------------------------------------------------------
+
+def test_real_server_answers_and_reports_its_model(server):
+    assert httpx.get(f"{server}/healthz").json() == {"status": "ok"}
+    model = httpx.get(f"{server}/v1/model").json()
+    assert model["arch"] and len(model["weights_sha256"]) == 64
+    assert "digitrec_http_requests_total" in httpx.get(f"{server}/metrics").text
+
+
+def test_real_server_refuses_an_oversized_upload_before_it_is_sent(server):
+    """A declared 200 MB body is answered 413 after the headers, while the client is still sending."""
+    host, port = server.removeprefix("http://").split(":")
+    head = (f"POST /v1/predict HTTP/1.1\r\nHost: {host}\r\nContent-Length: {200 * 1024 * 1024}\r\n"
+            "Content-Type: multipart/form-data; boundary=XyZ\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(head + b"--XyZ\r\n" + b"x" * 65536)
+        reply = conn.recv(65536).decode("latin-1")
+    assert reply.startswith("HTTP/1.1 413"), reply[:200]
+    assert "application/problem+json" in reply
+
+
+@pytest.mark.parametrize("part, status", [
+    (b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\n'
+     b"Content-Type: image/png\r\n\r\n", "413"),
+    (b"this is not multipart at all\r\n", "400"),
+], ids=["too-large", "malformed"])
+def test_real_server_stops_reading_a_huge_chunked_upload(server, part, status):
+    """No Content-Length: the server stops reading once the body passes the limit (5 MB), or
+    once it knows the body is malformed, and closes the connection instead of draining it."""
+    host, port = server.removeprefix("http://").split(":")
+    head = (f"POST /v1/predict HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n"
+            "Content-Type: multipart/form-data; boundary=XyZ\r\n\r\n").encode()
+    chunk = 256 * 1024
+    piece = f"{chunk:x}\r\n".encode() + b"y" * chunk + b"\r\n"
+    sent = 0
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(head + f"{len(part):x}\r\n".encode() + part + b"\r\n")
+        try:
+            while sent < 200 * 1024 * 1024:  # the client would send 200 MB
+                conn.sendall(piece)
+                sent += chunk
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        except TimeoutError:
+            pytest.fail(f"the server stopped reading after {sent} bytes but neither answered nor closed")
+        try:
+            reply = conn.recv(65536).decode("latin-1")
+        except ConnectionResetError:
+            reply = ""
+    assert sent < 50 * 1024 * 1024, "the server kept reading far past the limit"
+    if reply:  # the answer can be lost when the server resets a connection it stopped reading
+        assert reply.startswith(f"HTTP/1.1 {status}"), reply[:200]
+
+
+# ---- the page in Chromium --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        message = "headless Chromium is not installed at /usr/bin/chromium (apt-get install chromium chromium-driver)"
+        if IN_CI:
+            pytest.fail(f"CI=true but {message}; .ci/run should have installed it")
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1000, "height": 720}, has_touch=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("requestfailed", lambda request: errors.append(f"{request.url} failed"))
+    page.goto(server)
+    page.wait_for_function("document.getElementById('model-info').textContent.includes('Model: ') "
+                           "&& !document.getElementById('model-info').textContent.includes('loading')")
+    yield page
+    context.close()
+    assert errors == [], errors
+
+
+def pad_points(page, points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points given as fractions of the drawing area -> page coordinates."""
+    box = page.locator("#pad").bounding_box()
+    return [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
+
+
+def draw_with_mouse(page, points: list[tuple[float, float]]) -> None:
+    path = pad_points(page, points)
+    page.mouse.move(*path[0])
+    page.mouse.down()
+    for x, y in path[1:]:
+        page.mouse.move(x, y, steps=2)
+    page.mouse.up()
+
+
+def draw_with_touch(page, points: list[tuple[float, float]]) -> None:
+    """A finger on a touch screen, through the DevTools protocol (real touch events)."""
+    cdp = page.context.new_cdp_session(page)
+    path = pad_points(page, points)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": path[0][0], "y": path[0][1]}]})
+    for x, y in path[1:]:
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    cdp.detach()
+
+
+# Strokes as fractions of the drawing area; `w` narrows them for the wide number pad (2:1).
+def zero(cx: float = 0.5, w: float = 1.0) -> list[tuple[float, float]]:
+    return [(cx + 0.17 * w * math.sin(2 * math.pi * i / 48), 0.5 - 0.3 * math.cos(2 * math.pi * i / 48))
+            for i in range(49)]
+
+
+def one(cx: float = 0.5, w: float = 1.0) -> list[tuple[float, float]]:
+    return [(cx - 0.06 * w, 0.3), (cx, 0.2)] + [(cx, 0.2 + 0.6 * i / 20) for i in range(1, 21)]
+
+
+def seven(cx: float = 0.5, w: float = 1.0) -> list[tuple[float, float]]:
+    bar = [(cx + w * (-0.2 + 0.4 * i / 12), 0.22) for i in range(13)]
+    return bar + [(cx + w * (0.2 - 0.22 * i / 16), 0.22 + 0.6 * i / 16) for i in range(1, 17)]
+
+
+def shown(page) -> tuple[str, str]:
+    page.wait_for_selector('#result[data-state="done"], #result[data-state="error"]')
+    return page.inner_text("#answer").strip(), page.inner_text("#status").strip()
+
+
+def recognise(page) -> tuple[str, str]:
+    page.click("#submit")
+    return shown(page)
+
+
+def ink_pixels(page) -> int:
+    return page.evaluate("""() => {
+        const pad = document.getElementById('pad');
+        const data = pad.getContext('2d').getImageData(0, 0, pad.width, pad.height).data;
+        let n = 0;
+        for (let i = 0; i < data.length; i += 4) if (data[i] < 128) n++;
+        return n;
+    }""")
+
+
+@pytest.mark.parametrize("name, stroke, expected", [("zero", zero(), "0"), ("seven", seven(), "7")])
+def test_drawing_a_digit_with_the_mouse_shows_it(page, name, stroke, expected):
+    draw_with_mouse(page, stroke)
+    answer, status = recognise(page)
+    assert answer == expected, (answer, status)
+    assert "sure" in status
+    bars = page.locator("#candidates li")
+    assert bars.count() == 5 and bars.first.locator(".digit").inner_text() == expected
+    if SCREENSHOTS and name == "zero":
+        page.screenshot(path=str(Path(SCREENSHOTS) / "screenshot.png"), full_page=True)
+
+
+def test_drawing_a_digit_with_a_finger_shows_it(page):
+    draw_with_touch(page, one())
+    assert ink_pixels(page) > 1000
+    answer, status = recognise(page)
+    assert answer == "1", (answer, status)
+
+
+def test_undo_and_clear(page):
+    draw_with_mouse(page, one(0.3))
+    first = ink_pixels(page)
+    draw_with_mouse(page, one(0.7))
+    assert ink_pixels(page) > first
+    page.click("#undo")
+    assert ink_pixels(page) == first
+    page.click("#clear")
+    assert ink_pixels(page) == 0
+    assert page.get_attribute("#result", "data-state") == "idle"
+    assert page.is_disabled("#undo") and page.is_disabled("#clear")
+
+
+def test_drawing_a_number_shows_it_with_boxes(page):
+    page.click("label[for=mode-number]")
+    for stroke in (one(0.2, w=0.5), zero(0.5, w=0.5), seven(0.8, w=0.5)):
+        draw_with_mouse(page, stroke)
+    answer, status = recognise(page)
+    assert answer == "107", (answer, status)
+    assert page.locator("#boxes .box").count() == 3
+
+
+def save_png(path: Path, array: np.ndarray) -> Path:
+    Image.fromarray(array).save(path)
+    return path
+
+
+def paper(digit28, scale: int = 5) -> np.ndarray:
+    ink = np.asarray(Image.fromarray(digit28.numpy()).resize((28 * scale, 28 * scale), Image.BILINEAR))
+    page = np.full((ink.shape[0] + 60, ink.shape[1] + 60), 245, np.uint8)
+    page[30:-30, 30:-30] = 245 - (ink.astype(np.int32) * 225 // 255)
+    return page
+
+
+def api_answer(server: str, path: str, file: Path) -> dict:
+    with open(file, "rb") as handle:
+        return httpx.post(f"{server}{path}", files={"file": (file.name, handle, "image/png")}).json()
+
+
+def test_uploading_a_photo_of_a_digit_shows_it(page, server, mnist, tmp_path):
+    image = save_png(tmp_path / "digit.png", paper(mnist.test_images[0]))  # a 7
+    page.set_input_files("#file", str(image))
+    answer, _ = shown(page)
+    expected = api_answer(server, "/v1/predict", image)
+    assert answer == str(expected["digit"]) == str(int(mnist.test_labels[0]))
+    assert page.is_visible("#preview") and not page.is_visible("#pad")
+
+
+def test_uploading_a_number_shows_it_with_boxes(page, server, mnist, tmp_path):
+    digits = [mnist.test_images[i] for i in (1, 2, 3, 4)]  # 2 1 0 4
+    image = save_png(tmp_path / "number.png", np.concatenate([paper(d, 3) for d in digits], axis=1))
+    page.click("label[for=mode-number]")
+    page.set_input_files("#file", str(image))
+    answer, _ = shown(page)
+    expected = api_answer(server, "/v1/read", image)
+    assert answer == expected["text"] == "".join(str(int(mnist.test_labels[i])) for i in (1, 2, 3, 4))
+    assert page.locator("#boxes .box").count() == len(expected["digits"]) == 4
+    if SCREENSHOTS:
+        page.screenshot(path=str(Path(SCREENSHOTS) / "screenshot-number.png"), full_page=True)
+
+
+def test_a_blank_page_is_honestly_not_a_digit(page, tmp_path):
+    image = save_png(tmp_path / "blank.png", np.full((200, 200), 250, np.uint8))
+    page.set_input_files("#file", str(image))
+    answer, status = shown(page)
+    assert answer == "Not a digit" and status
+
+
+def test_a_file_that_is_not_an_image_shows_the_error(page, tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture at all\n" * 10)
+    page.set_input_files("#file", str(text))
+    answer, status = shown(page)
+    assert page.get_attribute("#result", "data-state") == "error"
+    assert "Not an image" in status and answer == "–"
+
+
+def test_the_page_works_on_a_phone_screen(browser, server):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True,
+                                  device_scale_factor=2)
+    page = context.new_page()
+    page.goto(server)
+    try:
+        # Nothing wider than the screen, the drawing area fits, the buttons are finger-sized.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        pad = page.locator("#pad").bounding_box()
+        assert pad["x"] >= 0 and pad["x"] + pad["width"] <= 390 and pad["width"] > 250
+        for button in ("#undo", "#clear", "#submit"):
+            assert page.locator(button).bounding_box()["height"] >= 44
+        draw_with_touch(page, zero())
+        answer, _ = recognise(page)
+        assert answer == "0"
+    finally:
+        context.close()
