@@ -10,7 +10,8 @@ from digitrec.backends import BACKENDS, OnnxBackend, TorchBackend, create_backen
 from digitrec.checkpoint import Checkpoint, load_checkpoint
 from digitrec.errors import CheckpointError, ConfigError
 from digitrec.export import export_model
-from digitrec.pipeline import to_model_input
+from digitrec.models import create_model, list_models
+from digitrec.pipeline import Normalization, to_model_input
 
 N_DIGITS = 300
 TOLERANCE = 1e-4  # logits, absolute: different kernels and folded BatchNorm, same answers
@@ -145,3 +146,15 @@ def test_onnx_session_uses_the_configured_threads(checkpoint, onnx_cache):
     options = backend.session.get_session_options()
     assert options.intra_op_num_threads == 1
     assert "ORT_ENABLE_ALL" in str(options.graph_optimization_level)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", list_models())
+def test_every_registered_architecture_runs_on_both_backends(arch, tmp_path):
+    """A new architecture must survive BatchNorm folding and the ONNX export (about 3 s each)."""
+    torch.manual_seed(0)
+    ckpt = Checkpoint(create_model(arch).eval(), arch, {}, Normalization(), {})
+    x = np.random.default_rng(0).standard_normal((33, 1, 28, 28)).astype(np.float32)
+    want = eager(ckpt, x)
+    for backend in (TorchBackend(ckpt), OnnxBackend.from_checkpoint(ckpt, cache_dir=tmp_path)):
+        assert np.abs(backend.logits(x) - want).max() <= TOLERANCE, backend.name

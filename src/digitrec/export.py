@@ -70,13 +70,14 @@ class ExportMetadata:
     def from_props(cls, props: dict[str, str], where: str = "export") -> "ExportMetadata":
         if props.get("producer") != "digitrec":
             raise CheckpointError(f"{where}: not a digitrec export (no digitrec metadata)")
-        known = {f for f in cls.__dataclass_fields__}
+        fields = cls.__dataclass_fields__
         values: dict[str, Any] = {}
         for key, text in props.items():
-            if key not in known:
-                continue
+            if key not in fields:
+                continue  # a newer digitrec may add keys; ignore what this version does not know
             try:
-                values[key] = text if cls.__dataclass_fields__[key].type in ("str",) else json.loads(text)
+                # annotations are strings here (from __future__ import annotations)
+                values[key] = text if fields[key].type == "str" else json.loads(text)
             except json.JSONDecodeError:
                 raise CheckpointError(f"{where}: metadata field {key!r} is not valid JSON") from None
         try:
