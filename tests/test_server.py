@@ -463,6 +463,7 @@ class CountingRecognizer:
 
     def __init__(self, inner: Recognizer) -> None:
         self.inner, self.calls = inner, []
+        self.checkpoint, self.backend = inner.checkpoint, inner.backend
 
     def prepare(self, image, name=None):
         return self.inner.prepare(image, name)
@@ -512,6 +513,27 @@ def test_one_bad_image_in_a_micro_batch_fails_alone(recognizer, digit_png):
     assert good.digit == recognizer.predict(digit_png).digit
     assert isinstance(bad, ImageError) and bad.status == 415
     assert blank.rejected
+
+
+def test_a_bug_hit_by_one_image_fails_only_its_own_request(recognizer, digit_png):
+    class Fragile(CountingRecognizer):
+        def prepare(self, image, name=None):
+            if name == "poison.png":
+                raise RuntimeError("a bug in preprocessing")
+            return super().prepare(image, name)
+
+    app = create_app(recognizer=Fragile(recognizer))
+
+    async def go() -> list[httpx.Response]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                return await asyncio.gather(*(c.post("/v1/predict", files={"file": (n, digit_png, "image/png")})
+                                              for n in ("a.png", "poison.png", "b.png")))
+
+    a, poison, b = asyncio.run(go())
+    assert a.status_code == b.status_code == 200
+    assert_problem(poison, 500, "internal-error")
 
 
 def test_concurrent_http_requests_get_their_own_answers(recognizer, mnist):

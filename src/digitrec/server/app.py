@@ -118,7 +118,7 @@ def model_info(service: Service) -> dict[str, Any]:
         "metrics": checkpoint.meta.get("metrics", {}),
         "weights_sha256": checkpoint.meta.get("weights_sha256"),
         "version": __version__,
-        "backend": getattr(recognizer.backend, "name", service.settings.backend),
+        "backend": getattr(getattr(recognizer, "backend", None), "name", service.settings.backend),
         "temperature": checkpoint.temperature,
         "model_path": checkpoint.path,
     }

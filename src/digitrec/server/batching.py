@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..errors import ImageError
 
 
 @dataclass
@@ -100,7 +99,7 @@ class MicroBatcher:
         for i, job in enumerate(jobs):
             try:
                 prepared[i] = self.recognizer.prepare(job.image, job.name)
-            except ImageError as exc:
+            except Exception as exc:  # ImageError (a 4xx), or a bug this image hit (a 500 for it alone)
                 outcomes[i] = exc
         for top_k in sorted({jobs[i].top_k for i in prepared}):
             index = [i for i in prepared if jobs[i].top_k == top_k]
