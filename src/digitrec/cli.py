@@ -11,6 +11,8 @@ import argparse
 import sys
 from typing import NoReturn, Sequence
 
+import digitrec
+
 from . import __version__
 from .commands import COMMANDS
 from .errors import DigitrecError
@@ -24,7 +26,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="digitrec", description=__doc__.splitlines()[0].split(": ", 1)[-1])
+    parser = OneLineParser(prog="digitrec", description=digitrec.__doc__)
     parser.add_argument("--version", action="version", version=f"digitrec {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for module in COMMANDS:
