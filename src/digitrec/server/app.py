@@ -14,7 +14,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from fastapi import FastAPI
 
@@ -23,6 +23,9 @@ from .batching import MicroBatcher
 from .limits import MULTIPART_OVERHEAD, UploadLimitMiddleware
 from .metrics import MetricsMiddleware, ServiceMetrics
 from .problems import format_bytes, install_problem_handlers
+
+if TYPE_CHECKING:
+    from ..recognize import Recognizer
 
 log = logging.getLogger("digitrec.server")
 
@@ -66,7 +69,7 @@ class Service:
 
     settings: ServerSettings
     metrics: ServiceMetrics
-    recognizer: Any = None                 # digitrec.recognize.Recognizer once loaded
+    recognizer: Recognizer | None = None   # loaded in the lifespan, or handed to create_app
     executor: ThreadPoolExecutor | None = None
     batcher: MicroBatcher | None = None
     ready: bool = False
@@ -77,7 +80,7 @@ class Service:
         return await asyncio.get_running_loop().run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 
 
-def load_recognizer(settings: ServerSettings) -> Any:
+def load_recognizer(settings: ServerSettings) -> Recognizer:
     from ..recognize import Recognizer
 
     return Recognizer.load(settings.model_path, backend=settings.backend, device="cpu")
@@ -124,7 +127,7 @@ def model_info(service: Service) -> dict[str, Any]:
     }
 
 
-def create_app(model_path: str | os.PathLike | None = None, recognizer: Any = None,
+def create_app(model_path: str | os.PathLike | None = None, recognizer: Recognizer | None = None,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, *, backend: str = "torch",
                max_batch_files: int = 64, micro_batch: int = 32) -> FastAPI:
     """Build the app. Pass `recognizer` to serve an already loaded model (tests), else the
