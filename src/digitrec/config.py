@@ -17,7 +17,7 @@ AMP_MODES = ("none", "bf16", "fp16")
 
 @dataclass
 class TrainConfig:
-    model: str = "bn_cnn"
+    model: str = "fast_bn_cnn"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     epochs: int = 6
     batch_size: int = 128

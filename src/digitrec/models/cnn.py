@@ -40,7 +40,7 @@ def fast_ref_cnn() -> nn.Module:
 
 @register_model
 def bn_cnn(width: int = 32, hidden: int = 128, dropout: float = 0.2) -> nn.Module:
-    """Deeper CNN with batch norm and dropout: 2x(conv-conv-pool), fc head. Default model."""
+    """Deeper CNN with batch norm and dropout: 2x(conv-conv-pool), fc head (the `best` recipe)."""
     w = width
     return nn.Sequential(
         *_conv_bn(1, w), *_conv_bn(w, w), nn.MaxPool2d(2),              # (B, w, 14, 14)
@@ -55,7 +55,7 @@ def bn_cnn(width: int = 32, hidden: int = 128, dropout: float = 0.2) -> nn.Modul
 
 @register_model
 def fast_bn_cnn(c1: int = 32, c2: int = 64, c3: int = 128, dropout: float = 0.1) -> nn.Module:
-    """Fast CNN with batch norm: conv5x5-c1, conv3x3-c2, conv3x3-c3 (unpadded), linear head."""
+    """Fast CNN with batch norm: conv5x5-c1, conv3x3-c2, conv3x3-c3 (unpadded), linear head. The default."""
     return nn.Sequential(
         *_conv_bn(1, c1, 5, padding=0), nn.MaxPool2d(2),   # (B, c1, 12, 12)
         *_conv_bn(c1, c2, 3, padding=0), nn.MaxPool2d(2),  # (B, c2, 5, 5)
