@@ -8,13 +8,14 @@ from .app import Service
 from .problems import Problem, upload_too_large, format_bytes
 
 
-def get_service(request: Request) -> Service:
+# async, so FastAPI calls them on the event loop instead of hopping to a worker thread per request.
+async def get_service(request: Request) -> Service:
     return request.app.state.service
 
 
-def get_ready_service(request: Request) -> Service:
+async def get_ready_service(request: Request) -> Service:
     """The service, or 503 while the model is not loaded (start-up, shutdown)."""
-    service = get_service(request)
+    service: Service = request.app.state.service
     if not service.ready:
         raise Problem(503, "not-ready", "the model is not loaded yet; retry shortly", headers={"Retry-After": "1"})
     return service
