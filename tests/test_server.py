@@ -430,7 +430,7 @@ def test_openapi_and_docs(client):
     for path in ("/v1/predict", "/v1/read", "/v1/predict/batch"):
         operation = spec["paths"][path]["post"]
         assert "multipart/form-data" in operation["requestBody"]["content"]
-        assert {"413", "415", "422"} <= set(operation["responses"])
+        assert {"400", "413", "415", "422"} <= set(operation["responses"])
     for path in ("/v1/model", "/healthz", "/readyz", "/metrics"):
         assert "get" in spec["paths"][path]
     assert client.get("/docs").status_code == 200

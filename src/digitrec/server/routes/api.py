@@ -22,6 +22,7 @@ router = APIRouter(prefix="/v1", tags=["recognition"])
 
 _PROBLEM = {"model": ProblemOut, "content": {"application/problem+json": {}}}
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {**_PROBLEM, "description": "A body that is not valid multipart/form-data"},
     413: {**_PROBLEM, "description": "Upload over the size limit (refused while it streams in)"},
     415: {**_PROBLEM, "description": "Not an image format we can read"},
     422: {**_PROBLEM, "description": "A broken or unusable image, or a malformed request"},
