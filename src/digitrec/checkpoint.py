@@ -145,23 +145,70 @@ def read_payload(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def model_from_payload(payload: dict[str, Any], where: str = "checkpoint") -> nn.Module:
-    """Rebuild the architecture and load the weights, refusing anything inconsistent."""
-    try:
-        model = create_model(payload["arch"], **payload.get("arch_kwargs", {}))
-    except (KeyError, ConfigError) as exc:
-        raise CheckpointError(f"{where}: cannot rebuild the model: {exc}") from None
+    """Rebuild the architecture and load the weights, refusing anything inconsistent.
+
+    The payload is untrusted: it unpickles safely (weights_only) but may lie. The architecture is
+    first built on the meta device (no memory), and every weight is checked against it (names,
+    shapes, floating dtypes, finite values) before the real model is allocated, so metadata
+    asking for a huge model cannot exhaust memory.
+    """
+    arch, kwargs = payload.get("arch"), payload.get("arch_kwargs", {})
+    if not isinstance(arch, str) or not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise CheckpointError(f"{where}: malformed architecture (arch must be a name, arch_kwargs a mapping)")
     state = payload.get("state_dict")
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              and v.layout == torch.strided for k, v in state.items()):
         raise CheckpointError(f"{where}: no usable state_dict")
+    try:
+        with torch.device("meta"):
+            skeleton = create_model(arch, **kwargs)
+    except ConfigError as exc:
+        raise CheckpointError(f"{where}: cannot rebuild the model: {exc}") from None
+    except (RuntimeError, ValueError, TypeError, OverflowError) as exc:
+        raise CheckpointError(f"{where}: cannot rebuild the model {arch!r} with {kwargs}: {_first_line(exc)}") from None
+    expected = skeleton.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{where}: weights do not match architecture {arch!r}: "
+                              f"missing {missing[:5]}, unexpected {unexpected[:5]}")
     for name, tensor in state.items():
+        want = expected[name]
+        if tensor.shape != want.shape:
+            raise CheckpointError(f"{where}: weights do not match architecture {arch!r}: {name!r} has shape "
+                                  f"{tuple(tensor.shape)}, the model needs {tuple(want.shape)}")
+        if want.is_floating_point() and not tensor.is_floating_point():
+            raise CheckpointError(f"{where}: weight {name!r} has dtype {tensor.dtype}, not a floating-point type")
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(f"{where}: weight {name!r} contains NaN or infinite values")
+    model = create_model(arch, **kwargs)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         summary = " ".join(str(exc).split())[:300]
-        raise CheckpointError(f"{where}: weights do not match architecture {payload['arch']!r}: {summary}") from None
+        raise CheckpointError(f"{where}: weights do not match architecture {arch!r}: {summary}") from None
     return model.eval()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def _check_calibration(meta: dict[str, Any], where: str) -> None:
+    """`meta["calibration"]`, when present, must hold a usable temperature and reject threshold
+    (the Recognizer and the server read them on every request)."""
+    calibration = meta.get("calibration")
+    if calibration is None:
+        return
+    if not isinstance(calibration, dict):
+        raise CheckpointError(f"{where}: calibration is not a mapping")
+    for key, low, high in (("temperature", 0.0, math.inf), ("reject_threshold", 0.0, 1.0)):
+        value = calibration.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not (low < value <= high if key == "temperature" else low <= value <= high):
+            raise CheckpointError(f"{where}: calibration {key} {value!r} is not a number in the allowed range")
 
 
 def load_checkpoint(path: str | os.PathLike | None = None, device: torch.device | str = "cpu") -> Checkpoint:
@@ -172,10 +219,11 @@ def load_checkpoint(path: str | os.PathLike | None = None, device: torch.device 
     norm = payload.get("normalization", {})
     try:
         normalization = Normalization(float(norm["mean"]), float(norm["std"]))
-        if not (math.isfinite(normalization.std) and normalization.std > 0):
-            raise ValueError("std must be positive")
+        if not (math.isfinite(normalization.mean) and math.isfinite(normalization.std) and normalization.std > 0):
+            raise ValueError("mean must be finite and std finite and positive")
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: bad normalisation constants ({exc})") from None
     skip = {"state_dict", "format", "format_version", "arch", "arch_kwargs", "normalization"}
     meta = {k: v for k, v in payload.items() if k not in skip}
+    _check_calibration(meta, str(path))
     return Checkpoint(model, payload["arch"], dict(payload.get("arch_kwargs", {})), normalization, meta, str(path))
