@@ -1,0 +1,243 @@
+"""Recognise one digit per image (`predict`) or a whole number on a line (`read`).
+
+Both go through `digitrec.preprocess` (the one path from an image to the model's input) and a
+backend (`digitrec.backends`: eager torch or ONNX Runtime), and turn logits into calibrated
+probabilities: softmax(logits / T) with the checkpoint's temperature T (1.0 until calibrated).
+
+Reject instead of guessing: a picture is rejected, with a reason, when there is no ink, when the
+ink is not shaped like one digit (runs off the image, too wide, a filled blob, several marks side
+by side) or when the model's confidence is below the reject threshold. The threshold is stored in
+the checkpoint by calibration (`meta["calibration"]["reject_threshold"]`, chosen with
+`choose_reject_threshold` on the validation split); without one, `DEFAULT_REJECT_THRESHOLD`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from . import preprocess as pp
+from .backends import create_backend
+from .checkpoint import Checkpoint, load_checkpoint
+
+# The reject threshold when the checkpoint has none: choose_reject_threshold(p, y) with the
+# defaults below on the 5000-image validation split of the placeholder default model
+# (fast_ref_cnn, 1 epoch, seed 0, temperature 1) gave 0.884 (accepting 95.9% of validation digits,
+# 99.52% of those right). A calibrated checkpoint carries its own threshold.
+DEFAULT_REJECT_THRESHOLD = 0.88
+TARGET_PRECISION = 0.995  # accepted digits should be right at least this often (on validation)
+MIN_COVERAGE = 0.9  # ... but never reject more than 10% of validation digits to get there
+
+# Input checks for one digit (the ink's bounding box at working resolution).
+MAX_ASPECT = 2.2  # width / height; MNIST's widest digit is 2.0, 99.9% are below 1.7
+BLOB_DENSITY = 0.75  # ink fraction of the box; MNIST 99.9% below 0.69, a filled disk is 0.79
+BLOB_MIN_ASPECT = 0.4  # ... for boxes wider than this (a straight "1" fills its thin box)
+OTHER_MARK_HEIGHT = 0.5  # a separate mark this tall (fraction of the digit) means several digits
+OTHER_MARK_AREA = 0.1  # ... or this much ink (fraction of the digit's)
+
+
+def choose_reject_threshold(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    target_precision: float = TARGET_PRECISION,
+    min_coverage: float = MIN_COVERAGE,
+) -> float:
+    """The lowest confidence threshold whose accepted predictions are right at least
+    `target_precision` of the time, on VALIDATION data (never test).
+
+    probabilities: (N, 10) as the Recognizer computes them (softmax of logits / temperature);
+    labels: (N,). A prediction is accepted when its top probability >= threshold. Scanning
+    thresholds from high to low, the precision of the accepted set is computed for each; the answer
+    is the lowest threshold that meets the target, so as few digits as possible are rejected. If
+    meeting the target would reject more than 1 - `min_coverage` of the digits, the threshold that
+    keeps exactly `min_coverage` is returned instead (a model that weak needs retraining, not a
+    threshold). Pure function of its inputs.
+    """
+    probs = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels).reshape(-1)
+    if probs.ndim != 2 or probs.shape[0] != labels.shape[0] or probs.shape[0] == 0:
+        raise ValueError(f"need (N, C) probabilities and N labels, got {probs.shape} and {labels.shape}")
+    if not 0 < target_precision <= 1 or not 0 < min_coverage <= 1:
+        raise ValueError("target_precision and min_coverage must be in (0, 1]")
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    order = np.argsort(-confidence, kind="stable")
+    conf_sorted, correct_sorted = confidence[order], correct[order]
+    n = len(order)
+    precision = np.cumsum(correct_sorted) / np.arange(1, n + 1)  # accepting the top k+1
+    # Only cut between distinct confidences: equal confidences are accepted or rejected together.
+    last_of_tie = np.r_[conf_sorted[1:] < conf_sorted[:-1], True]
+    meets = np.nonzero((precision >= target_precision) & last_of_tie)[0]
+    keep_min = int(np.ceil(min_coverage * n)) - 1  # index of the last item we must accept
+    if meets.size == 0 or meets.max() < keep_min:
+        return float(conf_sorted[keep_min])
+    return float(conf_sorted[meets.max()])
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """(N, C) logits -> probabilities softmax(logits / T), computed stably in float64."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float64)
+
+
+@dataclass
+class Prediction:
+    """One digit per image. `digit` is None when rejected; `top_k` lists {digit, probability}."""
+
+    file: str | None
+    digit: int | None
+    confidence: float
+    top_k: list[dict] = field(default_factory=list)
+    rejected: bool = False
+    reason: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Reading:
+    """A number on a line. `digits` lists {digit, confidence, box: [x0, y0, x1, y1]} (input
+    image pixels, upright after EXIF rotation, x1/y1 exclusive), left to right."""
+
+    file: str | None
+    text: str
+    digits: list[dict] = field(default_factory=list)
+    needs_review: bool = False
+    rejected: bool = False
+    reason: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Prepared:
+    """One image after preprocessing: the 28x28 digit, or the reason it was rejected."""
+
+    name: str | None
+    digit28: np.ndarray | None  # (28, 28) float 0-1, MNIST polarity
+    reason: str | None = None
+    box: tuple[int, int, int, int] | None = None  # input pixels
+
+
+def check_single_digit(ink: pp.Ink, labels: np.ndarray, chosen: list[pp.Piece], rest: list[pp.Piece]) -> str | None:
+    """Why this ink is not one written digit, or None when it may be."""
+    box = pp.box_union([p.box for p in chosen])
+    w, h = box[2] - box[0], box[3] - box[1]
+    height, width = ink.mask.shape
+    sides = (box[0] == 0) + (box[1] == 0) + (box[2] >= width) + (box[3] >= height)
+    if sides >= 3:
+        return f"ink runs off the image on {sides} sides; not a single written digit"
+    area = sum(p.area for p in chosen)
+    for p in rest:
+        if p.height >= OTHER_MARK_HEIGHT * h or p.area >= OTHER_MARK_AREA * area:
+            return "more than one digit or mark (use `digitrec read` for a number)"
+    if w > MAX_ASPECT * h:
+        return "too wide to be a digit"
+    if w > BLOB_MIN_ASPECT * h and area / (w * h) > BLOB_DENSITY:
+        return "a filled blob or smudge, not a written digit"
+    return None
+
+
+class Recognizer:
+    """A checkpoint plus a backend: predict digits and read numbers from images."""
+
+    def __init__(self, checkpoint: Checkpoint, backend: str = "torch") -> None:
+        self.checkpoint = checkpoint
+        self.backend = create_backend(backend, checkpoint)
+        self.normalization = checkpoint.normalization
+        self.temperature = checkpoint.temperature
+        stored = checkpoint.meta.get("calibration", {}).get("reject_threshold")
+        self.reject_threshold = float(stored) if stored is not None else DEFAULT_REJECT_THRESHOLD
+
+    @classmethod
+    def load(cls, path: str | None = None, backend: str = "torch", device: str = "cpu") -> "Recognizer":
+        return cls(load_checkpoint(path, device), backend)
+
+    # --- the model -------------------------------------------------------------------------------
+
+    def probabilities(self, digits28: Sequence[np.ndarray]) -> np.ndarray:
+        """(B, 28, 28) float 0-1 digits -> (B, 10) calibrated probabilities, one model call."""
+        if len(digits28) == 0:
+            return np.zeros((0, 10))
+        x = pp.model_input(list(digits28), self.normalization).numpy()  # (B, 1, 28, 28)
+        return softmax(self.backend.logits(x), self.temperature)
+
+    # --- one digit per image ---------------------------------------------------------------------
+
+    def prepare(self, image: pp.ImageInput, name: str | None = None) -> Prepared:
+        """Preprocess one image (raises NotAnImageError / BadImageError for unusable input)."""
+        ink = pp.extract_ink(image)
+        if not ink.found:
+            return Prepared(name, None, "no ink found")
+        labels, found = pp.pieces(ink.mask)
+        if not found:
+            return Prepared(name, None, "no ink found")
+        chosen, rest = pp.group_digit(found)
+        box = pp.box_union([p.box for p in chosen])
+        input_box = scale_box(box, ink.scale, ink.input_size)
+        reason = check_single_digit(ink, labels, chosen, rest)
+        if reason:
+            return Prepared(name, None, reason, input_box)
+        crop, _ = pp.digit_ink(ink.ink, labels, [p.label for p in chosen], box)
+        return Prepared(name, pp.digit_to_mnist(crop), None, input_box)
+
+    def classify(self, prepared: Sequence[Prepared], top_k: int = 3) -> list[Prediction]:
+        """Prepared images -> predictions; every usable digit goes through the model in one call."""
+        top_k = max(1, min(10, int(top_k)))
+        usable = [p for p in prepared if p.digit28 is not None]
+        probs = self.probabilities([p.digit28 for p in usable])
+        by_id = {id(p): row for p, row in zip(usable, probs)}
+        out = []
+        for p in prepared:
+            if p.digit28 is None:
+                out.append(Prediction(p.name, None, 0.0, [], True, p.reason))
+                continue
+            row = by_id[id(p)]
+            ranked = np.argsort(-row, kind="stable")[:top_k]
+            top = [{"digit": int(d), "probability": float(row[d])} for d in ranked]
+            confidence = float(row[ranked[0]])
+            if confidence < self.reject_threshold:
+                out.append(Prediction(p.name, None, confidence, top, True, "low confidence"))
+            else:
+                out.append(Prediction(p.name, int(ranked[0]), confidence, top, False, None))
+        return out
+
+    def predict(self, image: pp.ImageInput, top_k: int = 3, name: str | None = None) -> Prediction:
+        return self.classify([self.prepare(image, name)], top_k)[0]
+
+    def predict_many(self, images: list, top_k: int = 3, names: list[str] | None = None) -> list[Prediction]:
+        """Several images, batched through the model in one call. An unusable image raises (use
+        `prepare` + `classify` to handle errors per image, as the CLI does)."""
+        names = list(names) if names is not None else [None] * len(images)
+        if len(names) != len(images):
+            raise ValueError("need one name per image")
+        return self.classify([self.prepare(image, name) for image, name in zip(images, names)], top_k)
+
+    # --- a number per image ----------------------------------------------------------------------
+
+    def read(self, image: pp.ImageInput, name: str | None = None) -> Reading:
+        from .segment import read_number
+
+        return read_number(self, image, name)
+
+    def draw_overlay(self, image: pp.ImageInput, reading: Reading) -> Image.Image:
+        """The (upright) input image with each digit's box and reading drawn on it: green when
+        confident, orange when the digit needs a person's look."""
+        from .segment import draw_reading
+
+        return draw_reading(pp.decode(image), reading, self.reject_threshold)
+
+
+def scale_box(box: tuple[int, int, int, int], scale: float, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A working-resolution box -> input image pixels, clipped to the image."""
+    w, h = size
+    x0, y0, x1, y1 = box
+    return (max(0, int(np.floor(x0 * scale))), max(0, int(np.floor(y0 * scale))),
+            min(w, int(np.ceil(x1 * scale))), min(h, int(np.ceil(y1 * scale))))

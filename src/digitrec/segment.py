@@ -1,0 +1,380 @@
+"""Read a whole number written on a line: segment it into digits and recognise each.
+
+1. The ink is found exactly as for one digit (`preprocess.extract_ink`) and split into connected
+   pieces (specks and ruled lines dropped).
+2. Pieces that belong to one digit are merged: a fragment (much shorter than the line, e.g. a 5's
+   cap or a broken stroke) joins the full-height piece it overlaps horizontally. Two digits on one
+   line never sit one above the other, so horizontal overlap is strong evidence.
+3. Touching or slightly overlapping digits form one wide piece: it is cut at the deepest minima of
+   its vertical ink projection (several candidate cuts; none has to be used).
+4. The resulting atoms, left to right, are grouped into digits by recognition: every run of 1 to
+   `MAX_RUN` neighbouring atoms is a candidate digit, preprocessed like any digit and classified in
+   one batch; dynamic programming picks the grouping with the highest product of digit
+   probabilities (times a width prior). Merging the halves of a "0" wins because the whole "0" is
+   more certain than two half-"1"s; cutting two touching digits wins because two clear digits beat
+   one muddled shape.
+5. `needs_review` is raised when a digit is below the reject threshold or when a segmentation
+   giving a different number scores within `REVIEW_MARGIN` of the best.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
+
+from . import preprocess as pp
+
+if TYPE_CHECKING:
+    from .recognize import Reading, Recognizer
+
+READ_MAX_SIDE = 1600  # working resolution for a line: 20 digits keep ~50 pixels each
+MAX_DIGITS = 20
+MAX_RUN = 5  # atoms that may form one digit
+FRAGMENT_HEIGHT = 0.6  # pieces shorter than this fraction of the line height are fragments
+FRAGMENT_OVERLAP = 0.3  # ... and join the piece that covers this much of their width
+OFF_LINE = 1.0  # pieces whose centre is this many line heights from the line's centre are off it
+SPLIT_WIDTH = 0.45  # pieces wider than this (fraction of line height) get candidate cuts
+CUT_MARGIN = 0.2  # no cut closer than this (fraction of line height) to a piece's side
+CUT_SPACING = 0.3  # candidate cuts at least this far apart (fraction of line height)
+CUT_EVERY = 0.45  # at most one candidate cut per this much width (fraction of line height)
+INK_COST = 50.0  # a seam crossing one ink pixel costs as much as this many paper pixels
+SEAM_DRIFT = 0.2  # a seam stays within this many line heights of its centre column
+DIAGONAL = 0.4  # extra cost of a diagonal seam step: seams run straight unless ink is in the way
+MIN_PART = 0.08  # each side of a cut keeps at least this fraction of the piece's ink
+MAX_DIGIT_WIDTH = 1.8  # a candidate digit wider than this (line heights) is not considered
+# Width prior: log(width / height) of each MNIST training class is about normal with these
+# (mean, std) (binarised at 0.5; e.g. a "1" is 0.4 as wide as tall, a "0" 0.9). A candidate digit's
+# width relative to the line height scores -0.5 * (|z| - WIDTH_SLACK)^2 beyond WIDTH_SLACK
+# standard deviations: half a "0" is too narrow for a "6", two touching digits too wide for any.
+LOG_ASPECT = ((-0.118, 0.22), (-0.995, 0.48), (-0.082, 0.245), (-0.26, 0.228), (-0.269, 0.229),
+              (-0.09, 0.288), (-0.359, 0.23), (-0.291, 0.233), (-0.312, 0.235), (-0.431, 0.216))
+WIDTH_SLACK = 1.5
+# Gap prior: the pieces of one digit touch or nearly touch; a candidate digit bridging a clear
+# horizontal gap between its pieces loses GAP_PENALTY per line height of gap beyond GAP_FREE.
+GAP_FREE = 0.08
+GAP_PENALTY = 10.0
+FULL_HEIGHT = 0.75  # pieces at least this tall (fraction of the line) are whole digits, usually
+JOIN_PENALTY = 3.0  # log-cost of reading two separate full-height pieces as one digit
+SHORT_START = 0.8  # candidate digits shorter than this (fraction of the line) are suspicious ...
+SHORT_PENALTY = 10.0  # ... and lose this much log-score per line height below it
+CUT_PENALTY = 1.0  # log-cost per stroke crossed when a piece is read as two digits
+DIGIT_BONUS = 0.5  # log-reward per digit: without it, fewer digits always look likelier
+SKIP_PENALTY = math.log(0.05)  # leaving out a small stray mark costs this (log-probability)
+REVIEW_MARGIN = math.log(20.0)  # best number must be 20x more likely than any other reading
+K_BEST = 6  # segmentations kept per DP state (to find the best alternative number)
+
+
+@dataclass
+class Atom:
+    """A piece of ink that is part of at most one digit. box is (x0, y0, x1, y1), exclusive."""
+
+    id: int  # label in the atom label image
+    box: tuple[int, int, int, int]
+    small: bool  # much shorter than the line (a fragment or a stray mark)
+    piece: int = 0  # the connected piece (with its fragments) this atom was cut from
+    full: bool = False  # nearly as tall as the line
+    cut_strokes: float = 0.0  # strokes crossed by the cut that separates it from its left neighbour
+
+    @property
+    def centre_x(self) -> float:
+        return (self.box[0] + self.box[2]) / 2
+
+
+def line_height(found: list[pp.Piece]) -> float:
+    """Typical digit height: the median height of the pieces at least half as tall as the tallest."""
+    tallest = max(p.height for p in found)
+    return float(np.median([p.height for p in found if p.height >= 0.5 * tallest]))
+
+
+def x_overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
+    return max(0, min(a[2], b[2]) - max(a[0], b[0]))
+
+
+def seam(mask: np.ndarray, centre: int, drift: int) -> tuple[float, np.ndarray]:
+    """The minimal-ink top-to-bottom path through a piece that stays within `drift` columns of
+    `centre` (seam carving in a band): it moves at most one column per row, each ink pixel crossed
+    costs INK_COST, each step 1, a diagonal step DIAGONAL more. Returns (cost, columns (H,))."""
+    h, w = mask.shape
+    lo, hi = max(0, centre - drift), min(w, centre + drift + 1)
+    energy = np.where(mask[:, lo:hi], INK_COST, 1.0)
+    total = energy[0].copy()
+    back = np.zeros(energy.shape, np.int8)
+    inf = np.full(1, np.inf)
+    for y in range(1, h):
+        options = np.stack([np.r_[inf, total[:-1]] + DIAGONAL, total, np.r_[total[1:], inf] + DIAGONAL])
+        choice = options.argmin(axis=0)
+        back[y] = choice - 1
+        total = energy[y] + options[choice, np.arange(hi - lo)]
+    xs = np.empty(h, np.int64)
+    xs[-1] = int(total.argmin())
+    for y in range(h - 1, 0, -1):
+        xs[y - 1] = xs[y] + back[y, xs[y]]
+    return float(total.min()), xs + lo
+
+
+def candidate_cuts(mask: np.ndarray, height: float) -> list[tuple[np.ndarray, float]]:
+    """Seams along which a wide piece may hold two touching digits: the cheapest seams (least
+    ink crossed) in bands across the piece, away from the sides and from each other. Returns
+    (columns (H,) relative to the mask, ink pixels crossed) per seam, left to right."""
+    h, w = mask.shape
+    margin = max(1, int(CUT_MARGIN * height))
+    if w <= 2 * margin:
+        return []
+    drift = max(1, int(SEAM_DRIFT * height))
+    step = max(1, int(0.04 * height))
+    total_ink = mask.sum()
+    options = []
+    for centre in range(margin, w - margin, step):
+        cost, xs = seam(mask, centre, drift)
+        left_ink = (np.arange(w)[None, :] < xs[:, None])[mask].sum()
+        if min(left_ink, total_ink - left_ink) >= MIN_PART * total_ink:  # not a sliver off a side
+            options.append((cost, abs(centre - w / 2), xs))
+    cuts: list[tuple[np.ndarray, float]] = []
+    for _, _, xs in sorted(options, key=lambda o: o[:2]):
+        if all(abs(xs.mean() - c.mean()) >= CUT_SPACING * height for c, _ in cuts):
+            cuts.append((xs, float(mask[np.arange(h), xs].sum())))
+        if len(cuts) >= max(1, int(w / (CUT_EVERY * height)) - 1):
+            break
+    return sorted(cuts, key=lambda c: c[0].mean())
+
+
+def build_atoms(labels: np.ndarray, found: list[pp.Piece], height: float) -> tuple[np.ndarray, list[Atom], str | None]:
+    """Pieces -> atoms (merged fragments, wide pieces cut). Returns (atom labels (H, W), atoms
+    left to right, reason to reject or None)."""
+    full = [p for p in found if p.height >= FRAGMENT_HEIGHT * height]
+    centre_y = float(np.median([(p.box[1] + p.box[3]) / 2 for p in full]))
+    owner: dict[int, int] = {}  # piece label -> atom id
+    groups: dict[int, list[pp.Piece]] = {}
+    for p in sorted(found, key=lambda p: -p.height):
+        off = abs((p.box[1] + p.box[3]) / 2 - centre_y) > OFF_LINE * height
+        if off:
+            if p.height >= FRAGMENT_HEIGHT * height:
+                return labels, [], "more than one line of writing"
+            continue  # a stray mark above or below the line
+        if p.height < FRAGMENT_HEIGHT * height:
+            hosts = [(x_overlap(p.box, q.box), q) for q in full if q.label in owner]
+            best = max(hosts, key=lambda t: t[0], default=(0, None))
+            if best[1] is not None and best[0] >= FRAGMENT_OVERLAP * p.width:
+                owner[p.label] = owner[best[1].label]
+                groups[owner[p.label]].append(p)
+                continue
+        owner[p.label] = len(groups) + 1
+        groups[owner[p.label]] = [p]
+    lut = np.zeros(int(labels.max()) + 1, np.int32)
+    for label, atom_id in owner.items():
+        lut[label] = atom_id
+    atom_labels = lut[labels]
+    atoms: list[Atom] = []
+    next_id = len(groups) + 1
+    for atom_id, members in groups.items():
+        box = pp.box_union([p.box for p in members])
+        small = (box[3] - box[1]) < FRAGMENT_HEIGHT * height
+        cuts = []
+        if not small and box[2] - box[0] > SPLIT_WIDTH * height:
+            region = atom_labels[box[1] : box[3], box[0] : box[2]] == atom_id
+            cuts = candidate_cuts(region, height)
+        if not cuts:
+            atoms.append(Atom(atom_id, box, small, atom_id, (box[3] - box[1]) >= FULL_HEIGHT * height))
+            continue
+        region = atom_labels[box[1] : box[3], box[0] : box[2]]  # a view: relabelled in place
+        columns = np.arange(region.shape[1])[None, :]
+        part_of = sum((columns >= c[:, None]).astype(np.int32) for c, _ in cuts)  # (h, w): 0..len(cuts)
+        stroke = max(1.0, pp.stroke_width(region == atom_id))
+        own = region == atom_id
+        for k in range(len(cuts) + 1):
+            sel = own & (part_of == k)
+            if not sel.any():
+                continue
+            new_id = atom_id if k == 0 else next_id
+            if k:
+                region[sel] = new_id
+                next_id += 1
+            rows, cols = np.nonzero(sel)
+            part_box = (box[0] + int(cols.min()), box[1] + int(rows.min()), box[0] + int(cols.max()) + 1, box[1] + int(rows.max()) + 1)
+            atoms.append(Atom(new_id, part_box, False, atom_id, (part_box[3] - part_box[1]) >= FULL_HEIGHT * height,
+                              cuts[k - 1][1] / stroke if k else 0.0))
+    atoms.sort(key=lambda a: a.centre_x)
+    return atom_labels, atoms, None
+
+
+@dataclass(frozen=True)
+class Path:
+    score: float
+    digits: tuple[tuple[int, int, int], ...]  # (first atom, last atom, digit) per digit
+
+    @property
+    def text(self) -> str:
+        return "".join(str(d) for _, _, d in self.digits)
+
+
+def width_prior(width: float, height: float) -> np.ndarray:
+    """(10,) log-prior of a digit `width` pixels wide on a line `height` pixels tall, per class."""
+    mean, std = np.array(LOG_ASPECT).T
+    z = (np.log(max(width, 1.0) / height) - mean) / std
+    return -0.5 * np.maximum(0.0, np.abs(z) - WIDTH_SLACK) ** 2
+
+
+def internal_gap(atoms: list[Atom]) -> int:
+    """Widest horizontal stretch, inside the span of these atoms, covered by none of them."""
+    spans = sorted((a.box[0], a.box[2]) for a in atoms)
+    gap, reach = 0, spans[0][1]
+    for x0, x1 in spans[1:]:
+        gap = max(gap, x0 - reach)
+        reach = max(reach, x1)
+    return gap
+
+
+def best_paths(n: int, candidates: dict[tuple[int, int], np.ndarray], skippable: list[bool]) -> list[Path]:
+    """K-best segmentations of atoms 0..n-1 into digits. candidates maps (i, j) (atoms i..j) to
+    class scores (10,) (log-probability plus width prior); a digit scores its class's score.
+    Returns paths, best first (at most one per distinct number)."""
+    states: list[list[Path]] = [[] for _ in range(n + 1)]
+    states[0] = [Path(0.0, ())]
+    for end in range(1, n + 1):
+        options: list[Path] = []
+        for start in range(max(0, end - MAX_RUN), end):
+            logp = candidates.get((start, end - 1))
+            if logp is None:
+                continue
+            for path in states[start]:
+                for digit in np.argsort(-logp)[:2]:  # the runner-up class makes alternatives too
+                    options.append(Path(path.score + float(logp[digit]), path.digits + ((start, end - 1, int(digit)),)))
+        if skippable[end - 1]:
+            options += [Path(p.score + SKIP_PENALTY, p.digits) for p in states[end - 1]]
+        options.sort(key=lambda p: -p.score)
+        states[end] = options[:K_BEST]
+    seen, unique = set(), []
+    for path in states[n]:
+        if path.text not in seen:
+            seen.add(path.text)
+            unique.append(path)
+    return unique
+
+
+@dataclass
+class LineAnalysis:
+    """Everything about a line that does not depend on the decoding weights: the atoms and every
+    candidate digit (a run of atoms) with its box, class probabilities and geometry."""
+
+    ink: pp.Ink
+    height: float
+    atoms: list[Atom]
+    spans: list[tuple[int, int]]  # candidate digits: atoms i..j
+    boxes: list[tuple[int, int, int, int]]  # working pixels, per span
+    probs: np.ndarray  # (len(spans), 10)
+    reason: str | None = None  # why the line is rejected before decoding
+
+
+def analyse_line(recognizer: "Recognizer", image: pp.ImageInput) -> LineAnalysis:
+    """Find the ink, build the atoms, classify every candidate digit in one batch."""
+    ink = pp.extract_ink(image, READ_MAX_SIDE)
+    empty = np.zeros((0, 10))
+    if not ink.found:
+        return LineAnalysis(ink, 0.0, [], [], [], empty, "no ink found")
+    labels, found = pp.pieces(ink.mask)
+    if not found:
+        return LineAnalysis(ink, 0.0, [], [], [], empty, "no ink found")
+    height = line_height(found)
+    atom_labels, atoms, reason = build_atoms(labels, found, height)
+    if reason:
+        return LineAnalysis(ink, height, [], [], [], empty, reason)
+    if sum(not a.small for a in atoms) > 3 * MAX_DIGITS:
+        return LineAnalysis(ink, height, [], [], [], empty, f"far more than {MAX_DIGITS} digits")
+    n = len(atoms)
+    spans, boxes, images = [], [], []
+    for i in range(n):
+        for j in range(i, min(n, i + MAX_RUN)):
+            box = pp.box_union([a.box for a in atoms[i : j + 1]])
+            if j > i and box[2] - box[0] > MAX_DIGIT_WIDTH * height:
+                break
+            if all(a.small for a in atoms[i : j + 1]) and (box[3] - box[1]) < FRAGMENT_HEIGHT * height:
+                continue  # stray marks alone are not a digit
+            crop, _ = pp.digit_ink(ink.ink, atom_labels, [a.id for a in atoms[i : j + 1]], box)
+            spans.append((i, j))
+            boxes.append(box)
+            images.append(pp.digit_to_mnist(crop))
+    return LineAnalysis(ink, height, atoms, spans, boxes, recognizer.probabilities(images))
+
+
+def candidate_scores(line: LineAnalysis) -> dict[tuple[int, int], np.ndarray]:
+    """(i, j) -> (10,) score per class: log-probability, width and gap priors, the penalty for
+    joining separate full-height pieces, and the per-digit bonus."""
+    scores = {}
+    for (i, j), box, row in zip(line.spans, line.boxes, line.probs):
+        run = line.atoms[i : j + 1]
+        gap = internal_gap(run) / line.height
+        joined = len({a.piece for a in run if a.full}) - 1  # separate full-height pieces joined
+        short = max(0.0, SHORT_START - (box[3] - box[1]) / line.height)
+        geometry = -GAP_PENALTY * max(0.0, gap - GAP_FREE) - JOIN_PENALTY * max(0, joined) - SHORT_PENALTY * short + DIGIT_BONUS
+        if i > 0 and line.atoms[i].piece == line.atoms[i - 1].piece:  # starts where a piece was cut
+            geometry -= CUT_PENALTY * line.atoms[i].cut_strokes
+        scores[(i, j)] = np.log(np.maximum(row, 1e-12)) + width_prior(box[2] - box[0], line.height) + geometry
+    return scores
+
+
+def decode_line(line: LineAnalysis, reject_threshold: float, name: str | None = None) -> "Reading":
+    """The best segmentation of an analysed line as a Reading."""
+    from .recognize import Reading, scale_box
+
+    if line.reason:
+        return Reading(name, "", [], False, True, line.reason)
+    paths = best_paths(len(line.atoms), candidate_scores(line), [a.small for a in line.atoms])
+    if not paths or not paths[0].digits:
+        return Reading(name, "", [], False, True, "no digit found")
+    best = paths[0]
+    index = {span: k for k, span in enumerate(line.spans)}
+    digits = [{"digit": d, "confidence": float(line.probs[index[(i, j)], d]),
+               "box": list(scale_box(line.boxes[index[(i, j)]], line.ink.scale, line.ink.input_size))}
+              for i, j, d in best.digits]
+    uncertain = sum(d["confidence"] < reject_threshold for d in digits)
+    ambiguous = len(paths) > 1 and best.score - paths[1].score < REVIEW_MARGIN
+    if len(digits) > MAX_DIGITS:
+        return Reading(name, "", digits, True, True, f"more than {MAX_DIGITS} digits")
+    if uncertain * 2 > len(digits):
+        return Reading(name, "", digits, True, True, "low confidence")
+    return Reading(name, best.text, digits, bool(uncertain or ambiguous), False, None)
+
+
+def read_number(recognizer: "Recognizer", image: pp.ImageInput, name: str | None = None) -> "Reading":
+    return decode_line(analyse_line(recognizer, image), recognizer.reject_threshold, name)
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType: fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def draw_reading(image: Image.Image, reading: "Reading", threshold: float) -> Image.Image:
+    """An RGB copy of the (upright) input with each digit's box, digit and confidence drawn."""
+    canvas = image.convert("RGB") if image.mode != "RGB" else image.copy()
+    draw = ImageDraw.Draw(canvas)
+    w, h = canvas.size
+    line = max(1, round(max(w, h) / 400))
+    for item in reading.digits:
+        x0, y0, x1, y1 = item["box"]
+        ok = item["confidence"] >= threshold and not reading.rejected
+        colour = (0, 170, 0) if ok else (235, 120, 0)
+        draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=colour, width=line)
+        size = max(10, int(0.35 * (y1 - y0)))
+        label = f"{item['digit']} {item['confidence']:.2f}"
+        font = _font(size)
+        ty = y0 - size - 2 * line if y0 - size - 2 * line >= 0 else min(h - size, y1 + line)
+        left, top, right, bottom = draw.textbbox((x0, ty), label, font=font)
+        draw.rectangle([left - 1, top - 1, right + 1, bottom + 1], fill=(255, 255, 255))
+        draw.text((x0, ty), label, fill=colour, font=font)
+    summary = reading.text if not reading.rejected else f"rejected: {reading.reason}"
+    if reading.needs_review and not reading.rejected:
+        summary += "  (needs review)"
+    font = _font(max(12, h // 20))
+    left, top, right, bottom = draw.textbbox((4, 4), summary, font=font)
+    if bottom < h:
+        draw.rectangle([0, 0, right + 4, bottom + 4], fill=(255, 255, 255))
+        draw.text((4, 4), summary, fill=(0, 0, 0), font=font)
+    return canvas
