@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -230,8 +231,8 @@ def test_cli_reports_each_bad_file_in_one_line_and_processes_the_others(capsys, 
     assert code == 2  # some files failed
     assert "Traceback" not in err and "Traceback" not in out
     lines = [line for line in err.splitlines() if line.strip()]
-    for name in ERRORS:
-        mentions = [line for line in lines if name in line]
+    for name in ERRORS:  # the file's name as a whole word ("bomb.png" is not "ztxt_bomb.png")
+        mentions = [line for line in lines if re.search(rf"(^|[\s/]){re.escape(name)}(:|\s|$)", line)]
         assert len(mentions) == 1, (name, lines)
     assert len(lines) == len(ERRORS), lines
     records = json_records(out)
