@@ -177,6 +177,16 @@ def test_random_arrays_give_a_result_or_a_documented_error(recognizer, array):
     assert same(result, outcome(recognizer, array.copy())), "preprocessing is not deterministic"
 
 
+def test_a_16_bit_colour_array_is_the_same_picture_as_its_8_bit_values(recognizer, mnist):
+    # 16-bit RGB is what imageio/OpenCV hand over for a 16-bit PNG or TIFF; the same picture
+    # with 8-bit values must give the same model input.
+    page = np.pad(255 - np.kron(mnist.test_images[0].numpy(), np.ones((3, 3), np.uint8)), 20, constant_values=255)
+    rgb8 = np.repeat(page[..., None], 3, axis=2)
+    a = outcome(recognizer, rgb8)
+    b = outcome(recognizer, rgb8.astype(np.uint16) * 257)
+    assert same(a, b), b
+
+
 @settings(max_examples=30, **SETTINGS)
 @given(seed=st.integers(0, 2**32 - 1), h=st.integers(1, 400), w=st.integers(1, 400),
        dtype=st.sampled_from(DTYPES), channels=st.sampled_from([None, 3, 4]))
