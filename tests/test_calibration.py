@@ -131,6 +131,9 @@ def test_calibrate_checkpoint_stores_temperature_and_leaves_weights(mnist, overc
     assert after["weights_sha256"] == before["weights_sha256"]
     assert all(torch.equal(after["state_dict"][k], v) for k, v in before["state_dict"].items())
     assert load_checkpoint(sharp).temperature == pytest.approx(sharp_cal["temperature"])
+    # the reject threshold is chosen on calibrated probabilities, so it does not depend on the logit scale
+    assert 0 < sharp_cal["reject_threshold"] <= 1
+    assert sharp_cal["reject_threshold"] == pytest.approx(plain_cal["reject_threshold"], abs=0.02)
 
 
 def test_calibrate_checkpoint_refuses_a_missing_file(mnist, tmp_path):

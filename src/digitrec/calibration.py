@@ -174,6 +174,11 @@ def calibrate_checkpoint(path: str | os.PathLike, data: Mnist, device: torch.dev
         "n_val": fit.n,
         "n_bins": n_bins,
     }
+    # the reject threshold is chosen on the same calibrated validation probabilities
+    from .recognize import choose_reject_threshold
+
+    probs = softmax_with_temperature(logits, fit.temperature)
+    calibration["reject_threshold"] = float(choose_reject_threshold(probs.numpy(), labels.numpy()))
     payload["calibration"] = calibration
     save_payload(payload, path)
     return calibration
