@@ -8,7 +8,9 @@ errors, and the mean micro-batch size the server reports in /metrics.
 Configurations run side by side in the same invocation, interleaved over `--repeats` rounds: by
 default `digitrec serve --workers 2` (one worker process per core, micro-batching up to 32 images
 per model call; judged against the target), the single-process default `digitrec serve`, and the
-reference without micro-batching (`--micro-batch 1`: one model call per request).
+reference without micro-batching (`--micro-batch 1`: one model call per request), and the service
+alone (`noop`: the same app with a recognizer that reads nothing), which shows what HTTP costs
+next to recognition.
 
 The load generator is a minimal HTTP/1.1 client on asyncio streams with pre-built request bytes,
 like wrk: on a 2-core machine a full client library (httpx) spends as much CPU per request as the
@@ -38,6 +40,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import numpy as np
@@ -160,11 +163,36 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(port: int, workers: int, micro_batch: int, model: str | None, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "digitrec", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--log-level", "warning", "--workers", str(workers), "--micro-batch", str(micro_batch)]
-    if model:
-        cmd += ["--model", model]
+# The service alone: the same app and server, with a recognizer that answers every image as
+# rejected without decoding it or calling the model. What it costs is HTTP, multipart, routing,
+# JSON, metrics and micro-batching; the difference to a real server is the recognizer.
+NOOP_SERVER = """
+import sys, torch, uvicorn
+from digitrec.recognize import Prepared, Recognizer
+from digitrec.server import create_app
+torch.set_num_threads(1)
+class NoOp(Recognizer):
+    def prepare(self, image, name=None):
+        return Prepared(name, None, "service-only benchmark: image not read")
+app = create_app(recognizer=NoOp.load(sys.argv[2] or None), micro_batch=32)
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+"""
+
+
+class Config(NamedTuple):
+    workers: int
+    micro_batch: int
+    noop: bool = False  # the service alone (NOOP_SERVER)
+
+
+def start_server(port: int, config: Config, model: str | None, log: Path) -> subprocess.Popen:
+    if config.noop:
+        cmd = [sys.executable, "-c", NOOP_SERVER, str(port), model or ""]
+    else:
+        cmd = [sys.executable, "-m", "digitrec", "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--log-level", "warning", "--workers", str(config.workers), "--micro-batch", str(config.micro_batch)]
+        if model:
+            cmd += ["--model", model]
     with open(log, "ab") as out:
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
@@ -222,25 +250,28 @@ def summarise(config: str, total: int, seconds: float, latencies: list[float], e
                   float(ms.max()), batch, 1000 * server_cpu / total, 1000 * client_cpu / total)
 
 
-def parse_config(text: str) -> tuple[int, int]:
-    """'W:M' -> (workers, micro_batch)."""
+def parse_config(text: str) -> Config:
+    """'W:M' -> Config(workers, micro_batch); 'noop' -> the service alone."""
+    if text == "noop":
+        return Config(1, 32, noop=True)
     try:
         workers, micro_batch = (int(part) for part in text.split(":"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WORKERS:MICRO_BATCH such as 1:32, got {text!r}") from None
-    return workers, micro_batch
+        raise argparse.ArgumentTypeError(f"expected WORKERS:MICRO_BATCH such as 1:32, or noop; got {text!r}") from None
+    return Config(workers, micro_batch)
 
 
-def config_name(config: tuple[int, int]) -> str:
-    workers, micro_batch = config
-    batching = f"micro-batch {micro_batch}" if micro_batch > 1 else "no micro-batching"
-    return f"{workers} worker{'s' if workers > 1 else ''}, {batching}"
+def config_name(config: Config) -> str:
+    if config.noop:
+        return "service only (no-op recognizer)"
+    batching = f"micro-batch {config.micro_batch}" if config.micro_batch > 1 else "no micro-batching"
+    return f"{config.workers} worker{'s' if config.workers > 1 else ''}, {batching}"
 
 
-def run_server(config: tuple[int, int], args: argparse.Namespace, pngs: list[bytes], log: Path) -> list[Result]:
+def run_server(config: Config, args: argparse.Namespace, pngs: list[bytes], log: Path) -> list[Result]:
     """One server; a closed-loop run (its capacity) then an open-loop run at the target rate."""
     port = free_port()
-    server = start_server(port, *config, args.model, log)
+    server = start_server(port, config, args.model, log)
     name = config_name(config)
     results = []
     try:
@@ -257,7 +288,7 @@ def run_server(config: tuple[int, int], args: argparse.Namespace, pngs: list[byt
             server_cpu, client_cpu = tree_cpu_seconds(server.pid) - server0, time.process_time() - client0
             images1, calls1 = batch_totals(port)
             # With several workers /metrics answers from whichever worker takes the connection.
-            one_process = config[0] == 1 and calls1 > calls0
+            one_process = config.workers == 1 and calls1 > calls0
             batch = (images1 - images0) / (calls1 - calls0) if one_process else float("nan")
             results.append(summarise(f"{name}, {label}", args.requests, seconds, latencies, errors, batch,
                                      server_cpu, client_cpu))
@@ -296,7 +327,7 @@ def recognizer_cpu_ms(pngs: list[bytes], model: str | None, batch: int = 8, roun
 
 def row(config: str, r: dict) -> str:
     batch = "  n/a" if math.isnan(r["mean_batch"]) else f"{r['mean_batch']:5.1f}"
-    return (f"{config:46s} {r['rps']:6.0f} {r['p50_ms']:7.2f} {r['p90_ms']:7.2f} {r['p99_ms']:7.2f} {r['max_ms']:7.1f} "
+    return (f"{config:52s} {r['rps']:6.0f} {r['p50_ms']:7.2f} {r['p90_ms']:7.2f} {r['p99_ms']:7.2f} {r['max_ms']:7.1f} "
             f"{r['errors']:6d} {batch} {r['server_cpu_ms']:10.2f} {r['client_cpu_ms']:10.2f}")
 
 
@@ -306,9 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients (default 16)")
     parser.add_argument("--warmup", type=int, default=300, help="unmeasured requests first (default 300)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds; configurations interleaved (default 3)")
-    parser.add_argument("--configs", type=parse_config, nargs="+", default=[(2, 32), (1, 32), (1, 1)],
-                        metavar="W:M", help="server configurations to compare, as --workers:--micro-batch; the "
-                        "first is judged against the target (default: 2:32 1:32 1:1)")
+    parser.add_argument("--configs", type=parse_config, nargs="+",
+                        default=[Config(2, 32), Config(1, 32), Config(1, 1), Config(1, 32, noop=True)],
+                        metavar="W:M", help="server configurations to compare, as --workers:--micro-batch, or noop "
+                        "for the service alone; the first real one is judged against the target (default: 2:32 1:32 1:1 noop)")
     parser.add_argument("--rate", type=float, default=TARGET_RPS,
                         help=f"offered load of the open-loop run, requests/s (default {TARGET_RPS:.0f}; 0 skips it)")
     parser.add_argument("--model", help="checkpoint to serve (default: the shipped model)")
@@ -325,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
           f"POST /v1/predict with a {statistics.mean(map(len, pngs)):.0f}-byte PNG on average\n")
     reference = recognizer_cpu_ms(pngs, args.model)
     print(f"reference, no HTTP: Recognizer.predict_many in process, batches of 8: {reference:.2f} ms CPU per image\n")
-    header = (f"{'configuration':46s} {'req/s':>6s} {'p50 ms':>7s} {'p90 ms':>7s} {'p99 ms':>7s} {'max ms':>7s} "
+    header = (f"{'configuration':52s} {'req/s':>6s} {'p50 ms':>7s} {'p90 ms':>7s} {'p99 ms':>7s} {'max ms':>7s} "
               f"{'errors':>6s} {'batch':>5s} {'srv cpu ms':>10s} {'cli cpu ms':>10s}")
     print(header)
     runs: dict[str, list[Result]] = {}
@@ -347,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # The target, for the first configuration: it serves >= 300 requests/s flat out,
     # and with 300 requests/s offered, 99% of answers come within 30 ms; no errors anywhere.
-    shipped = config_name(args.configs[0])
+    shipped = config_name(next((c for c in args.configs if not c.noop), args.configs[0]))
     capacity = summary[f"{shipped}, as fast as answered"]["rps"]
     p99 = summary[f"{shipped}, offered {args.rate:.0f}/s"]["p99_ms"] if args.rate else float("nan")
     met = capacity >= TARGET_RPS and p99 < TARGET_P99_MS and all(v["errors"] == 0 for v in summary.values())
