@@ -50,8 +50,9 @@ MAX_PIXELS = 60_000_000  # width * height, checked from the header before decodi
 MAX_SIDE = 20_000  # pixels, either side
 MIN_SIDE = 8  # pixels: smaller cannot hold a legible digit
 # Formats we decode. Restricting the list keeps Pillow away from exotic decoders (EPS runs
-# Ghostscript); these cover phone cameras, scanners, browsers and image editors.
-FORMATS = ("PNG", "JPEG", "MPO", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PPM", "TGA")
+# Ghostscript); these cover phone cameras (JPEG also opens their multi-picture MPO files),
+# scanners, browsers and image editors.
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 
 WORK_MAX_SIDE = 1024  # pixels: long side of the working image for one digit
 
@@ -74,12 +75,15 @@ CORE_PERCENTILE = 90  # ink at or above this percentile of the masked ink counts
 # 1. decode
 # ------------------------------------------------------------------------------------------------
 
-def _read_bytes(source: str | os.PathLike) -> bytes:
+def read_file(source: str | os.PathLike) -> bytes:
+    """The bytes of an image file, every failure (missing, directory, too large) as a one-line BadImageError."""
     path = Path(source)
     try:
+        if path.is_dir():
+            raise BadImageError("is a directory, not an image file")
+        if path.exists() and not path.is_file():  # a device or pipe could stream forever
+            raise BadImageError("not a regular file")
         size = path.stat().st_size
-        if not path.is_file():
-            raise BadImageError(f"{path}: not a regular file")
         if size > MAX_FILE_BYTES:
             raise BadImageError(f"file is {size / 2**20:.0f} MB, larger than the {MAX_FILE_BYTES // 2**20} MB limit")
         return path.read_bytes()
@@ -118,7 +122,9 @@ def _from_array(array: np.ndarray) -> Image.Image:
         a = np.clip(a, 0, 1) * 255 + 0.5
         a = a.astype(np.uint8)
     elif a.dtype == np.uint16 and a.ndim == 2:
-        return Image.fromarray(a.astype(np.int32), "I")
+        return Image.fromarray(a.astype(np.int32), "I")  # to_gray keeps all 16 bits
+    elif a.dtype == np.uint16:  # 16-bit colour (imageio, OpenCV): 8 bits per channel are plenty
+        a = np.round(a / 257.0).astype(np.uint8)
     elif a.dtype != np.uint8:
         if a.min() < 0 or a.max() > 255:
             raise BadImageError(f"integer array of dtype {a.dtype} has values outside 0-255")
@@ -139,7 +145,7 @@ def decode(image: ImageInput) -> Image.Image:
         pil = image
         _check_dimensions(*pil.size)
     else:
-        data = _read_bytes(image) if isinstance(image, (str, os.PathLike)) else bytes(image)
+        data = read_file(image) if isinstance(image, (str, os.PathLike)) else bytes(image)
         if not data:
             raise NotAnImageError("empty file (0 bytes)")
         if len(data) > MAX_FILE_BYTES:
@@ -149,7 +155,7 @@ def decode(image: ImageInput) -> Image.Image:
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 pil = Image.open(io.BytesIO(data), formats=FORMATS)
         except UnidentifiedImageError:
-            raise NotAnImageError(f"not an image in a supported format ({', '.join(FORMATS[:-2])}, ...)") from None
+            raise NotAnImageError(f"not an image in a supported format ({', '.join(FORMATS)})") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise BadImageError("image dimensions are too large (decompression bomb)") from None
         except (OSError, ValueError, SyntaxError, EOFError) as exc:  # malformed headers
@@ -561,6 +567,32 @@ def digit_to_mnist(ink: np.ndarray, thicken_strokes: bool = True) -> np.ndarray:
         if radius >= 0.5:
             out = _fit_and_centre(thicken(ink, radius))
     return out
+
+
+@dataclass
+class DigitImage:
+    """One image prepared for the model: the ink, its pieces split into the digit (`chosen`) and
+    the rest, and the digit as MNIST made them (None when there is no ink)."""
+
+    ink: Ink
+    labels: np.ndarray  # (H, W) piece labels at working resolution
+    chosen: list[Piece]
+    rest: list[Piece]
+    box: tuple[int, int, int, int] | None  # the digit's box, working pixels
+    digit28: np.ndarray | None  # (28, 28) float32 0-1, light ink on black
+
+
+def prepare_digit(image: ImageInput) -> DigitImage:
+    """Steps 1-7 for an image of one digit: decode ... find the ink, take the largest piece with
+    the pieces near it (broken strokes) as the digit, crop, size-normalise and centre it."""
+    ink = extract_ink(image)
+    labels, found = pieces(ink.mask) if ink.found else (np.zeros(ink.mask.shape, np.int32), [])
+    if not found:
+        return DigitImage(ink, labels, [], [], None, None)
+    chosen, rest = group_digit(found)
+    box = box_union([p.box for p in chosen])
+    crop, _ = digit_ink(ink.ink, labels, [p.label for p in chosen], box)
+    return DigitImage(ink, labels, chosen, rest, box, digit_to_mnist(crop))
 
 
 def model_input(digits28: np.ndarray | list[np.ndarray], norm: Normalization) -> torch.Tensor:

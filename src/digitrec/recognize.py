@@ -126,7 +126,7 @@ class Prepared:
     box: tuple[int, int, int, int] | None = None  # input pixels
 
 
-def check_single_digit(ink: pp.Ink, labels: np.ndarray, chosen: list[pp.Piece], rest: list[pp.Piece]) -> str | None:
+def check_single_digit(ink: pp.Ink, chosen: list[pp.Piece], rest: list[pp.Piece]) -> str | None:
     """Why this ink is not one written digit, or None when it may be."""
     box = pp.box_union([p.box for p in chosen])
     w, h = box[2] - box[0], box[3] - box[1]
@@ -162,31 +162,29 @@ class Recognizer:
 
     # --- the model -------------------------------------------------------------------------------
 
-    def probabilities(self, digits28: Sequence[np.ndarray]) -> np.ndarray:
-        """(B, 28, 28) float 0-1 digits -> (B, 10) calibrated probabilities, one model call."""
+    def logits(self, digits28: Sequence[np.ndarray]) -> np.ndarray:
+        """(B, 28, 28) float 0-1 digits -> (B, 10) logits divided by the temperature, one model call."""
         if len(digits28) == 0:
             return np.zeros((0, 10))
         x = pp.model_input(list(digits28), self.normalization).numpy()  # (B, 1, 28, 28)
-        return softmax(self.backend.logits(x), self.temperature)
+        return np.asarray(self.backend.logits(x), dtype=np.float64) / self.temperature
+
+    def probabilities(self, digits28: Sequence[np.ndarray]) -> np.ndarray:
+        """(B, 28, 28) float 0-1 digits -> (B, 10) calibrated probabilities, one model call."""
+        return softmax(self.logits(digits28))
 
     # --- one digit per image ---------------------------------------------------------------------
 
     def prepare(self, image: pp.ImageInput, name: str | None = None) -> Prepared:
         """Preprocess one image (raises NotAnImageError / BadImageError for unusable input)."""
-        ink = pp.extract_ink(image)
-        if not ink.found:
+        digit = pp.prepare_digit(image)
+        if digit.digit28 is None:
             return Prepared(name, None, "no ink found")
-        labels, found = pp.pieces(ink.mask)
-        if not found:
-            return Prepared(name, None, "no ink found")
-        chosen, rest = pp.group_digit(found)
-        box = pp.box_union([p.box for p in chosen])
-        input_box = scale_box(box, ink.scale, ink.input_size)
-        reason = check_single_digit(ink, labels, chosen, rest)
+        box = scale_box(digit.box, digit.ink.scale, digit.ink.input_size)
+        reason = check_single_digit(digit.ink, digit.chosen, digit.rest)
         if reason:
-            return Prepared(name, None, reason, input_box)
-        crop, _ = pp.digit_ink(ink.ink, labels, [p.label for p in chosen], box)
-        return Prepared(name, pp.digit_to_mnist(crop), None, input_box)
+            return Prepared(name, None, reason, box)
+        return Prepared(name, digit.digit28, None, box)
 
     def classify(self, prepared: Sequence[Prepared], top_k: int = 3) -> list[Prediction]:
         """Prepared images -> predictions; every usable digit goes through the model in one call."""

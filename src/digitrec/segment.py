@@ -63,7 +63,7 @@ JOIN_PENALTY = 3.0  # log-cost of reading two separate full-height pieces as one
 SHORT_START = 0.8  # candidate digits shorter than this (fraction of the line) are suspicious ...
 SHORT_PENALTY = 10.0  # ... and lose this much log-score per line height below it
 CUT_PENALTY = 1.0  # log-cost per stroke crossed when a piece is read as two digits
-DIGIT_BONUS = 0.5  # log-reward per digit: without it, fewer digits always look likelier
+DIGIT_BONUS = 0.8  # log-reward per digit: without it, fewer digits always look likelier
 SKIP_PENALTY = math.log(0.05)  # leaving out a small stray mark costs this (log-probability)
 REVIEW_MARGIN = math.log(20.0)  # best number must be 20x more likely than any other reading
 K_BEST = 6  # segmentations kept per DP state (to find the best alternative number)
@@ -352,29 +352,32 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 def draw_reading(image: Image.Image, reading: "Reading", threshold: float) -> Image.Image:
-    """An RGB copy of the (upright) input with each digit's box, digit and confidence drawn."""
-    canvas = image.convert("RGB") if image.mode != "RGB" else image.copy()
+    """The (upright) input in RGB under a header band with the reading; each digit's box drawn with
+    the digit above it and its confidence below, green when confident, orange when a person should
+    look (below the reject threshold, or the whole reading rejected)."""
+    source = image.convert("RGB")
+    w, h = source.size
+    header = max(16, min(48, round(0.08 * max(w, h))))
+    canvas = Image.new("RGB", (w, h + header), (255, 255, 255))
+    canvas.paste(source, (0, header))
     draw = ImageDraw.Draw(canvas)
-    w, h = canvas.size
     line = max(1, round(max(w, h) / 400))
     for item in reading.digits:
         x0, y0, x1, y1 = item["box"]
+        y0, y1 = y0 + header, y1 + header
         ok = item["confidence"] >= threshold and not reading.rejected
-        colour = (0, 170, 0) if ok else (235, 120, 0)
+        colour = (0, 150, 0) if ok else (230, 110, 0)
         draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=colour, width=line)
-        size = max(10, int(0.35 * (y1 - y0)))
-        label = f"{item['digit']} {item['confidence']:.2f}"
-        font = _font(size)
-        ty = y0 - size - 2 * line if y0 - size - 2 * line >= 0 else min(h - size, y1 + line)
-        left, top, right, bottom = draw.textbbox((x0, ty), label, font=font)
-        draw.rectangle([left - 1, top - 1, right + 1, bottom + 1], fill=(255, 255, 255))
-        draw.text((x0, ty), label, fill=colour, font=font)
-    summary = reading.text if not reading.rejected else f"rejected: {reading.reason}"
-    if reading.needs_review and not reading.rejected:
-        summary += "  (needs review)"
-    font = _font(max(12, h // 20))
-    left, top, right, bottom = draw.textbbox((4, 4), summary, font=font)
-    if bottom < h:
-        draw.rectangle([0, 0, right + 4, bottom + 4], fill=(255, 255, 255))
-        draw.text((4, 4), summary, fill=(0, 0, 0), font=font)
+        big = _font(max(10, int(0.4 * (y1 - y0))))
+        small = _font(max(8, int(0.22 * (y1 - y0))))
+        for text, font, top in ((str(item["digit"]), big, None), (f"{item['confidence']:.2f}", small, y1 + line)):
+            left, t, right, bottom = draw.textbbox((0, 0), text, font=font)
+            y = top if top is not None else y0 - (bottom - t) - 2 * line - t
+            x = (x0 + x1) / 2 - (right - left) / 2
+            draw.text((x, y), text, fill=colour, font=font)
+    if reading.rejected:
+        summary = f"rejected: {reading.reason}"
+    else:
+        summary = reading.text + ("   (needs review)" if reading.needs_review else "")
+    draw.text((4, max(0, header // 2 - header * 0.35)), summary, fill=(0, 0, 0), font=_font(int(header * 0.7)))
     return canvas
