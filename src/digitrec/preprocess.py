@@ -60,8 +60,8 @@ WORK_MAX_SIDE = 1024  # pixels: long side of the working image for one digit
 BOX = 20  # the digit's non-zero pixels fit a 20x20 box, long side exactly 20
 FIELD = 28
 CENTRE = 14.0  # mean centre of mass (row and column) of MNIST training digits, pixel-index units
-MNIST_STROKE = 2.8  # median stroke width (2 * area / perimeter of the ink at 0.5) in the 28x28 field
-MIN_STROKE = 2.0  # thinner strokes (5th percentile of MNIST) are thickened towards MNIST_STROKE
+MNIST_STROKE = 2.0  # median stroke width (2 * area / boundary edges of the ink >= 0.5) in the 28x28 field
+MIN_STROKE = 1.3  # thinner strokes (MNIST 5th percentile) are thickened towards MNIST_STROKE
 
 # --- ink detection ---
 MIN_CONTRAST = 0.15  # ink must differ from the paper by at least this much (0-1 scale)
@@ -274,9 +274,17 @@ def working_scale(gray: np.ndarray, max_side: int = WORK_MAX_SIDE) -> tuple[np.n
 
 def ink_is_dark(gray: np.ndarray) -> bool:
     """True for dark ink on light paper. The paper is the bulk of the pixels (the median); ink is
-    the minority on one side of it: whichever tail reaches further from the median."""
-    lo, median, hi = np.percentile(gray, [0.5, 50, 99.5])
-    return (median - lo) > (hi - median)
+    the minority on one side of it: whichever tail reaches further from the median. A small digit
+    in a large frame is a tiny minority, so ever rarer tails are looked at until one side is
+    clearly further out; when neither is (a blank page), dark ink, the common case."""
+    smooth = ndimage.uniform_filter(gray, size=3)  # a hot pixel is not ink
+    median = float(np.median(smooth))
+    for tail in (0.5, 0.05, 0.005):
+        lo, hi = np.percentile(smooth, [tail, 100 - tail])
+        dark, light = median - lo, hi - median
+        if max(dark, light) > 0.1 and max(dark, light) > 1.5 * min(dark, light):
+            return bool(dark > light)
+    return True
 
 
 def background_size(shape: tuple[int, int]) -> int:
@@ -357,7 +365,7 @@ def find_ink(residual: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float
     # Soft ink: 0 at the paper's noise floor, 1 at the stroke core (90th percentile of the mask).
     low = floor + max(0.05 * contrast, 3 * noise)
     core = float(np.percentile(smooth[mask], CORE_PERCENTILE))
-    ink = np.clip((smooth - low) / max(core - low, 1e-6), 0, 1).astype(np.float32)
+    ink = np.clip((residual - low) / max(core - low, 1e-6), 0, 1).astype(np.float32)
     return ink, mask, contrast, noise, True
 
 
@@ -399,7 +407,7 @@ def extract_ink(image: ImageInput | Image.Image, max_side: int = WORK_MAX_SIDE) 
 
 EIGHT = np.ones((3, 3), bool)  # 8-connectivity: diagonal pixels of a thin slanted stroke touch
 SPECK_FRACTION = 0.02  # pieces smaller than this fraction of the largest piece are specks
-LINE_ASPECT = 12.0  # a piece this many times longer than thick, spanning the frame, is a ruled line
+LINE_ASPECT = 12.0  # a piece this many times wider than tall, spanning the frame, is a ruled line
 
 
 @dataclass(frozen=True)
@@ -420,8 +428,8 @@ class Piece:
 
 
 def pieces(mask: np.ndarray) -> tuple[np.ndarray, list[Piece]]:
-    """Connected pieces of the ink mask, without specks (dust, noise) and without ruled lines or
-    paper edges (long thin pieces spanning most of the frame). Returns (labels (H, W), pieces)."""
+    """Connected pieces of the ink mask, without specks (dust, noise) and without ruled lines
+    (long thin horizontal pieces spanning most of the frame). Returns (labels (H, W), pieces)."""
     labels, n = ndimage.label(mask, structure=EIGHT)
     if n == 0:
         return labels, []
@@ -437,10 +445,8 @@ def pieces(mask: np.ndarray) -> tuple[np.ndarray, list[Piece]]:
     for p in found:
         if p.area < max(3, SPECK_FRACTION * largest):
             continue
-        long_, thick = max(p.width, p.height), max(1, min(p.width, p.height))
-        spans = p.width > 0.7 * w or p.height > 0.7 * h
-        if spans and long_ / thick > LINE_ASPECT:
-            continue
+        if p.width > 0.7 * w and p.width > LINE_ASPECT * p.height:
+            continue  # a ruled line (a tall thin vertical piece may well be a "1")
         kept.append(p)
     return labels, kept
 
@@ -501,12 +507,13 @@ def group_digit(found: list[Piece]) -> tuple[list[Piece], list[Piece]]:
 
 def stroke_width(mask: np.ndarray) -> float:
     """Mean stroke width (pixels) of a binary shape: a stroke of length L and width w has area
-    L*w and perimeter about 2L, so w = 2 * area / perimeter."""
+    L*w and a boundary of about 2L pixel edges, so w = 2 * area / edges."""
     area = int(mask.sum())
     if area == 0:
         return 0.0
-    perimeter = int((mask & ~ndimage.binary_erosion(mask, border_value=0)).sum())
-    return 2.0 * area / max(perimeter, 1)
+    padded = np.pad(mask, 1)
+    edges = int((padded[1:, :] != padded[:-1, :]).sum() + (padded[:, 1:] != padded[:, :-1]).sum())
+    return 2.0 * area / max(edges, 1)
 
 
 def _disk(radius: float) -> np.ndarray:
@@ -551,22 +558,19 @@ def digit_to_mnist(ink: np.ndarray, thicken_strokes: bool = True) -> np.ndarray:
     """A digit's ink (H, W) float 0-1 (bright ink, exactly zero paper) -> (28, 28) float32 as
     MNIST made it.
 
-    A pen much thinner than MNIST's (measured on the 28x28 result as MNIST's strokes were, ink
-    >= 0.5, below MIN_STROKE pixels) is thickened at the input resolution towards MNIST's median
-    stroke, then the digit is made again: the model learned MNIST's stroke widths.
+    A pen much thinner than MNIST's (stroke width scaled to the 20-pixel box below MIN_STROKE,
+    measured as for MNIST on ink >= 0.5) is thickened at the input resolution towards MNIST's
+    median stroke before the digit is made: the model learned MNIST's stroke widths.
     """
     ink = np.asarray(ink, dtype=np.float32)
-    out = _fit_and_centre(ink)
-    if not thicken_strokes:
-        return out
-    width = stroke_width(out >= 0.5)
-    if 0 < width < MIN_STROKE:
-        rows, cols = np.nonzero(ink > 0)
+    rows, cols = np.nonzero(ink > 0)
+    if thicken_strokes and rows.size:
         long_side = max(np.ptp(rows) + 1, np.ptp(cols) + 1)
+        width = stroke_width(ink >= 0.5) * BOX / long_side  # in MNIST pixels
         radius = (MNIST_STROKE - width) / 2 * long_side / BOX  # input pixels to add on each side
-        if radius >= 0.5:
-            out = _fit_and_centre(thicken(ink, radius))
-    return out
+        if width < MIN_STROKE and radius >= 0.5:
+            ink = thicken(ink, radius)
+    return _fit_and_centre(ink)
 
 
 @dataclass
@@ -580,6 +584,7 @@ class DigitImage:
     rest: list[Piece]
     box: tuple[int, int, int, int] | None  # the digit's box, working pixels
     digit28: np.ndarray | None  # (28, 28) float32 0-1, light ink on black
+    reason: str | None = None  # why there is no digit
 
 
 def prepare_digit(image: ImageInput) -> DigitImage:
@@ -588,7 +593,9 @@ def prepare_digit(image: ImageInput) -> DigitImage:
     ink = extract_ink(image)
     labels, found = pieces(ink.mask) if ink.found else (np.zeros(ink.mask.shape, np.int32), [])
     if not found:
-        return DigitImage(ink, labels, [], [], None, None)
+        only_lines = ink.found and bool(ink.mask.any()) and labels.max() > 0
+        reason = "only a straight line (a rule or a dash), no digit" if only_lines else "no ink found"
+        return DigitImage(ink, labels, [], [], None, None, reason)
     chosen, rest = group_digit(found)
     box = box_union([p.box for p in chosen])
     crop, _ = digit_ink(ink.ink, labels, [p.label for p in chosen], box)

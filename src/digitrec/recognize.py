@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 from . import preprocess as pp
 from .backends import create_backend
@@ -37,6 +38,8 @@ BLOB_DENSITY = 0.75  # ink fraction of the box; MNIST 99.9% below 0.69, a filled
 BLOB_MIN_ASPECT = 0.4  # ... for boxes wider than this (a straight "1" fills its thin box)
 OTHER_MARK_HEIGHT = 0.5  # a separate mark this tall (fraction of the digit) means several digits
 OTHER_MARK_AREA = 0.1  # ... or this much ink (fraction of the digit's)
+SIDE_BY_SIDE_HEIGHT = 0.75  # two pieces this tall (fraction of the digit) ...
+SIDE_BY_SIDE_OVERLAP = 0.3  # ... overlapping horizontally less than this are two digits
 
 
 def choose_reject_threshold(
@@ -126,8 +129,9 @@ class Prepared:
     box: tuple[int, int, int, int] | None = None  # input pixels
 
 
-def check_single_digit(ink: pp.Ink, chosen: list[pp.Piece], rest: list[pp.Piece]) -> str | None:
+def check_single_digit(digit: pp.DigitImage) -> str | None:
     """Why this ink is not one written digit, or None when it may be."""
+    ink, chosen, rest = digit.ink, digit.chosen, digit.rest
     box = pp.box_union([p.box for p in chosen])
     w, h = box[2] - box[0], box[3] - box[1]
     height, width = ink.mask.shape
@@ -138,11 +142,34 @@ def check_single_digit(ink: pp.Ink, chosen: list[pp.Piece], rest: list[pp.Piece]
     for p in rest:
         if p.height >= OTHER_MARK_HEIGHT * h or p.area >= OTHER_MARK_AREA * area:
             return "more than one digit or mark (use `digitrec read` for a number)"
+    tall = sorted((p for p in chosen if p.height >= SIDE_BY_SIDE_HEIGHT * h), key=lambda p: p.box[0])
+    for a, b in zip(tall, tall[1:]):
+        overlap = max(0, min(a.box[2], b.box[2]) - max(a.box[0], b.box[0]))
+        if overlap < SIDE_BY_SIDE_OVERLAP * min(a.width, b.width):
+            return "more than one digit or mark (use `digitrec read` for a number)"
     if w > MAX_ASPECT * h:
         return "too wide to be a digit"
     if w > BLOB_MIN_ASPECT * h and area / (w * h) > BLOB_DENSITY:
         return "a filled blob or smudge, not a written digit"
+    if marks_inside_loop(digit.labels, chosen):
+        return "marks inside a closed loop: a drawing, not a digit"
     return None
+
+
+def marks_inside_loop(labels: np.ndarray, chosen: list[pp.Piece]) -> bool:
+    """Does a piece lie inside a loop of the largest piece (the eyes of a face)? A digit's loops
+    (0, 6, 8, 9) are empty."""
+    if len(chosen) < 2:
+        return False
+    main = max(chosen, key=lambda p: p.area)
+    x0, y0, x1, y1 = main.box
+    inside = ndimage.binary_fill_holes(labels[y0:y1, x0:x1] == main.label) & (labels[y0:y1, x0:x1] != main.label)
+    for p in chosen:
+        if p is not main:
+            own = labels[y0:y1, x0:x1] == p.label
+            if own.sum() >= 0.8 * p.area and (own & inside).sum() >= 0.8 * p.area:
+                return True
+    return False
 
 
 class Recognizer:
@@ -179,9 +206,9 @@ class Recognizer:
         """Preprocess one image (raises NotAnImageError / BadImageError for unusable input)."""
         digit = pp.prepare_digit(image)
         if digit.digit28 is None:
-            return Prepared(name, None, "no ink found")
+            return Prepared(name, None, digit.reason or "no ink found")
         box = scale_box(digit.box, digit.ink.scale, digit.ink.input_size)
-        reason = check_single_digit(digit.ink, digit.chosen, digit.rest)
+        reason = check_single_digit(digit)
         if reason:
             return Prepared(name, None, reason, box)
         return Prepared(name, digit.digit28, None, box)

@@ -1,0 +1,186 @@
+"""Reading benchmark: real MNIST *test* digits re-rendered as photos and scans of handwriting.
+
+Two sets, rebuilt from a seed on every run (digitrec.synth):
+
+- single digits written at varied size and position on paper, photographed under uneven light
+  (gradient, vignetting, shadow), with paper texture, sensor noise, defocus and JPEG compression;
+  or scanned; or chalk on a dark board. Each image goes through `Recognizer.predict` exactly as a
+  user's file would (encoded as JPEG or PNG bytes). The reference is the same model's accuracy
+  on the very same digits as plain 28x28 MNIST images, in the same run.
+- numbers of 3-8 digits written on one line with varied spacing, a fifth of neighbouring pairs
+  touching or slightly overlapping, read with `Recognizer.read`. The reference is the share of
+  numbers whose digits the model gets all right as plain MNIST images: no segmenter can beat it.
+
+Targets (issue 3): single photographed digits within 0.5 points of plain MNIST accuracy; numbers
+read exactly at least 95% of the time. Figures are means over the seeds, with the machine named.
+
+    python benchmarks/reading.py                       # 2 seeds x (1000 digits + 300 numbers)
+    python benchmarks/reading.py --digits 200 --numbers 50 --seeds 0   # a quick look
+    python benchmarks/reading.py --split val           # tune on validation digits, not test
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+import torch
+
+from digitrec import synth
+from digitrec.backends import BACKENDS
+from digitrec.data import load_mnist, stratified_split
+from digitrec.recognize import Recognizer
+
+SINGLE_TARGET_GAP = 0.005  # photographed accuracy at most 0.5 points below plain MNIST
+EXACT_TARGET = 0.95  # numbers read exactly
+
+
+def machine() -> str:
+    return (f"{os.cpu_count()}-core {platform.machine()} CPU, no GPU, torch {torch.__version__.split('+')[0]}, "
+            f"{torch.get_num_threads()} threads, Python {platform.python_version()}")
+
+
+def digit_pool(split: str, recognizer: Recognizer) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 (N, 28, 28), labels (N,)) of the MNIST test set, or of the checkpoint's
+    validation split (for tuning preprocessing and segmentation without touching test)."""
+    data = load_mnist()
+    if split == "test":
+        return data.test_images.numpy(), data.test_labels.numpy()
+    meta = recognizer.checkpoint.meta.get("split", {"n_val": 5000, "seed": 0})
+    _, val = stratified_split(data.train_labels, meta["n_val"], meta["seed"])
+    return data.train_images.numpy()[val.numpy()], data.train_labels.numpy()[val.numpy()]
+
+
+def encode(image) -> bytes:
+    # Lossless: the style's JPEG compression is already in the pixels (synth.finish).
+    return synth.encode(image, "PNG")
+
+
+def single_digits(recognizer: Recognizer, images: np.ndarray, labels: np.ndarray, n: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(images), size=min(n, len(images)), replace=False)
+    plain = recognizer.probabilities(list(images[idx].astype(np.float32) / 255)).argmax(1) == labels[idx]
+    files, kinds = [], []
+    for i in idx:
+        style = synth.random_style(rng)
+        files.append(encode(synth.render_digit(images[i], rng, style)))
+        kinds.append(style.kind)
+    start = time.perf_counter()
+    preds = []
+    for k in range(0, len(files), 64):  # batched through the model, as the CLI does
+        preds += recognizer.predict_many(files[k : k + 64], top_k=1)
+    seconds = (time.perf_counter() - start) / len(files)
+    top1 = np.array([bool(p.top_k) and p.top_k[0]["digit"] == y for p, y in zip(preds, labels[idx])])
+    accepted = np.array([not p.rejected for p in preds])
+    right = np.array([p.digit == y for p, y in zip(preds, labels[idx])])
+    by_kind = {k: float(top1[np.array(kinds) == k].mean()) for k in synth.KINDS if k in kinds}
+    reasons = collections.Counter(p.reason for p in preds if p.rejected)
+    return {"n": len(idx), "plain_accuracy": float(plain.mean()), "photo_accuracy": float(top1.mean()),
+            "gap_points": 100 * float(plain.mean() - top1.mean()), "accepted": float(accepted.mean()),
+            "accuracy_of_accepted": float(right[accepted].mean()) if accepted.any() else float("nan"),
+            "by_kind": by_kind, "reject_reasons": dict(reasons), "seconds_per_image": seconds}
+
+
+def numbers(recognizer: Recognizer, images: np.ndarray, labels: np.ndarray, n: int, seed: int,
+            touch_probability: float) -> dict:
+    rng = np.random.default_rng(10_000 + seed)
+    plain_ok = recognizer.probabilities(list(images.astype(np.float32) / 255)).argmax(1) == labels
+    rows, seconds = [], 0.0
+    for _ in range(n):
+        length = int(rng.integers(3, 9))
+        idx = rng.choice(len(images), size=length, replace=False)
+        style = synth.random_style(rng)
+        number = synth.render_number(list(images[idx]), list(labels[idx]), rng, style,
+                                     touch_probability=touch_probability)
+        data = encode(number.image)
+        start = time.perf_counter()
+        reading = recognizer.read(data)
+        seconds += time.perf_counter() - start
+        exact = reading.text == number.text and not reading.rejected
+        rows.append((exact, bool(plain_ok[idx].all()), number.touching, reading.needs_review or reading.rejected, length))
+    r = np.array(rows, dtype=np.int64)
+    exact, ceiling, touching, flagged = r[:, 0] == 1, r[:, 1] == 1, r[:, 2], r[:, 3] == 1
+    by_touching = {str(t): float(exact[np.minimum(touching, 2) == t].mean())
+                   for t in range(3) if (np.minimum(touching, 2) == t).any()}
+    return {"n": n, "exact": float(exact.mean()), "plain_all_digits_right": float(ceiling.mean()),
+            "exact_when_plain_right": float(exact[ceiling].mean()) if ceiling.any() else float("nan"),
+            "needs_review": float(flagged.mean()), "wrong_not_flagged": float((~exact & ~flagged).mean()),
+            "exact_by_touching_pairs(0,1,2+)": by_touching, "mean_digits": float(r[:, 4].mean()),
+            "seconds_per_number": seconds / n}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--digits", type=int, default=1000, help="single digits per seed (default 1000)")
+    parser.add_argument("--numbers", type=int, default=300, help="numbers per seed (default 300)")
+    parser.add_argument("--seeds", default="0,1", help="comma-separated seeds; figures are means (default 0,1)")
+    parser.add_argument("--split", choices=("test", "val"), default="test", help="digits to render (default test)")
+    parser.add_argument("--touch-probability", type=float, default=0.2, help="share of touching pairs (default 0.2)")
+    parser.add_argument("--model", help="checkpoint (default: the shipped model)")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    recognizer = Recognizer.load(args.model, backend=args.backend)
+    images, labels = digit_pool(args.split, recognizer)
+    full_plain = float((recognizer.probabilities(list(images.astype(np.float32) / 255)).argmax(1) == labels).mean())
+    runs = []
+    for seed in seeds:
+        run = {"seed": seed}
+        if args.digits:
+            run["single"] = single_digits(recognizer, images, labels, args.digits, seed)
+        if args.numbers:
+            run["numbers"] = numbers(recognizer, images, labels, args.numbers, seed, args.touch_probability)
+        runs.append(run)
+        if not args.json:
+            print(f"seed {seed}: " + json.dumps(run), file=sys.stderr)
+
+    def mean(part: str, key: str) -> float:
+        return float(np.mean([run[part][key] for run in runs]))
+
+    summary = {"machine": machine(), "model": recognizer.checkpoint.path, "arch": recognizer.checkpoint.arch,
+               "backend": args.backend, "split": args.split, "seeds": seeds,
+               f"plain_accuracy_full_{args.split}_set": full_plain, "runs": runs}
+    ok = True
+    if args.digits:
+        gap = mean("single", "plain_accuracy") - mean("single", "photo_accuracy")
+        summary["single"] = {k: mean("single", k) for k in ("plain_accuracy", "photo_accuracy", "accepted",
+                                                              "accuracy_of_accepted", "seconds_per_image")}
+        summary["single"]["gap_points"] = 100 * gap
+        summary["single"]["target_met"] = gap <= SINGLE_TARGET_GAP
+        ok &= gap <= SINGLE_TARGET_GAP
+    if args.numbers:
+        summary["numbers"] = {k: mean("numbers", k) for k in ("exact", "plain_all_digits_right", "exact_when_plain_right",
+                                                               "needs_review", "wrong_not_flagged", "seconds_per_number")}
+        summary["numbers"]["target_met"] = mean("numbers", "exact") >= EXACT_TARGET
+        ok &= mean("numbers", "exact") >= EXACT_TARGET
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"machine: {summary['machine']}; model {summary['arch']} ({summary['model']}), backend {args.backend}, "
+              f"MNIST {args.split} digits, seeds {seeds}")
+        print(f"plain MNIST accuracy of this model on the whole {args.split} set: {100 * full_plain:.2f}%")
+        if args.digits:
+            s = summary["single"]
+            print(f"single digits ({args.digits} per seed): photographed {100 * s['photo_accuracy']:.2f}% vs plain "
+                  f"{100 * s['plain_accuracy']:.2f}% on the same digits (gap {s['gap_points']:.2f} points, target <= 0.5: "
+                  f"{'met' if s['target_met'] else 'MISSED'}); accepted {100 * s['accepted']:.1f}%, "
+                  f"{100 * s['accuracy_of_accepted']:.2f}% of those right; {1000 * s['seconds_per_image']:.0f} ms/image")
+        if args.numbers:
+            s = summary["numbers"]
+            print(f"numbers of 3-8 digits ({args.numbers} per seed): exact {100 * s['exact']:.1f}% (target >= 95%: "
+                  f"{'met' if s['target_met'] else 'MISSED'}); all digits right as plain MNIST {100 * s['plain_all_digits_right']:.1f}%, "
+                  f"exact when they are {100 * s['exact_when_plain_right']:.1f}%; needs review {100 * s['needs_review']:.1f}%, "
+                  f"wrong and not flagged {100 * s['wrong_not_flagged']:.1f}%; {1000 * s['seconds_per_number']:.0f} ms/number")
+    return 0 if ok or not args.check else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
