@@ -1,0 +1,89 @@
+"""`digitrec predict` and `digitrec read` as a user runs them: JSON lines, tables, options, overlay."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitrec import synth
+from digitrec.cli import main
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, mnist):
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(21)
+    paths = {}
+    for i in range(3):  # test digits 7, 2, 1 as phone photos
+        image = synth.render_digit(mnist.test_images[i].numpy(), rng, synth.random_style(rng, "photo"))
+        paths[f"digit{i}"] = folder / f"digit{i}.jpg"
+        image.save(paths[f"digit{i}"], quality=92)
+    number = synth.render_number([mnist.test_images[i].numpy() for i in (0, 1, 2, 3)],
+                                 mnist.test_labels[:4].tolist(), rng, synth.clean_style(), height=70,
+                                 touch_probability=0)
+    paths["number"] = folder / "number.png"
+    number.image.save(paths["number"])
+    paths["blank"] = folder / "blank.png"
+    Image.new("L", (200, 200), 235).save(paths["blank"])
+    return paths
+
+
+def test_predict_json_lines(files, capsys):
+    code = main(["predict", "--json", "--top-k", "2", str(files["digit0"]), str(files["digit1"]), str(files["blank"])])
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0
+    assert [o["digit"] for o in out] == [7, 2, None]
+    assert all(list(o) == ["file", "digit", "confidence", "top_k", "rejected", "reason"] for o in out)
+    assert out[0]["file"] == str(files["digit0"]) and len(out[0]["top_k"]) == 2
+    assert out[2]["rejected"] and out[2]["reason"] == "no ink found"
+
+
+def test_predict_table(files, capsys):
+    assert main(["predict", str(files["digit2"]), str(files["blank"])]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split("\t") == ["FILE", "DIGIT", "CONFIDENCE", "TOP-3"]
+    assert lines[1].split("\t")[:2] == [str(files["digit2"]), "1"]
+    assert lines[2].endswith("rejected: no ink found")
+
+
+def test_predict_refuses_a_bad_top_k_in_one_line(files, capsys):
+    assert main(["predict", "--top-k", "0", str(files["digit0"])]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--top-k" in err
+
+
+def test_read_json_and_overlay(files, capsys, tmp_path):
+    out_png = tmp_path / "out" / "overlay.png"
+    code = main(["read", "--json", "--overlay", str(out_png), str(files["number"])])
+    reading = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert reading["text"] == "7210" and len(reading["digits"]) == 4
+    assert list(reading) == ["file", "text", "digits", "needs_review", "rejected", "reason"]
+    with Image.open(out_png) as overlay:
+        assert overlay.format == "PNG" and overlay.width == Image.open(files["number"]).width
+    assert [p.name for p in out_png.parent.iterdir()] == ["overlay.png"]  # no temporary file left
+
+
+def test_read_table_and_overlays_for_several_images(files, capsys, tmp_path):
+    code = main(["read", "--overlay", str(tmp_path), str(files["number"]), str(files["blank"])])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert lines[0].split("\t") == ["FILE", "NUMBER", "DETAILS"]
+    assert lines[1].split("\t")[1] == "7210"
+    assert lines[2].endswith("rejected: no ink found")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blank.overlay.png", "number.overlay.png"]
+
+
+def test_read_overlay_for_several_images_needs_a_directory(files, capsys, tmp_path):
+    assert main(["read", "--overlay", str(tmp_path / "x.png"), str(files["number"]), str(files["blank"])]) == 2
+    assert "directory" in capsys.readouterr().err
+
+
+def test_predict_and_read_are_listed_in_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "predict" in out and "read" in out
