@@ -6,9 +6,9 @@ digit (MNIST test digits re-drawn as ink on paper), and prints requests/s, p50, 
 errors, and the mean micro-batch size the server reports in /metrics.
 
 Configurations run side by side in the same invocation, interleaved over `--repeats` rounds: by
-default `digitrec serve --workers 2` (one worker process per core, micro-batching up to 32 images
-per model call; judged against the target), the single-process default `digitrec serve`, and the
-reference without micro-batching (`--micro-batch 1`: one model call per request), and the service
+default `digitrec serve` as shipped (one process, micro-batching up to 32 images per model call;
+judged against the target), `--workers 2` (one process per core), the reference without
+micro-batching (`--micro-batch 1`: one model call per request), and the service
 alone (`noop`: the same app with a recognizer that reads nothing), which shows what HTTP costs
 next to recognition.
 
@@ -338,9 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=300, help="unmeasured requests first (default 300)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds; configurations interleaved (default 3)")
     parser.add_argument("--configs", type=parse_config, nargs="+",
-                        default=[Config(2, 32), Config(1, 32), Config(1, 1), Config(1, 32, noop=True)],
+                        default=[Config(1, 32), Config(2, 32), Config(1, 1), Config(1, 32, noop=True)],
                         metavar="W:M", help="server configurations to compare, as --workers:--micro-batch, or noop "
-                        "for the service alone; the first real one is judged against the target (default: 2:32 1:32 1:1 noop)")
+                        "for the service alone; the first real one is judged against the target (default: 1:32 2:32 1:1 noop)")
     parser.add_argument("--rate", type=float, default=TARGET_RPS,
                         help=f"offered load of the open-loop run, requests/s (default {TARGET_RPS:.0f}; 0 skips it)")
     parser.add_argument("--model", help="checkpoint to serve (default: the shipped model)")
