@@ -31,7 +31,6 @@ import gc
 import io
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -43,24 +42,11 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from common import machine
+
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "fuzz" / "corpus"
 CHECKPOINT_EVERY = 2000
 MB = 1024 * 1024
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import torch
-
-    return (f"{os.cpu_count()}-core {platform.machine()} CPU ({model}), no GPU, {platform.system()}, "
-            f"Python {platform.python_version()}, torch {torch.__version__}")
 
 
 def rss_self() -> int:

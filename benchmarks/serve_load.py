@@ -44,7 +44,6 @@ import io
 import json
 import math
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -57,6 +56,8 @@ from typing import NamedTuple
 import httpx
 import numpy as np
 from PIL import Image
+
+from common import machine
 
 TARGET_RPS = 300.0
 TARGET_P99_MS = 30.0
@@ -76,21 +77,6 @@ class Result:
     mean_batch: float
     server_cpu_ms: float  # server CPU time (all its processes) per request: independent of other load
     client_cpu_ms: float  # the load generator's CPU time per request
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import torch
-
-    return (f"{os.cpu_count()}-core {platform.machine()} CPU ({model}), no GPU, {platform.system()}, "
-            f"Python {platform.python_version()}, torch {torch.__version__}")
 
 
 def load_average() -> str:
