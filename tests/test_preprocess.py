@@ -119,7 +119,7 @@ def test_background_removal_flattens_uneven_light():
     gray = light.copy()
     gray[100:140, 40:46] *= 0.2  # a stroke in the dark half
     gray[100:140, 270:276] *= 0.2  # and one in the bright half
-    residual = pp.remove_background(1 - gray, dark_ink=True)
+    residual = pp.remove_background(1 - gray)
     paper = np.ones_like(gray, bool)
     paper[90:150, 30:56] = paper[90:150, 260:286] = False
     assert np.percentile(residual[paper], 99) < 0.05  # the lighting is gone

@@ -4,11 +4,11 @@ It reproduces how MNIST itself was made (LeCun et al.): the digit's ink, size-no
 20x20 box preserving its aspect ratio, anti-aliased, then centred in a 28x28 field by its centre of
 mass, light ink on a black (exactly zero) background. Steps, each a function below:
 
-1. ``decode``: bytes / path / PIL / numpy -> one upright, fully decoded PIL frame. Refuses what is
-   not an image, empty or truncated files, decompression bombs, absurd dimensions, animated or
-   multi-page files; applies the EXIF orientation of phone photos.
-2. ``to_gray``: any colour mode (RGB, RGBA, LA, palette with or without transparency, CMYK,
-   1-bit, 16/32-bit integer, float) -> float (H, W) on 0-1.
+1. ``decode`` (digitrec.decode): bytes / path / PIL / numpy -> one upright, fully decoded PIL
+   frame. Refuses what is not an image, empty or truncated files, decompression bombs, absurd
+   dimensions, animated or multi-page files; applies the EXIF orientation of phone photos.
+2. ``to_gray`` (digitrec.decode): any colour mode (RGB, RGBA, LA, palette with or without
+   transparency, CMYK, 1-bit, 16/32-bit integer, float) -> float (H, W) on 0-1.
 3. ``working_scale``: large photos are processed at most ``WORK_MAX_SIDE`` pixels on their long
    side (the model sees 20 pixels; more only costs time).
 4. ``ink_is_dark``: dark ink on light paper or light ink on a dark board; flip so ink is bright.
@@ -20,39 +20,24 @@ mass, light ink on a black (exactly zero) background. Steps, each a function bel
    fit the long side to 20 pixels with anti-aliasing, centre by centre of mass in 28x28.
 8. ``to_model_input`` (digitrec.pipeline): normalise exactly as training did.
 
-Selecting which ink is "the digit" (and rejecting blank pages, blobs, several digits) lives in
+``prepare_digit`` runs them all for an image of one digit (the largest piece of ink with the
+pieces near it). Rejecting what is not one digit (blobs, drawings, several digits) lives in
 ``digitrec.recognize``; splitting a number into digits in ``digitrec.segment``.
 """
 
 from __future__ import annotations
 
-import io
-import os
-import struct
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from scipy import ndimage
 
-from .errors import BadImageError, NotAnImageError
+from .decode import (  # noqa: F401  (re-exported: the one path starts there)
+    FORMATS, MAX_FILE_BYTES, MAX_PIXELS, MAX_SIDE, MIN_SIDE, ImageInput, decode, read_file, to_gray,
+)
 from .pipeline import Normalization, to_model_input
-
-ImageInput = Union[bytes, bytearray, memoryview, str, os.PathLike, Image.Image, np.ndarray]
-
-# --- limits (why: a phone photo is at most ~50 MP; anything beyond is a mistake or an attack) ---
-MAX_FILE_BYTES = 50 * 1024 * 1024  # bytes read from a file or upload
-MAX_PIXELS = 60_000_000  # width * height, checked from the header before decoding
-MAX_SIDE = 20_000  # pixels, either side
-MIN_SIDE = 8  # pixels: smaller cannot hold a legible digit
-# Formats we decode. Restricting the list keeps Pillow away from exotic decoders (EPS runs
-# Ghostscript); these cover phone cameras (JPEG also opens their multi-picture MPO files),
-# scanners, browsers and image editors.
-FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 
 WORK_MAX_SIDE = 1024  # pixels: long side of the working image for one digit
 
@@ -67,193 +52,8 @@ MIN_STROKE = 1.3  # thinner strokes (MNIST 5th percentile) are thickened towards
 MIN_CONTRAST = 0.15  # ink must differ from the paper by at least this much (0-1 scale)
 NOISE_SIGMAS = 8.0  # ... and by this many standard deviations of the paper's noise and texture
 INK_FRACTION = 0.3  # the ink mask keeps what is at least this fraction of the ink contrast
-STROKES_PER_OPENING = 3.0  # the background opening is at least this many stroke widths wide
+THICKEST_PER_OPENING = 1.5  # the background opening is this many times wider than the thickest ink
 CORE_PERCENTILE = 90  # ink at or above this percentile of the masked ink counts as full ink (1.0)
-
-
-# ------------------------------------------------------------------------------------------------
-# 1. decode
-# ------------------------------------------------------------------------------------------------
-
-def read_file(source: str | os.PathLike) -> bytes:
-    """The bytes of an image file, every failure (missing, directory, too large) as a one-line BadImageError."""
-    path = Path(source)
-    try:
-        if path.is_dir():
-            raise BadImageError("is a directory, not an image file")
-        if path.exists() and not path.is_file():  # a device or pipe could stream forever
-            raise BadImageError("not a regular file")
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise BadImageError(f"file is {size / 2**20:.0f} MB, larger than the {MAX_FILE_BYTES // 2**20} MB limit")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise BadImageError("no such file") from None
-    except IsADirectoryError:
-        raise BadImageError("is a directory, not an image file") from None
-    except PermissionError:
-        raise BadImageError("permission denied") from None
-    except OSError as exc:
-        raise BadImageError(f"cannot read file: {exc.strerror or exc}") from None
-
-
-def _check_dimensions(width: int, height: int) -> None:
-    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
-        raise BadImageError(
-            f"image is {width}x{height} pixels, beyond the limit ({MAX_SIDE} per side, "
-            f"{MAX_PIXELS // 1_000_000} megapixels); possibly a decompression bomb")
-    if width < MIN_SIDE or height < MIN_SIDE:
-        raise BadImageError(f"image is {width}x{height} pixels, too small to hold a digit (at least {MIN_SIDE}x{MIN_SIDE})")
-
-
-def _from_array(array: np.ndarray) -> Image.Image:
-    """A numpy image (H, W), (H, W, 1|3|4); uint8, uint16, bool or float 0-1 -> PIL image."""
-    a = np.asarray(array)
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[..., 0]
-    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
-        raise BadImageError(f"array of shape {a.shape} is not an image (need H x W, H x W x 3 or H x W x 4)")
-    _check_dimensions(a.shape[1], a.shape[0])
-    if a.dtype == bool:
-        a = a.astype(np.uint8) * 255
-    elif np.issubdtype(a.dtype, np.floating):
-        if not np.isfinite(a).all():
-            raise BadImageError("array contains NaN or infinite values")
-        a = np.clip(a, 0, 1) * 255 + 0.5
-        a = a.astype(np.uint8)
-    elif a.dtype == np.uint16 and a.ndim == 2:
-        return Image.fromarray(a.astype(np.int32), "I")  # to_gray keeps all 16 bits
-    elif a.dtype == np.uint16:  # 16-bit colour (imageio, OpenCV): 8 bits per channel are plenty
-        a = np.round(a / 257.0).astype(np.uint8)
-    elif a.dtype != np.uint8:
-        if a.min() < 0 or a.max() > 255:
-            raise BadImageError(f"integer array of dtype {a.dtype} has values outside 0-255")
-        a = a.astype(np.uint8)
-    mode = "L" if a.ndim == 2 else ("RGB" if a.shape[2] == 3 else "RGBA")
-    return Image.fromarray(np.ascontiguousarray(a), mode)
-
-
-def decode(image: ImageInput) -> Image.Image:
-    """Any supported input -> one fully decoded, upright PIL image.
-
-    Raises NotAnImageError for bytes that are not an image we decode, BadImageError for an
-    image we cannot use (empty, truncated, too large, animated or multi-page).
-    """
-    if isinstance(image, np.ndarray):
-        return _from_array(image)
-    if isinstance(image, Image.Image):
-        pil = image
-        _check_dimensions(*pil.size)
-    else:
-        data = read_file(image) if isinstance(image, (str, os.PathLike)) else bytes(image)
-        if not data:
-            raise NotAnImageError("empty file (0 bytes)")
-        if len(data) > MAX_FILE_BYTES:
-            raise BadImageError(f"upload is {len(data) / 2**20:.0f} MB, larger than the {MAX_FILE_BYTES // 2**20} MB limit")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                pil = Image.open(io.BytesIO(data), formats=FORMATS)
-        except UnidentifiedImageError:
-            raise NotAnImageError(f"not an image in a supported format ({', '.join(FORMATS)})") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise BadImageError("image dimensions are too large (decompression bomb)") from None
-        except (OSError, ValueError, SyntaxError, EOFError) as exc:  # malformed headers
-            raise BadImageError(f"corrupt image header: {_first_line(exc)}") from None
-        _check_dimensions(*pil.size)
-    frames = getattr(pil, "n_frames", 1)
-    # MPO (phone cameras) stores a primary photo plus previews/depth maps: the first frame is the photo.
-    if frames > 1 and pil.format != "MPO":
-        kind = "animated" if pil.format in ("GIF", "PNG", "WEBP") else "multi-page"
-        raise BadImageError(f"{kind} image with {frames} frames; send a single still image")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            if frames > 1:
-                pil.seek(0)
-            pil.load()
-    except (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error) as exc:
-        message = _first_line(exc)
-        if "truncated" in message or "broken data stream" in message or isinstance(exc, EOFError):
-            raise BadImageError("truncated image file") from None
-        raise BadImageError(f"cannot decode image: {message}") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise BadImageError("image dimensions are too large (decompression bomb)") from None
-    return _upright(pil)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
-
-
-def _upright(pil: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation (phone photos are stored sideways with a rotation tag)."""
-    try:
-        upright = ImageOps.exif_transpose(pil)
-    except Exception:  # noqa: BLE001 - malformed EXIF must not make a readable picture unusable
-        return pil
-    return upright if upright is not None else pil
-
-
-# ------------------------------------------------------------------------------------------------
-# 2. grayscale
-# ------------------------------------------------------------------------------------------------
-
-def _luminance(rgb: np.ndarray) -> np.ndarray:
-    # ITU-R 601 luma, as Pillow's convert("L")
-    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
-
-
-def _flatten_alpha(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Composite a grey image with transparency onto the colour that makes the clear parts paper.
-
-    When only the strokes are opaque (a drawing app's transparent canvas) the clear parts take the
-    colour opposite the strokes; when most of the picture is opaque (a photo with clear margins),
-    the clear parts take the paper's colour, the median of the opaque pixels.
-    """
-    if alpha.min() >= 0.999:
-        return gray
-    opaque = alpha > 0.5
-    if not opaque.any():
-        return np.ones_like(gray)  # all transparent: an empty page
-    if opaque.mean() < 0.5:
-        stroke = float(np.average(gray, weights=alpha))
-        background = 1.0 if stroke < 0.5 else 0.0
-    else:
-        background = float(np.median(gray[opaque]))
-    return gray * alpha + background * (1 - alpha)
-
-
-def to_gray(pil: Image.Image) -> np.ndarray:
-    """PIL image in any mode -> float32 (H, W) on 0-1 (1 = white), transparency flattened."""
-    mode = pil.mode
-    if mode == "P":
-        pil = pil.convert("RGBA" if "transparency" in pil.info else "RGB")
-        mode = pil.mode
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        a = np.asarray(pil, dtype=np.float64)
-        if mode == "F" or a.max() > 65535 or a.min() < 0:  # float or 32-bit data: its own range
-            lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
-            if not (np.isfinite(lo) and np.isfinite(hi)):
-                raise BadImageError("image contains NaN or infinite values")
-            a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
-        else:
-            a = a / 65535.0
-        return a.astype(np.float32)
-    if mode in ("1", "L"):
-        return np.asarray(pil.convert("L"), dtype=np.float32) / 255.0
-    if mode in ("LA", "La"):
-        la = np.asarray(pil.convert("LA"), dtype=np.float32) / 255.0
-        return _flatten_alpha(la[..., 0], la[..., 1]).astype(np.float32)
-    if mode in ("RGBA", "RGBa", "PA"):
-        rgba = np.asarray(pil.convert("RGBA"), dtype=np.float32) / 255.0
-        return _flatten_alpha(_luminance(rgba[..., :3]), rgba[..., 3]).astype(np.float32)
-    try:  # RGB, CMYK, YCbCr, RGBX, HSV, ...
-        rgb = np.asarray(pil.convert("RGB"), dtype=np.float32) / 255.0
-    except (ValueError, OSError) as exc:
-        raise BadImageError(f"unsupported colour mode {mode}: {_first_line(exc)}") from None
-    return _luminance(rgb).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -294,21 +94,27 @@ def background_size(shape: tuple[int, int]) -> int:
     return max(7, int(min(shape) / 4))
 
 
-def remove_background(ink_bright: np.ndarray, dark_ink: bool = True, size: int | None = None) -> np.ndarray:
+def remove_background(ink_bright: np.ndarray, size: int | None = None) -> np.ndarray:
     """Ink-bright image (H, W) -> residual (H, W): ink contrast above the local paper level.
 
     The paper level is a grey opening (erosion then dilation) with a square wider than any stroke:
     it removes the strokes and keeps the slowly varying light. It is computed on a shrunken copy
     (cheap even for a wide opening), smoothed and scaled back. Light falls on ink and paper alike,
-    so for dark ink on paper the contrast is taken relative to the local paper brightness
-    (a shadowed stroke is as black, relative to its paper, as a lit one).
+    so the contrast is taken relative to 1 - paper level: for dark ink on paper that is the local
+    paper brightness (a shadowed stroke is as black, relative to its paper, as a lit one). Light
+    ink on a dark board gets the same formula, so a picture and its negative give the same ink.
     """
     h, w = ink_bright.shape
     size = size or background_size((h, w))
     factor = max(1, size // 12)
     small = ink_bright
     if factor > 1:
-        small = np.asarray(Image.fromarray(ink_bright, "F").resize((max(1, w // factor), max(1, h // factor)), Image.BOX))
+        # Shrink by the minimum of each block (of a lightly smoothed copy: noise is not paper):
+        # a block with any paper in it is paper, exactly as the opening's own erosion would say,
+        # so no trace of the ink leaks into the paper estimate wherever the digit falls.
+        smooth = ndimage.gaussian_filter(ink_bright, sigma=factor / 2)
+        hs, ws = max(1, h // factor), max(1, w // factor)
+        small = smooth[: hs * factor, : ws * factor].reshape(hs, factor, ws, factor).min(axis=(1, 3))
     k = max(3, size // factor)
     # Pad explicitly: scipy applies the edge mode to each of erosion and dilation separately,
     # which would underestimate paper that gets brighter towards the border (vignetting).
@@ -318,11 +124,7 @@ def remove_background(ink_bright: np.ndarray, dark_ink: bool = True, size: int |
     if factor > 1:
         paper = np.asarray(Image.fromarray(paper, "F").resize((w, h), Image.BILINEAR))
     paper = np.minimum(paper, ink_bright)
-    residual = ink_bright - paper
-    if dark_ink:
-        # ink_bright = 1 - gray, so 1 - paper is the paper's own brightness
-        residual = residual / np.maximum(1.0 - paper, 0.05)
-    return residual
+    return (ink_bright - paper) / np.maximum(1.0 - paper, 0.05)
 
 
 @dataclass
@@ -369,10 +171,16 @@ def find_ink(residual: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float
     return ink, mask, contrast, noise, True
 
 
+def thickest(mask: np.ndarray) -> float:
+    """Width (pixels) of the thickest part of a shape: twice its largest inscribed radius."""
+    return 2.0 * float(ndimage.distance_transform_edt(mask).max()) if mask.any() else 0.0
+
+
 def _strokes_too_wide(bright: np.ndarray, mask: np.ndarray, size: int) -> bool:
-    """Did an opening of `size` miss part of the strokes? Either the strokes found are nearly as
-    wide as the opening, or the mask is a stroke's outline around ink-coloured "holes"."""
-    if STROKES_PER_OPENING * stroke_width(mask) > size:
+    """Did an opening of `size` miss part of the strokes? Either the thickest ink found is too close
+    to the opening's width (then how much of it the opening keeps depends on where it falls), or
+    the mask is a stroke's outline around ink-coloured "holes"."""
+    if THICKEST_PER_OPENING * thickest(mask) > size:
         return True
     filled = ndimage.binary_fill_holes(mask)
     holes = filled & ~mask
@@ -389,15 +197,17 @@ def extract_ink(image: ImageInput | Image.Image, max_side: int = WORK_MAX_SIDE) 
     work, scale = working_scale(gray, max_side)
     dark = ink_is_dark(work)
     bright = 1.0 - work if dark else work
-    bright = bright.astype(np.float32)
+    # On a 2^-16 grid, so that a picture and its negative (1 - x, rounded differently in float32)
+    # become the very same array and give the very same digit.
+    bright = (np.round(bright * 65536.0) / 65536.0).astype(np.float32)
     size, largest = background_size(bright.shape), max(bright.shape)
     while True:
-        ink, mask, contrast, noise, found = find_ink(remove_background(bright, dark, size))
+        ink, mask, contrast, noise, found = find_ink(remove_background(bright, size))
         if not found or size >= largest or not _strokes_too_wide(bright, mask, size):
             break
         # Strokes about as wide as the opening are partly taken for paper: widen it (at the
         # limit, one paper level for the whole frame) and look again.
-        size = min(max(2 * size, int(STROKES_PER_OPENING * stroke_width(ndimage.binary_fill_holes(mask)))), largest)
+        size = min(max(2 * size, int(THICKEST_PER_OPENING * thickest(ndimage.binary_fill_holes(mask))) + 1), largest)
     return Ink(ink, mask, scale, pil.size, dark, contrast, noise, found)
 
 
