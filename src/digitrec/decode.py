@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from .errors import BadImageError, NotAnImageError
 
@@ -144,7 +144,7 @@ def decode(image: ImageInput) -> Image.Image:
         raise BadImageError(f"cannot decode image: {message}") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise BadImageError("image dimensions are too large (decompression bomb)") from None
-    return _upright(pil)
+    return _upright(pil, owned=not isinstance(image, Image.Image))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -152,13 +152,22 @@ def _first_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:200]
 
 
-def _upright(pil: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation (phone photos are stored sideways with a rotation tag)."""
+def _upright(pil: Image.Image, owned: bool = False) -> Image.Image:
+    """Apply the EXIF orientation (phone photos are stored sideways with a rotation tag).
+
+    `owned`: the image was opened here, so when it is already upright it is returned as it is
+    rather than copied (the copy is a third of decoding a small upload). A caller's own image is
+    never handed back to be modified."""
     try:
+        if owned and pil.getexif().get(ExifTags.Base.Orientation, 1) not in _ROTATED:
+            return pil
         upright = ImageOps.exif_transpose(pil)
     except Exception:  # noqa: BLE001 - malformed EXIF must not make a readable picture unusable
         return pil
     return upright if upright is not None else pil
+
+
+_ROTATED = (2, 3, 4, 5, 6, 7, 8)  # EXIF orientations that exif_transpose turns upright
 
 
 # ------------------------------------------------------------------------------------------------
