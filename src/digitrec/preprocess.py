@@ -28,6 +28,7 @@ pieces near it). Rejecting what is not one digit (blobs, drawings, several digit
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,6 +90,44 @@ def uniform_filter(image: np.ndarray, size: int) -> np.ndarray:
     out = ndimage.uniform_filter1d(image, size, axis=0)
     return ndimage.uniform_filter1d(out, size, axis=1, output=out)
 
+# Order statistics read off np.partition, each exactly the value np.median / np.percentile (linear
+# interpolation) return, so that one partial sort serves several of them: on a small image, the
+# set-up of each np.percentile call costs more than the partial sort itself.
+
+def _median_ranks(n: int) -> tuple[int, ...]:
+    """Ranks (0 = smallest) whose mean np.median takes for n values."""
+    return (n // 2 - 1, n // 2) if n % 2 == 0 else ((n - 1) // 2,)
+
+
+def _median_of(part: np.ndarray, n: int) -> np.generic:
+    """np.median of the n smallest values of `part`, partitioned at `_median_ranks(n)`: the middle
+    value, or the mean of the middle two in the array's own dtype (as np.mean computes it)."""
+    ranks = _median_ranks(n)
+    if len(ranks) == 1:
+        return part[ranks[0]]
+    a = part[ranks[0]]
+    return type(a)(float(a + part[ranks[1]]) / 2)
+
+
+def _percentile_ranks(n: int, q: float) -> tuple[int, int, float]:
+    """(rank below, rank above, weight) of np.percentile's linear method for n values, q in percent."""
+    virtual = (n - 1) * (q / 100)
+    if virtual >= n - 1:
+        return n - 1, n - 1, 0.0
+    below = math.floor(virtual)
+    return below, below + 1, virtual - below
+
+
+def _lerp(a: np.generic, b: np.generic, t: float, in_dtype: bool) -> float:
+    """np.percentile's interpolation between ranks a and b (numpy's `_lerp`): in the array's dtype
+    for a scalar q (`in_dtype`), in float64 for a list of q."""
+    if in_dtype:
+        diff = b - a
+        return float(b - diff * type(a)(1 - t) if t >= 0.5 else a + diff * type(a)(t))
+    diff = float(b - a)
+    return float(b) - diff * (1 - t) if t >= 0.5 else float(a) + diff * t
+
+
 
 def working_scale(gray: np.ndarray, max_side: int = WORK_MAX_SIDE) -> tuple[np.ndarray, float]:
     """Shrink so the long side is at most `max_side` (area averaging). Returns (image, scale)
@@ -107,10 +146,14 @@ def ink_is_dark(gray: np.ndarray) -> bool:
     the minority on one side of it: whichever tail reaches further from the median. A small digit
     in a large frame is a tiny minority, so ever rarer tails are looked at until one side is
     clearly further out; when neither is (a blank page), dark ink, the common case."""
-    smooth = uniform_filter(gray, 3)  # a hot pixel is not ink
-    median = float(np.median(smooth))
-    for tail in (0.5, 0.05, 0.005):
-        lo, hi = np.percentile(smooth, [tail, 100 - tail])
+    smooth = uniform_filter(gray, 3).ravel()  # a hot pixel is not ink
+    n = smooth.size
+    tails = [(_percentile_ranks(n, tail), _percentile_ranks(n, 100 - tail)) for tail in (0.5, 0.05, 0.005)]
+    part = np.partition(smooth, sorted({*_median_ranks(n), *(r for pair in tails for q in pair for r in q[:2])}))
+    median = float(_median_of(part, n))
+    for (i, j, t), (k, l, u) in tails:
+        # np.percentile(smooth, [tail, 100 - tail])
+        lo, hi = _lerp(part[i], part[j], t, in_dtype=False), _lerp(part[k], part[l], u, in_dtype=False)
         dark, light = median - lo, hi - median
         if max(dark, light) > 0.1 and max(dark, light) > 1.5 * min(dark, light):
             return bool(dark > light)
@@ -180,23 +223,35 @@ def find_ink(residual: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float
     """Residual (ink above paper) -> (ink map, mask, contrast, noise, found)."""
     # A light blur (about a stroke's edge) to average out sensor noise and JPEG blocks.
     smooth = gaussian_filter(residual, max(0.7, min(residual.shape) / 400))
-    floor = float(np.median(smooth))
-    peak = float(smooth.max()) - floor
+    n = smooth.size
+    top = _percentile_ranks(n, 99.95)
+    part = np.partition(smooth.ravel(), sorted({*_median_ranks(n), top[0], top[1], n - 1}))  # (n,)
+    floor = float(_median_of(part, n))
+    peak = float(part[n - 1]) - floor
     # Ink contrast: a high percentile (robust to a hot pixel), but a small digit in a large frame
     # is < 0.05% of the pixels, hence also half the peak.
-    contrast = max(float(np.percentile(smooth, 99.95)) - floor, 0.5 * peak)
-    # Noise (sensor noise and paper texture): robust spread of the pixels that are clearly paper.
-    paper = smooth[smooth < floor + INK_FRACTION * contrast]
-    noise = 1.4826 * float(np.median(np.abs(paper - np.median(paper)))) if paper.size else 0.0
+    contrast = max(_lerp(part[top[0]], part[top[1]], top[2], in_dtype=True) - floor, 0.5 * peak)
+    # Noise (sensor noise and paper texture): robust spread of the pixels that are clearly paper,
+    # the m lowest: np.median(|paper - np.median(paper)|).
+    m = int(np.count_nonzero(smooth < floor + INK_FRACTION * contrast))
+    noise = 0.0
+    if m:
+        part = np.partition(part, sorted({*_median_ranks(m), m - 1}))
+        spread = np.partition(np.abs(part[:m] - _median_of(part, m)), _median_ranks(m))
+        noise = 1.4826 * float(_median_of(spread, m))
     found = contrast >= MIN_CONTRAST and contrast >= NOISE_SIGMAS * noise
     threshold = floor + max(INK_FRACTION * contrast, 0.5 * NOISE_SIGMAS * noise)
     mask = smooth > threshold
-    if not found or not mask.any():
+    c = int(np.count_nonzero(mask))
+    if not found or not c:
         zeros = np.zeros_like(residual)
         return zeros, np.zeros(residual.shape, bool), contrast, noise, False
-    # Soft ink: 0 at the paper's noise floor, 1 at the stroke core (90th percentile of the mask).
+    # Soft ink: 0 at the paper's noise floor, 1 at the stroke core (90th percentile of the mask,
+    # whose pixels are the c highest values).
     low = floor + max(0.05 * contrast, 3 * noise)
-    core = float(np.percentile(smooth[mask], CORE_PERCENTILE))
+    i, j, t = _percentile_ranks(c, CORE_PERCENTILE)
+    part = np.partition(part, [n - c + i, n - c + j])
+    core = _lerp(part[n - c + i], part[n - c + j], t, in_dtype=True)
     ink = np.clip((residual - low) / max(core - low, 1e-6), 0, 1).astype(np.float32)
     return ink, mask, contrast, noise, True
 
