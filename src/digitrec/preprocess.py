@@ -94,6 +94,13 @@ def uniform_filter(image: np.ndarray, size: int) -> np.ndarray:
 # interpolation) return, so that one partial sort serves several of them: on a small image, the
 # set-up of each np.percentile call costs more than the partial sort itself.
 
+def _partition(values: np.ndarray, ranks) -> np.ndarray:
+    """np.partition(values, ranks) with the largest value's rank added, as np.median does: numpy's
+    partial sort around a single rank can be a hundred times slower when most values are equal
+    (paper is mostly exactly 0 after background removal)."""
+    return np.partition(values, sorted({*ranks, values.size - 1}))
+
+
 def _median_ranks(n: int) -> tuple[int, ...]:
     """Ranks (0 = smallest) whose mean np.median takes for n values."""
     return (n // 2 - 1, n // 2) if n % 2 == 0 else ((n - 1) // 2,)
@@ -148,10 +155,11 @@ def ink_is_dark(gray: np.ndarray) -> bool:
     clearly further out; when neither is (a blank page), dark ink, the common case."""
     smooth = uniform_filter(gray, 3).ravel()  # a hot pixel is not ink
     n = smooth.size
-    tails = [(_percentile_ranks(n, tail), _percentile_ranks(n, 100 - tail)) for tail in (0.5, 0.05, 0.005)]
-    part = np.partition(smooth, sorted({*_median_ranks(n), *(r for pair in tails for q in pair for r in q[:2])}))
-    median = float(_median_of(part, n))
-    for (i, j, t), (k, l, u) in tails:
+    part = smooth
+    for step, tail in enumerate((0.5, 0.05, 0.005)):
+        (i, j, t), (k, l, u) = _percentile_ranks(n, tail), _percentile_ranks(n, 100 - tail)
+        part = _partition(part, {i, j, k, l, *(_median_ranks(n) if step == 0 else ())})
+        median = float(_median_of(part, n)) if step == 0 else median
         # np.percentile(smooth, [tail, 100 - tail])
         lo, hi = _lerp(part[i], part[j], t, in_dtype=False), _lerp(part[k], part[l], u, in_dtype=False)
         dark, light = median - lo, hi - median
@@ -225,33 +233,31 @@ def find_ink(residual: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float
     smooth = gaussian_filter(residual, max(0.7, min(residual.shape) / 400))
     n = smooth.size
     top = _percentile_ranks(n, 99.95)
-    part = np.partition(smooth.ravel(), sorted({*_median_ranks(n), top[0], top[1], n - 1}))  # (n,)
+    part = _partition(smooth.ravel(), {*_median_ranks(n), top[0], top[1]})  # (n,)
     floor = float(_median_of(part, n))
     peak = float(part[n - 1]) - floor
     # Ink contrast: a high percentile (robust to a hot pixel), but a small digit in a large frame
     # is < 0.05% of the pixels, hence also half the peak.
     contrast = max(_lerp(part[top[0]], part[top[1]], top[2], in_dtype=True) - floor, 0.5 * peak)
-    # Noise (sensor noise and paper texture): robust spread of the pixels that are clearly paper,
-    # the m lowest: np.median(|paper - np.median(paper)|).
-    m = int(np.count_nonzero(smooth < floor + INK_FRACTION * contrast))
+    # Noise (sensor noise and paper texture): robust spread of the pixels that are clearly paper.
+    paper = smooth[smooth < floor + INK_FRACTION * contrast]  # (m,), in image order: a partial
+    # sort of them is quick, one of an already partitioned array may not be (worst-case pivots)
     noise = 0.0
-    if m:
-        part = np.partition(part, sorted({*_median_ranks(m), m - 1}))
-        spread = np.partition(np.abs(part[:m] - _median_of(part, m)), _median_ranks(m))
-        noise = 1.4826 * float(_median_of(spread, m))
+    if paper.size:
+        centre = _median_of(_partition(paper, _median_ranks(paper.size)), paper.size)  # np.median(paper)
+        noise = 1.4826 * float(_median_of(_partition(np.abs(paper - centre), _median_ranks(paper.size)), paper.size))
     found = contrast >= MIN_CONTRAST and contrast >= NOISE_SIGMAS * noise
     threshold = floor + max(INK_FRACTION * contrast, 0.5 * NOISE_SIGMAS * noise)
     mask = smooth > threshold
-    c = int(np.count_nonzero(mask))
-    if not found or not c:
+    if not found or not mask.any():
         zeros = np.zeros_like(residual)
         return zeros, np.zeros(residual.shape, bool), contrast, noise, False
-    # Soft ink: 0 at the paper's noise floor, 1 at the stroke core (90th percentile of the mask,
-    # whose pixels are the c highest values).
+    # Soft ink: 0 at the paper's noise floor, 1 at the stroke core (90th percentile of the mask).
     low = floor + max(0.05 * contrast, 3 * noise)
-    i, j, t = _percentile_ranks(c, CORE_PERCENTILE)
-    part = np.partition(part, [n - c + i, n - c + j])
-    core = _lerp(part[n - c + i], part[n - c + j], t, in_dtype=True)
+    inked = smooth[mask]
+    i, j, t = _percentile_ranks(inked.size, CORE_PERCENTILE)
+    inked = _partition(inked, {i, j})
+    core = _lerp(inked[i], inked[j], t, in_dtype=True)  # np.percentile(smooth[mask], CORE_PERCENTILE)
     ink = np.clip((residual - low) / max(core - low, 1e-6), 0, 1).astype(np.float32)
     return ink, mask, contrast, noise, True
 
