@@ -216,7 +216,7 @@ def to_gray(pil: Image.Image) -> np.ndarray:
             a = a / 65535.0
         return a.astype(np.float32)
     if mode in ("1", "L"):
-        return np.asarray(pil.convert("L"), dtype=np.float32) / 255.0
+        return np.asarray(pil if mode == "L" else pil.convert("L"), dtype=np.float32) / 255.0
     if mode in ("LA", "La"):
         la = np.asarray(pil.convert("LA"), dtype=np.float32) / 255.0
         return _flatten_alpha(la[..., 0], la[..., 1]).astype(np.float32)

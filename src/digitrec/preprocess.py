@@ -262,31 +262,51 @@ def find_ink(residual: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float
     return ink, mask, contrast, noise, True
 
 
+def _ink_box(mask: np.ndarray, ring: bool) -> tuple[np.ndarray, tuple[slice, slice]] | None:
+    """The mask cropped to its ink's box (None without ink), with a one-pixel ring of paper around
+    it: on every side (`ring` True: the frame's outside counts as paper), or only where the box
+    stops short of the frame's edge (the frame's outside is not paper). Every pixel outside the box
+    is paper that reaches the edge in a straight line, and no piece of ink is nearer its paper than
+    the ring, so fills and distances of the ink computed on the crop are those of the whole mask."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    h, w = mask.shape
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    if not ring:  # keep the frame's edges where the ink touches them
+        y0, y1, x0, x1 = max(y0 - 1, 0), min(y1 + 1, h), max(x0 - 1, 0), min(x1 + 1, w)
+    crop = mask[y0:y1, x0:x1]
+    return (np.pad(crop, 1) if ring else crop), (slice(y0, y1), slice(x0, x1))
+
+
 def thickest(mask: np.ndarray) -> float:
     """Width (pixels) of the thickest part of a shape: twice its largest inscribed radius."""
-    return 2.0 * float(ndimage.distance_transform_edt(mask).max()) if mask.any() else 0.0
+    box = _ink_box(mask, ring=False)
+    return 2.0 * float(ndimage.distance_transform_edt(box[0]).max()) if box is not None else 0.0
 
 
 def thickest_bound(mask: np.ndarray) -> float:
     """An upper bound of `thickest(mask)`, several times cheaper: the city-block distance to the
     paper is never shorter than the straight one. Where it already settles a comparison, the
     Euclidean distance map need not be computed."""
-    if not mask.any():
+    box = _ink_box(mask, ring=False)
+    if box is None:
         return 0.0
-    city = ndimage.distance_transform_cdt(mask, metric="taxicab")  # (H, W) int32; -1: no paper at all
+    city = ndimage.distance_transform_cdt(box[0], metric="taxicab")  # int32; -1: no paper at all
     return 2.0 * float(city.max()) if city.min() >= 0 else float("inf")
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """`ndimage.binary_fill_holes(mask)`, exactly, in one labelling pass instead of a dilation
     repeated until nothing changes: paper that does not reach the frame's edge (4-connected,
-    as there) is a hole."""
-    paper, n = ndimage.label(~mask)  # (H, W) int32, 0 on the ink
-    outside = np.zeros(n + 1, bool)
-    for edge in (paper[0], paper[-1], paper[:, 0], paper[:, -1]):
-        outside[edge] = True
-    outside[0] = False
-    return ~outside[paper]
+    as there) is a hole. Labelled within the ink's box, ringed by paper that reaches the edge."""
+    filled = np.zeros(mask.shape, bool)
+    box = _ink_box(mask, ring=True)
+    if box is None:
+        return filled
+    paper, _ = ndimage.label(~box[0])  # (h + 2, w + 2) int32, 0 on the ink; the ring is one piece
+    filled[box[1]] = (paper != paper[0, 0])[1:-1, 1:-1]
+    return filled
 
 
 def _strokes_too_wide(bright: np.ndarray, mask: np.ndarray, size: int) -> bool:
