@@ -346,3 +346,14 @@ def test_digit_ink_is_the_isin_and_dilation_it_replaces():
             crop, got = pp.digit_ink(ink, labels, ids, box, halo)
             assert np.array_equal(got, want)
             assert np.array_equal(crop, np.where(keep, ink[y0:y1, x0:x1], 0).astype(np.float32))
+
+
+def test_padding_and_square_dilation_are_numpys_and_scipys():
+    rng = np.random.default_rng(6)
+    for mask in random_masks(7, 30):
+        image = rng.random(mask.shape).astype(np.float32)
+        for pad in (1, 9, 27):
+            assert np.array_equal(pp._edge_pad(image, pad), np.pad(image, pad, mode="edge"))
+        for radius in (1, 2, 3):
+            assert np.array_equal(pp.dilate_square(mask, radius),
+                                  ndimage.binary_dilation(mask, structure=pp.EIGHT, iterations=radius))

@@ -148,6 +148,41 @@ def working_scale(gray: np.ndarray, max_side: int = WORK_MAX_SIDE) -> tuple[np.n
     return small, w / size[0]
 
 
+def _edge_pad(image: np.ndarray, pad: int) -> np.ndarray:
+    """`np.pad(image, pad, mode="edge")` for a 2-D array, by slice copies (np.pad's set-up costs
+    more than the copying on a small image)."""
+    h, w = image.shape
+    out = np.empty((h + 2 * pad, w + 2 * pad), image.dtype)
+    out[pad : pad + h, pad : pad + w] = image
+    out[pad : pad + h, :pad] = image[:, :1]
+    out[pad : pad + h, pad + w :] = image[:, -1:]
+    out[:pad] = out[pad]
+    out[pad + h :] = out[pad + h - 1]
+    return out
+
+
+def _zero_ring(image: np.ndarray) -> np.ndarray:
+    """`np.pad(image, 1)`: a ring of zeros (False) around a 2-D array."""
+    out = np.zeros((image.shape[0] + 2, image.shape[1] + 2), image.dtype)
+    out[1:-1, 1:-1] = image
+    return out
+
+
+def dilate_square(mask: np.ndarray, radius: int) -> np.ndarray:
+    """`ndimage.binary_dilation(mask, structure=EIGHT, iterations=radius)` (nothing beyond the
+    frame): `radius` dilations by the 3x3 square are one by the (2 radius + 1) square, done as
+    shifted ORs along rows, then along columns."""
+    rows = mask.copy()
+    for d in range(1, radius + 1):
+        rows[d:] |= mask[:-d]
+        rows[:-d] |= mask[d:]
+    out = rows.copy()
+    for d in range(1, radius + 1):
+        out[:, d:] |= rows[:, :-d]
+        out[:, :-d] |= rows[:, d:]
+    return out
+
+
 def ink_is_dark(gray: np.ndarray) -> bool:
     """True for dark ink on light paper. The paper is the bulk of the pixels (the median); ink is
     the minority on one side of it: whichever tail reaches further from the median. A small digit
@@ -200,7 +235,7 @@ def remove_background(ink_bright: np.ndarray, size: int | None = None) -> np.nda
     # Pad explicitly: scipy applies the edge mode to each of erosion and dilation separately,
     # which would underestimate paper that gets brighter towards the border (vignetting).
     pad = k + k // 2
-    paper = ndimage.grey_opening(np.pad(small, pad, mode="edge"), size=(k, k))
+    paper = ndimage.grey_opening(_edge_pad(small, pad), size=(k, k))
     paper = uniform_filter(paper, max(3, k // 2))[pad:-pad, pad:-pad]
     if factor > 1:
         paper = np.asarray(Image.fromarray(paper, "F").resize((w, h), Image.BILINEAR))
@@ -276,7 +311,9 @@ def _ink_box(mask: np.ndarray, ring: bool) -> tuple[np.ndarray, tuple[slice, sli
     if not ring:  # keep the frame's edges where the ink touches them
         y0, y1, x0, x1 = max(y0 - 1, 0), min(y1 + 1, h), max(x0 - 1, 0), min(x1 + 1, w)
     crop = mask[y0:y1, x0:x1]
-    return (np.pad(crop, 1) if ring else crop), (slice(y0, y1), slice(x0, x1))
+    if ring:
+        crop = np.pad(crop, 1) if min(crop.shape) == 0 else _zero_ring(crop)
+    return crop, (slice(y0, y1), slice(x0, x1))
 
 
 def thickest(mask: np.ndarray) -> float:
@@ -419,9 +456,7 @@ def digit_ink(ink: np.ndarray, labels: np.ndarray, label_ids: list[int], box: tu
     wanted[list(label_ids)] = True
     wanted[0] = 0 in label_ids
     mask = wanted[lab]
-    # `halo` dilations by the 3x3 square are one by the (2 halo + 1) square: two 1-D passes
-    # (binary_dilation with structure=EIGHT, iterations=halo, to the pixel).
-    keep = ndimage.maximum_filter(mask, size=2 * halo + 1, mode="constant") if halo else mask
+    keep = dilate_square(mask, halo)
     keep &= ~((lab > 0) & ~mask)  # never another piece's ink
     return np.where(keep, ink[y0:y1, x0:x1], 0).astype(np.float32), mask
 
