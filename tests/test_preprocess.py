@@ -357,3 +357,14 @@ def test_padding_and_square_dilation_are_numpys_and_scipys():
         for radius in (1, 2, 3):
             assert np.array_equal(pp.dilate_square(mask, radius),
                                   ndimage.binary_dilation(mask, structure=pp.EIGHT, iterations=radius))
+
+
+def test_background_opening_is_scipys_to_the_bit():
+    rng = np.random.default_rng(8)
+    for i, mask in enumerate(random_masks(9, 40)):
+        image = (np.round(rng.random(mask.shape) * 65536) / 65536).astype(np.float32) * (0.5 + 0.5 * mask)
+        k = int(rng.integers(3, 30))  # odd and even widths
+        pad, smooth = k + k // 2, max(3, k // 2)
+        expected = ndimage.uniform_filter(ndimage.grey_opening(np.pad(image, pad, mode="edge"), size=(k, k)),
+                                          size=smooth)[pad:-pad, pad:-pad]
+        assert np.array_equal(pp._smooth_opening(image, k, pad, smooth), expected)

@@ -210,6 +210,28 @@ def background_size(shape: tuple[int, int]) -> int:
     return max(7, int(min(shape) / 4))
 
 
+def _smooth_opening(small: np.ndarray, k: int, pad: int, smooth: int) -> np.ndarray:
+    """`uniform_filter(ndimage.grey_opening(np.pad(small, pad, "edge"), size=(k, k)), smooth)`
+    cropped back to `small`'s frame, bit for bit: the same scipy 1-D passes in the same order
+    (erosion: minimum along rows then columns; dilation: maximum, its window one pixel back for an
+    even k, as grey_dilation places it), skipping work whose result is a copy or is cut away.
+    The first pass runs on the picture's own columns (the padding's columns are copies of the
+    edge ones, and so are their minima), the last only on the rows that are kept."""
+    h, w = small.shape
+    tall = _edge_pad(small, pad)[:, pad : pad + w]  # (h + 2 pad, w)
+    eroded = ndimage.minimum_filter1d(tall, k, axis=0)
+    wide = np.empty((h + 2 * pad, w + 2 * pad), eroded.dtype)
+    wide[:, pad : pad + w] = eroded
+    wide[:, :pad] = eroded[:, :1]
+    wide[:, pad + w :] = eroded[:, -1:]
+    eroded = ndimage.minimum_filter1d(wide, k, axis=1)
+    back = -1 if k % 2 == 0 else 0
+    opened = ndimage.maximum_filter1d(eroded, k, axis=0, origin=back)
+    opened = ndimage.maximum_filter1d(opened, k, axis=1, origin=back)
+    level = ndimage.uniform_filter1d(opened, smooth, axis=0)[pad : pad + h]
+    return ndimage.uniform_filter1d(level, smooth, axis=1)[:, pad : pad + w]
+
+
 def remove_background(ink_bright: np.ndarray, size: int | None = None) -> np.ndarray:
     """Ink-bright image (H, W) -> residual (H, W): ink contrast above the local paper level.
 
@@ -234,9 +256,7 @@ def remove_background(ink_bright: np.ndarray, size: int | None = None) -> np.nda
     k = max(3, size // factor)
     # Pad explicitly: scipy applies the edge mode to each of erosion and dilation separately,
     # which would underestimate paper that gets brighter towards the border (vignetting).
-    pad = k + k // 2
-    paper = ndimage.grey_opening(_edge_pad(small, pad), size=(k, k))
-    paper = uniform_filter(paper, max(3, k // 2))[pad:-pad, pad:-pad]
+    paper = _smooth_opening(small, k, pad=k + k // 2, smooth=max(3, k // 2))
     if factor > 1:
         paper = np.asarray(Image.fromarray(paper, "F").resize((w, h), Image.BILINEAR))
     paper = np.minimum(paper, ink_bright)
