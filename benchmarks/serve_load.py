@@ -18,11 +18,12 @@ is shared: one free core serves about 1000 / (server CPU ms) requests/s. A refer
 the recognizer's own CPU per image, in process, without HTTP.
 
 Configurations run side by side in the same invocation, interleaved over `--repeats` rounds: by
-default `digitrec serve` as shipped (one process, micro-batching up to 32 images per model call;
-judged against the target), `--workers 2` (one process per core), the reference without
-micro-batching (`--micro-batch 1`: one model call per request), and the service alone (`noop`:
-the same app with a recognizer that reads nothing), which shows what HTTP costs next to
-recognition.
+default `digitrec serve` as shipped (one worker, micro-batching up to 32 images per model call, and
+on a multi-core machine one preprocessing process beside it; judged against the target), the
+same with preprocessing on the worker's inference thread (`1:32:0`, how it shipped before),
+`--workers 2` (one process per core), the reference without micro-batching (`--micro-batch 1`:
+one model call per request), and the service alone (`noop`: the same app with a recognizer that
+reads nothing), which shows what HTTP costs next to recognition.
 
 The load generator is a minimal HTTP/1.1 client on asyncio streams with pre-built request bytes,
 like wrk: on a 2-core machine a full client library (httpx) spends as much CPU per request as the
@@ -30,7 +31,7 @@ server, and the figure would measure the client. Every response is still checked
 a JSON body with a "digit" field); anything else counts as an error.
 
     python benchmarks/serve_load.py                      # 5000 requests, 16 clients, 3 rounds
-    python benchmarks/serve_load.py --requests 20000 --configs 2:32 --check
+    python benchmarks/serve_load.py --requests 20000 --configs 1:32 1:32:0 --check
 
 Target on a 2-core CPU: >= 300 requests/s, p99 < 30 ms at 300 requests/s offered, 0 errors
 (`--check` exits 1 if the first configuration misses it).
@@ -181,6 +182,7 @@ class Config(NamedTuple):
     workers: int
     micro_batch: int
     noop: bool = False  # the service alone (NOOP_SERVER)
+    preprocess: int | None = None  # --preprocess-processes; None: digitrec serve's default
 
 
 def start_server(port: int, config: Config, model: str | None, log: Path) -> subprocess.Popen:
@@ -189,6 +191,8 @@ def start_server(port: int, config: Config, model: str | None, log: Path) -> sub
     else:
         cmd = [sys.executable, "-m", "digitrec", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--log-level", "warning", "--workers", str(config.workers), "--micro-batch", str(config.micro_batch)]
+        if config.preprocess is not None:
+            cmd += ["--preprocess-processes", str(config.preprocess)]
         if model:
             cmd += ["--model", model]
     with open(log, "ab") as out:
@@ -249,21 +253,28 @@ def summarise(config: str, total: int, seconds: float, latencies: list[float], e
 
 
 def parse_config(text: str) -> Config:
-    """'W:M' -> Config(workers, micro_batch); 'noop' -> the service alone."""
+    """'W:M' or 'W:M:P' -> Config(workers, micro_batch, preprocess processes P); 'noop' -> the
+    service alone."""
     if text == "noop":
         return Config(1, 32, noop=True)
     try:
-        workers, micro_batch = (int(part) for part in text.split(":"))
+        parts = [int(part) for part in text.split(":")]
+        if len(parts) not in (2, 3):
+            raise ValueError
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WORKERS:MICRO_BATCH such as 1:32, or noop; got {text!r}") from None
-    return Config(workers, micro_batch)
+        raise argparse.ArgumentTypeError(f"expected WORKERS:MICRO_BATCH[:PREPROCESS_PROCESSES] such as 1:32 or "
+                                         f"1:32:0, or noop; got {text!r}") from None
+    return Config(parts[0], parts[1], preprocess=parts[2] if len(parts) == 3 else None)
 
 
 def config_name(config: Config) -> str:
     if config.noop:
         return "service only (no-op recognizer)"
     batching = f"micro-batch {config.micro_batch}" if config.micro_batch > 1 else "no micro-batching"
-    return f"{config.workers} worker{'s' if config.workers > 1 else ''}, {batching}"
+    name = f"{config.workers} worker{'s' if config.workers > 1 else ''}, {batching}"
+    if config.preprocess is not None:
+        name += f", {config.preprocess} prep. proc." if config.preprocess else ", prep. in-thread"
+    return name
 
 
 def run_server(config: Config, args: argparse.Namespace, pngs: list[bytes], log: Path) -> list[Result]:
@@ -325,7 +336,7 @@ def recognizer_cpu_ms(pngs: list[bytes], model: str | None, batch: int = 8, roun
 
 def row(config: str, r: dict) -> str:
     batch = "  n/a" if math.isnan(r["mean_batch"]) else f"{r['mean_batch']:5.1f}"
-    return (f"{config:52s} {r['rps']:6.0f} {r['p50_ms']:7.2f} {r['p90_ms']:7.2f} {r['p99_ms']:7.2f} {r['max_ms']:7.1f} "
+    return (f"{config:64s} {r['rps']:6.0f} {r['p50_ms']:7.2f} {r['p90_ms']:7.2f} {r['p99_ms']:7.2f} {r['max_ms']:7.1f} "
             f"{r['errors']:6d} {batch} {r['server_cpu_ms']:10.2f} {r['client_cpu_ms']:10.2f}")
 
 
@@ -336,9 +347,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=300, help="unmeasured requests first (default 300)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds; configurations interleaved (default 3)")
     parser.add_argument("--configs", type=parse_config, nargs="+",
-                        default=[Config(1, 32), Config(2, 32), Config(1, 1), Config(1, 32, noop=True)],
-                        metavar="W:M", help="server configurations to compare, as --workers:--micro-batch, or noop "
-                        "for the service alone; the first real one is judged against the target (default: 1:32 2:32 1:1 noop)")
+                        default=[Config(1, 32), Config(1, 32, preprocess=0), Config(2, 32), Config(1, 1),
+                                 Config(1, 32, noop=True)],
+                        metavar="W:M[:P]", help="server configurations to compare, as --workers:--micro-batch"
+                        "[:--preprocess-processes], or noop for the service alone; the first real one is judged "
+                        "against the target (default: 1:32 1:32:0 2:32 1:1 noop)")
     parser.add_argument("--rate", type=float, default=TARGET_RPS,
                         help=f"offered load of the open-loop run, requests/s (default {TARGET_RPS:.0f}; 0 skips it)")
     parser.add_argument("--model", help="checkpoint to serve (default: the shipped model)")
@@ -355,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
           f"POST /v1/predict with a {statistics.mean(map(len, pngs)):.0f}-byte PNG on average\n")
     reference = recognizer_cpu_ms(pngs, args.model)
     print(f"reference, no HTTP: Recognizer.predict_many in process, batches of 8: {reference:.2f} ms CPU per image\n")
-    header = (f"{'configuration':52s} {'req/s':>6s} {'p50 ms':>7s} {'p90 ms':>7s} {'p99 ms':>7s} {'max ms':>7s} "
+    header = (f"{'configuration':64s} {'req/s':>6s} {'p50 ms':>7s} {'p90 ms':>7s} {'p99 ms':>7s} {'max ms':>7s} "
               f"{'errors':>6s} {'batch':>5s} {'srv cpu ms':>10s} {'cli cpu ms':>10s}")
     print(header)
     runs: dict[str, list[Result]] = {}

@@ -30,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--micro-batch", type=int, default=32, metavar="N",
                         help="most concurrent /v1/predict images answered by one model call; 1 turns "
                              "micro-batching off (default 32)")
+    parser.add_argument("--preprocess-processes", type=int, default=None, metavar="N",
+                        help="processes that preprocess /v1/predict images beside each worker, so HTTP and "
+                             "preprocessing use different cores (default: 1 with one worker on a multi-core "
+                             "machine, else 0: preprocessing on the worker's inference thread)")
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
                         help="uvicorn log level; below info there is no access log (default info)")
 
@@ -44,9 +48,20 @@ def check_args(args: argparse.Namespace) -> int:
         raise ConfigError(f"--threads must be between 1 and 256, got {args.threads}")
     if not 1 <= args.micro_batch <= 1024:
         raise ConfigError(f"--micro-batch must be between 1 and 1024, got {args.micro_batch}")
+    if args.preprocess_processes is not None and not 0 <= args.preprocess_processes <= 64:
+        raise ConfigError(f"--preprocess-processes must be between 0 and 64, got {args.preprocess_processes}")
     if not 0 < args.max_upload_mb <= 1024:
         raise ConfigError(f"--max-upload-mb must be above 0 and at most 1024, got {args.max_upload_mb}")
     return max(1, int(args.max_upload_mb * 1024 * 1024))
+
+
+def preprocess_processes(args: argparse.Namespace) -> int:
+    """--preprocess-processes, or its default: one preprocessing process when a single worker
+    leaves a core free (measured with benchmarks/serve_load.py: the HTTP work and the
+    preprocessing then run side by side instead of taking turns on one core), else none."""
+    if args.preprocess_processes is not None:
+        return args.preprocess_processes
+    return 1 if args.workers == 1 and (os.cpu_count() or 1) >= 2 else 0
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -67,8 +82,8 @@ def check_port_free(host: str, port: int) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ..server.app import (ENV_BACKEND, ENV_MAX_UPLOAD, ENV_MICRO_BATCH, ENV_MODEL, ENV_THREADS, ServerSettings,
-                              create_app, load_recognizer, set_torch_threads)
+    from ..server.app import (ENV_BACKEND, ENV_MAX_UPLOAD, ENV_MICRO_BATCH, ENV_MODEL, ENV_PREPROCESS, ENV_THREADS,
+                              ServerSettings, create_app, load_recognizer, set_torch_threads)
 
     max_upload_bytes = check_args(args)
     check_port_free(args.host, args.port)
@@ -82,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
     common = dict(host=args.host, port=args.port, log_level=args.log_level,
                   access_log=args.log_level in ("info", "debug"), timeout_graceful_shutdown=10)
     if args.workers == 1:
-        app = create_app(recognizer=recognizer, max_upload_bytes=max_upload_bytes, backend=args.backend,
-                         micro_batch=args.micro_batch)
+        app = create_app(args.model, recognizer=recognizer, max_upload_bytes=max_upload_bytes, backend=args.backend,
+                         micro_batch=args.micro_batch, preprocess_processes=preprocess_processes(args))
         uvicorn.run(app, **common)
     else:
         # Worker processes import the app by name, so the settings travel in the environment.
@@ -92,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ[ENV_MAX_UPLOAD] = str(max_upload_bytes)
         os.environ[ENV_MICRO_BATCH] = str(args.micro_batch)
         os.environ[ENV_THREADS] = str(args.threads)
+        os.environ[ENV_PREPROCESS] = str(preprocess_processes(args))
         del recognizer
         uvicorn.run("digitrec.server.app:create_app_from_env", factory=True, workers=args.workers, **common)
     return 0

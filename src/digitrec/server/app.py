@@ -3,7 +3,8 @@
 The model is loaded once, in the lifespan handler (or handed in ready-made as `recognizer=`, which
 is how tests swap in a tiny model), and reaches the routes through the `get_service` dependency.
 All model work runs on one inference thread behind a micro-batcher, so the event loop only
-parses and writes HTTP.
+parses and writes HTTP; `preprocess_processes=1` moves the preprocessing of /v1/predict images
+to a process of its own (a second core), which `digitrec serve` does on a multi-core machine.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 from fastapi import FastAPI
 
 from .. import __version__
-from .batching import MicroBatcher
+from .batching import MicroBatcher, PreprocessPool
 from .limits import MULTIPART_OVERHEAD, UploadLimitMiddleware
 from .metrics import MetricsMiddleware, ServiceMetrics
 from .problems import format_bytes, install_problem_handlers
@@ -36,6 +37,7 @@ ENV_BACKEND = "DIGITREC_SERVE_BACKEND"
 ENV_MAX_UPLOAD = "DIGITREC_SERVE_MAX_UPLOAD_BYTES"
 ENV_MICRO_BATCH = "DIGITREC_SERVE_MICRO_BATCH"
 ENV_THREADS = "DIGITREC_SERVE_THREADS"
+ENV_PREPROCESS = "DIGITREC_SERVE_PREPROCESS_PROCESSES"
 
 
 @dataclass(frozen=True)
@@ -45,12 +47,15 @@ class ServerSettings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES  # per file
     max_batch_files: int = 64              # files per POST /v1/predict/batch
     micro_batch: int = 32                  # most images per model call; 1 turns micro-batching off
+    preprocess_processes: int = 0          # processes preprocessing /v1/predict images; 0: the inference thread
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1:
             raise ValueError("max_upload_bytes must be positive")
         if self.max_batch_files < 1 or self.micro_batch < 1:
             raise ValueError("max_batch_files and micro_batch must be at least 1")
+        if self.preprocess_processes < 0:
+            raise ValueError("preprocess_processes must be 0 or more")
 
     def body_limit(self, path: str) -> tuple[int, str] | None:
         """Largest request body per route (the per-file limit plus the multipart envelope)."""
@@ -72,6 +77,7 @@ class Service:
     recognizer: Recognizer | None = None   # loaded in the lifespan, or handed to create_app
     executor: ThreadPoolExecutor | None = None
     batcher: MicroBatcher | None = None
+    preprocess: PreprocessPool | None = None
     ready: bool = False
 
     async def run_model(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -94,8 +100,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if service.recognizer is None:
             # Loaded once per process, before the server accepts its first request.
             service.recognizer = await service.run_model(load_recognizer, service.settings)
+        service.preprocess = await start_preprocess_pool(service.settings, service.recognizer)
         service.batcher = MicroBatcher(service.recognizer, service.executor, service.settings.micro_batch,
-                                       on_batch=service.metrics.batch_size.observe)
+                                       on_batch=service.metrics.batch_size.observe, preprocess=service.preprocess)
         await service.batcher.start()
         info = model_info(service)
         service.metrics.model_info.labels(info["arch"], info["weights_sha256"] or "", __version__).set(1)
@@ -108,7 +115,30 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.metrics.ready.set(0)
         if service.batcher is not None:
             await service.batcher.stop()
+        if service.preprocess is not None:
+            service.preprocess.close()
         service.executor.shutdown(wait=True)
+
+
+async def start_preprocess_pool(settings: ServerSettings, recognizer: Recognizer) -> PreprocessPool | None:
+    """The preprocessing process(es) the settings ask for, started and ready; None when
+    preprocessing stays on the inference thread. The process loads the recognizer from its file,
+    so a recognizer handed in ready-made (tests) or with its own `prepare` keeps it in-process."""
+    if settings.preprocess_processes == 0:
+        return None
+    from ..recognize import Recognizer
+
+    path = settings.model_path or getattr(recognizer.checkpoint, "path", None)
+    if type(recognizer).prepare is not Recognizer.prepare or path is None:
+        log.warning("preprocessing stays in the server process: the recognizer is not one loaded from a file")
+        return None
+    pool = PreprocessPool(str(path), settings.preprocess_processes)
+    try:
+        await pool.start()
+    except BaseException:
+        pool.close()
+        raise
+    return pool
 
 
 def model_info(service: Service) -> dict[str, Any]:
@@ -129,13 +159,14 @@ def model_info(service: Service) -> dict[str, Any]:
 
 def create_app(model_path: str | os.PathLike | None = None, recognizer: Recognizer | None = None,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, *, backend: str = "torch",
-               max_batch_files: int = 64, micro_batch: int = 32) -> FastAPI:
+               max_batch_files: int = 64, micro_batch: int = 32, preprocess_processes: int = 0) -> FastAPI:
     """Build the app. Pass `recognizer` to serve an already loaded model (tests), else the
-    checkpoint at `model_path` (default: the shipped model) is loaded at start-up."""
+    checkpoint at `model_path` (default: the shipped model) is loaded at start-up.
+    `preprocess_processes` > 0 preprocesses /v1/predict images in that many processes of their own."""
     from .routes import api, health, page
 
     settings = ServerSettings(str(model_path) if model_path is not None else None, backend, max_upload_bytes,
-                              max_batch_files, micro_batch)
+                              max_batch_files, micro_batch, preprocess_processes)
     app = FastAPI(
         title="digitrec",
         version=__version__,
@@ -174,4 +205,5 @@ def create_app_from_env() -> FastAPI:
         set_torch_threads(int(env[ENV_THREADS]))
     return create_app(env.get(ENV_MODEL) or None,
                       max_upload_bytes=int(env.get(ENV_MAX_UPLOAD) or DEFAULT_MAX_UPLOAD_BYTES),
-                      backend=env.get(ENV_BACKEND) or "torch", micro_batch=int(env.get(ENV_MICRO_BATCH) or 32))
+                      backend=env.get(ENV_BACKEND) or "torch", micro_batch=int(env.get(ENV_MICRO_BATCH) or 32),
+                      preprocess_processes=int(env.get(ENV_PREPROCESS) or 0))
