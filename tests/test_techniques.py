@@ -7,7 +7,7 @@ import torch
 
 from digitrec.config import TrainConfig
 from digitrec.recipes import RECIPES, recipe
-from digitrec.train import train
+from digitrec.train import resolve_amp, train
 
 TINY = dict(model="fast_ref_cnn", limit_train=1500, limit_eval=300, epochs=1, batch_size=50, lr=3e-3,
             device="cpu", calibrate=False)
@@ -16,7 +16,7 @@ TINY = dict(model="fast_ref_cnn", limit_train=1500, limit_eval=300, epochs=1, ba
 @pytest.mark.parametrize("switch", [
     dict(schedule="none"), dict(schedule="cosine"), dict(schedule="onecycle"),
     dict(label_smoothing=0.1), dict(ema=0.99), dict(aug_elastic=1.5), dict(augment=False),
-    dict(amp="bf16"), dict(channels_last=True), dict(model="bn_cnn", channels_last=True, amp="bf16"),
+    dict(amp="bf16"), dict(amp="none"), dict(channels_last=False), dict(model="bn_cnn", channels_last=True, amp="bf16"),
 ], ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()))
 def test_switch_trains_and_learns(switch, mnist, tmp_path):
     result = train(TrainConfig(**{**TINY, **switch}), mnist, tmp_path)
@@ -60,3 +60,35 @@ def test_fp16_without_cuda_is_a_clear_error(mnist, tmp_path):
         pytest.skip("CUDA present: fp16 is valid here")
     with pytest.raises(ConfigError, match="fp16"):
         train(TrainConfig(**TINY, amp="fp16"), mnist, tmp_path)
+
+
+@pytest.mark.parametrize("avx512_bf16, amx, expected", [(True, False, "bf16"), (False, True, "bf16"), (False, False, "none")])
+def test_amp_auto_uses_bf16_only_where_the_cpu_computes_it_natively(avx512_bf16, amx, expected, monkeypatch):
+    # emulated bf16 is slower than float32, so "auto" must not pick it on such a CPU
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert resolve_amp("auto", torch.device("cpu")) == expected
+    assert resolve_amp("none", torch.device("cpu")) == "none"  # an explicit choice is kept
+    assert resolve_amp("bf16", torch.device("cpu")) == "bf16"
+
+
+def test_checkpoint_records_the_precision_actually_used(mnist, tmp_path):
+    result = train(TrainConfig(**{**TINY, "limit_train": 500}), mnist, tmp_path)
+    meta = torch.load(result.checkpoint, weights_only=True)  # meta keys sit at the top level
+    assert meta["config"]["amp"] == "auto"
+    assert meta["amp"] == resolve_amp("auto", torch.device("cpu"))
+
+
+def test_evaluation_runs_channels_last_without_touching_the_callers_model(mnist):
+    from digitrec.evaluate import predict_logits
+    from digitrec.models import create_model
+    from digitrec.pipeline import Normalization
+
+    torch.manual_seed(0)
+    model = create_model("fast_bn_cnn").eval()
+    images = mnist.test_images[:200]
+    with torch.inference_mode():
+        expected = model(((images.float() / 255 - 0.1307) / 0.3081).unsqueeze(1))
+    logits = predict_logits(model, images, Normalization())
+    torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
+    assert model[0].weight.is_contiguous()  # still NCHW: checkpoints written from it keep their layout

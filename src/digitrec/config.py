@@ -12,28 +12,30 @@ from .errors import ConfigError
 from .models import list_models
 
 SCHEDULES = ("none", "onecycle", "cosine")
-AMP_MODES = ("none", "bf16", "fp16")
+AMP_MODES = ("auto", "none", "bf16", "fp16")
 
 
 @dataclass
 class TrainConfig:
     model: str = "fast_bn_cnn"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 6
+    epochs: int = 10
     batch_size: int = 128
     lr: float = 3e-3  # Adam learning rate (the peak for OneCycle)
     betas: tuple[float, float] = (0.9, 0.999)  # Adam moment decay rates
     weight_decay: float = 0.0  # decoupled (AdamW) weight decay, per step, relative
     schedule: str = "onecycle"  # learning-rate schedule: none | onecycle | cosine
-    label_smoothing: float = 0.0  # cross-entropy target smoothing, 0-1
+    label_smoothing: float = 0.1  # cross-entropy target smoothing, 0-1 (calibration undoes its under-confidence)
     augment: bool = True  # batched random affine on the training batches
     aug_degrees: float = 10.0  # max rotation, degrees
     aug_scale: float = 0.1  # max relative zoom in/out
     aug_translate: float = 2.0  # max shift, pixels
     aug_elastic: float = 0.0  # elastic distortion amplitude, pixels (0 = off)
     ema: float | None = None  # weight EMA decay per step (e.g. 0.999); evaluation uses the averaged weights
-    amp: str = "none"  # mixed precision: none | bf16 (CPU/CUDA autocast) | fp16 (CUDA only)
-    channels_last: bool = False  # NHWC memory format (helps some CPU/GPU convolution kernels)
+    # mixed precision: auto (bf16 where the hardware computes it natively, else none) | none |
+    # bf16 (CPU/CUDA autocast) | fp16 (CUDA only)
+    amp: str = "auto"
+    channels_last: bool = True  # NHWC memory format: oneDNN's CPU convolutions run 1.4-1.8x faster
     compile: bool = False  # torch.compile the model (costs compile time up front)
     tensorboard: bool = False  # write TensorBoard scalars to the run directory
     calibrate: bool = True  # fit the softmax temperature on validation after training

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 
 import torch
@@ -32,10 +33,22 @@ def predict_logits(
     """uint8 images (N, 28, 28) -> logits (N, 10) on the CPU, model in eval mode."""
     was_training = model.training
     model.eval()
-    out = [model(to_model_input(images[i : i + batch_size].to(device), norm)).float().cpu()
+    net = _channels_last(model)
+    out = [net(to_model_input(images[i : i + batch_size].to(device), norm)).float().cpu()
            for i in range(0, len(images), batch_size)]
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, 10)
+
+
+def _channels_last(model: nn.Module) -> nn.Module:
+    """The model with NHWC convolution weights: oneDNN's CPU kernels run about 2x faster on them.
+
+    A copy, so the caller's weights (and the checkpoints written from them) keep their layout.
+    """
+    weights = [p for p in model.parameters() if p.dim() == 4]
+    if not weights or all(p.is_contiguous(memory_format=torch.channels_last) for p in weights):
+        return model
+    return copy.deepcopy(model).to(memory_format=torch.channels_last)
 
 
 def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> Metrics:

@@ -119,12 +119,31 @@ def _scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, steps: int
     return None
 
 
+def resolve_amp(mode: str, device: torch.device) -> str:
+    """The mixed-precision mode actually used: "auto" becomes bf16 only where bf16 is native.
+
+    On a CPU without AVX512-BF16 or AMX, bf16 is emulated and slower than float32.
+    """
+    if mode != "auto":
+        return mode
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "none"
+    if device.type == "cpu":
+        try:
+            native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        except AttributeError:  # private helpers; older or newer torch may lack them
+            native = False
+        return "bf16" if native else "none"
+    return "none"
+
+
 def _autocast(config: TrainConfig, device: torch.device):
-    if config.amp == "none":
+    amp = resolve_amp(config.amp, device)
+    if amp == "none":
         return contextlib.nullcontext()
-    if config.amp == "fp16" and device.type != "cuda":
+    if amp == "fp16" and device.type != "cuda":
         raise ConfigError("amp = fp16 needs a CUDA device; use bf16 on the CPU")
-    return torch.autocast(device.type, dtype=torch.bfloat16 if config.amp == "bf16" else torch.float16)
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 def _ema_update(decay: float):
@@ -353,6 +372,7 @@ def _finish(config: TrainConfig, data: Mnist, out: Path, state: _State, test_n: 
         },
         "data": {"checksums_md5": data.checksums},
         "device": str(device),
+        "amp": resolve_amp(config.amp, device),
     }
     path = save_checkpoint(out / CHECKPOINT_NAME, model.cpu(), config.model, config.model_kwargs, norm, meta)
     calibration = None
