@@ -7,7 +7,8 @@ import json
 
 from ..calibration import DEFAULT_BINS, calibrate_checkpoint
 from ..data import load_mnist
-from ..device import DEVICE_CHOICES, pick_device
+from ..device import pick_device
+from .arguments import add_data_arguments
 from ..errors import ConfigError
 
 NAME = "calibrate"
@@ -17,8 +18,7 @@ HELP = "fit temperature scaling on a checkpoint's validation split and store it 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="PATH", required=True, help="checkpoint to calibrate, updated in place")
     parser.add_argument("--bins", type=int, default=DEFAULT_BINS, help=f"equal-width ECE bins (default {DEFAULT_BINS})")
-    parser.add_argument("--data-dir", help="directory holding the four MNIST .gz files (or set DIGITREC_DATA)")
-    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="compute device")
+    add_data_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the stored calibration as one JSON object")
 
 

@@ -15,7 +15,8 @@ import json
 from ..analysis import SPLITS, analyze, predict_split
 from ..ensemble import load_ensemble
 from ..data import load_mnist
-from ..device import DEVICE_CHOICES, pick_device
+from ..device import pick_device
+from .arguments import add_data_arguments
 from ..errors import ConfigError
 from ..report import DEFAULT_GALLERY, model_info, write_report
 
@@ -36,8 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "and report.html into DIR")
     parser.add_argument("--max", type=int, default=DEFAULT_GALLERY, metavar="N",
                         help=f"misclassified images shown in the report gallery (default {DEFAULT_GALLERY})")
-    parser.add_argument("--data-dir", help="directory holding the four MNIST .gz files (or set DIGITREC_DATA)")
-    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="compute device")
+    add_data_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 

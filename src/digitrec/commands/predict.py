@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
-from ..backends import BACKENDS
 from ..errors import ConfigError, ImageError
 from ..recognize import Prediction, Prepared, Recognizer
+from .arguments import add_image_arguments
 from .read import read_input
 
 NAME = "predict"
@@ -16,9 +16,7 @@ HELP = "recognise one handwritten digit per image (photos, scans, drawings)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...); - reads stdin")
-    parser.add_argument("--model", metavar="PATH", help="checkpoint (default: the shipped model)")
-    parser.add_argument("--backend", choices=BACKENDS, default="torch", help="inference backend (default torch)")
+    add_image_arguments(parser)
     parser.add_argument("--top-k", type=int, default=3, metavar="K", help="alternatives to list, 1-10 (default 3)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
 

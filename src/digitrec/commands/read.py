@@ -11,19 +11,17 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..backends import BACKENDS
 from ..errors import BadImageError, ConfigError, ImageError
 from ..preprocess import MAX_FILE_BYTES, read_file
 from ..recognize import Reading, Recognizer
+from .arguments import add_image_arguments
 
 NAME = "read"
 HELP = "read a handwritten number (1-20 digits on one line) from each image"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...); - reads stdin")
-    parser.add_argument("--model", metavar="PATH", help="checkpoint (default: the shipped model)")
-    parser.add_argument("--backend", choices=BACKENDS, default="torch", help="inference backend (default torch)")
+    add_image_arguments(parser)
     parser.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     parser.add_argument("--overlay", metavar="OUT.png",
                         help="draw the boxes and readings: with one image, the file to write; with several, "

@@ -11,11 +11,11 @@ from datetime import datetime
 
 from ..config import TrainConfig, read_toml
 from ..data import load_mnist
-from ..device import DEVICE_CHOICES
 from ..errors import ConfigError
 from ..models import list_models
 from ..recipes import RECIPES, recipe
 from ..train import EpochRecord, read_resume_config, train
+from .arguments import add_data_arguments
 
 NAME = "train"
 HELP = "train a model on MNIST and report validation and test accuracy"
@@ -30,10 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help=f"images per step (default {defaults.batch_size})")
     parser.add_argument("--lr", type=float, help=f"Adam learning rate, the peak for OneCycle (default {defaults.lr})")
     parser.add_argument("--seed", type=int, help=f"training seed (default {defaults.seed})")
-    parser.add_argument("--device", choices=DEVICE_CHOICES, help="compute device (default auto)")
     parser.add_argument("--limit-train", type=int, help="train on a stratified slice of N images (smoke runs)")
     parser.add_argument("--tensorboard", action="store_true", default=None, help="log scalars to RUN_DIR/tensorboard")
-    parser.add_argument("--data-dir", help="directory holding the four MNIST .gz files (or set DIGITREC_DATA)")
+    add_data_arguments(parser, device_default=None)  # None: the config's (or recipe's) device
     parser.add_argument("--out", help="run directory for model.pt, last.pt, metrics.jsonl, curves.png (default runs/<time>)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last finished epoch")
     parser.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this machine (launches torchrun)")
