@@ -135,6 +135,10 @@ async def start_preprocess_pool(settings: ServerSettings, recognizer: Recognizer
     pool = PreprocessPool(str(path), settings.preprocess_processes)
     try:
         await pool.start()
+    except Exception:  # noqa: BLE001 - the service works without it, on one core
+        log.exception("the preprocessing process did not start; preprocessing in the server process")
+        pool.close()
+        return None
     except BaseException:
         pool.close()
         raise

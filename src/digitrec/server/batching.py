@@ -22,6 +22,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
+import signal
+import sys
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -156,16 +159,31 @@ def prepare_images(recognizer: Any, images: list[tuple[bytes, str | None]]) -> l
 _worker_recognizer: Any = None  # in the preprocessing process: the recognizer whose prepare runs
 
 
-def _start_worker(model_path: str | None) -> None:
+def _start_worker(model_path: str | None, server_pid: int) -> None:
     """Initialiser of the preprocessing process: its own copy of the recognizer (prepare needs no
     model, but a Recognizer is what prepare belongs to), one torch thread."""
     global _worker_recognizer
+    _end_with_server(server_pid)
     import torch
 
     from ..recognize import Recognizer
 
     torch.set_num_threads(1)
     _worker_recognizer = Recognizer.load(model_path)
+
+
+def _end_with_server(server_pid: int) -> None:
+    """On Linux, have the kernel end this process when the server process ends, however it ends
+    (a SIGKILL included), so no preprocessing process outlives its server."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return
+    if os.getppid() != server_pid:  # the server ended before the request above
+        os._exit(0)
 
 
 def _prepare_in_worker(images: list[tuple[bytes, str | None]]) -> list[Any]:
@@ -181,7 +199,7 @@ class PreprocessPool:
             raise ValueError("processes must be at least 1")
         self.model_path = model_path
         self._pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_start_worker, initargs=(model_path,))
+                                         initializer=_start_worker, initargs=(model_path, os.getpid()))
 
     async def start(self) -> None:
         """Wait until the process has started and loaded what it needs (a few seconds)."""
