@@ -14,6 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .config import TrainConfig
 from .data import Mnist
+from .evaluate import channels_last_copy
 from .models import create_model
 from .train import TrainResult, train
 
@@ -43,8 +44,11 @@ def count_macs(model: torch.nn.Module) -> int:
 
 @torch.inference_mode()
 def inference_rate(model: torch.nn.Module, batch: int = 1024, repeats: int = 3) -> float:
-    """Images per second of eager inference at `batch` (best of `repeats`, after a warm-up)."""
-    model = model.eval()
+    """Images per second of eager inference at `batch` (best of `repeats`, after a warm-up).
+
+    With channels-last weights, as digitrec's own evaluation runs them.
+    """
+    model = channels_last_copy(model.eval())
     x = torch.randn(batch, 1, 28, 28)
     model(x)
     best = float("inf")

@@ -33,14 +33,14 @@ def predict_logits(
     """uint8 images (N, 28, 28) -> logits (N, 10) on the CPU, model in eval mode."""
     was_training = model.training
     model.eval()
-    net = _channels_last(model)
+    net = channels_last_copy(model)
     out = [net(to_model_input(images[i : i + batch_size].to(device), norm)).float().cpu()
            for i in range(0, len(images), batch_size)]
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, 10)
 
 
-def _channels_last(model: nn.Module) -> nn.Module:
+def channels_last_copy(model: nn.Module) -> nn.Module:
     """The model with NHWC convolution weights: oneDNN's CPU kernels run about 2x faster on them.
 
     A copy, so the caller's weights (and the checkpoints written from them) keep their layout.
