@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from digitrec import ndexact as nx
 from digitrec import preprocess as pp
 from digitrec import synth
 from digitrec.pipeline import Normalization
@@ -267,7 +268,7 @@ def test_working_scale_keeps_small_images_and_shrinks_large_ones():
     assert max(shrunk.shape) == pp.WORK_MAX_SIDE and scale == pytest.approx(3000 / pp.WORK_MAX_SIDE, rel=0.01)
 
 
-# ---- the cheaper implementations compute exactly what scipy / numpy would ---------------------------
+# ---- the cheaper implementations (digitrec.ndexact) compute exactly what scipy / numpy would ---------------------------
 # Preprocessing runs once per request in the server, so its steps use cheaper equivalents of
 # scipy.ndimage and numpy calls. "Equivalent" means bit for bit: the digit a user gets must not
 # depend on these shortcuts. Arrays: noise, blobs, mostly-equal values (paper), every size parity.
@@ -304,9 +305,9 @@ def test_filters_are_scipys_to_the_bit():
     for mask in random_masks(1, 20):
         image = rng.random(mask.shape).astype(np.float32) * mask
         for sigma in (0.7, 1.0, 2.5, float(rng.uniform(0.3, 6))):
-            assert np.array_equal(pp.gaussian_filter(image, sigma), ndimage.gaussian_filter(image, sigma=sigma))
+            assert np.array_equal(nx.gaussian_filter(image, sigma), ndimage.gaussian_filter(image, sigma=sigma))
         for size in (3, 4, 9, int(rng.integers(2, 40))):
-            assert np.array_equal(pp.uniform_filter(image, size), ndimage.uniform_filter(image, size=size))
+            assert np.array_equal(nx.uniform_filter(image, size), ndimage.uniform_filter(image, size=size))
 
 
 def test_fill_holes_and_thickness_bound_agree_with_scipy():
@@ -318,13 +319,13 @@ def test_fill_holes_and_thickness_bound_agree_with_scipy():
 def test_order_statistics_are_numpys_to_the_bit():
     for values in random_values(3):
         n = values.size
-        median = pp._median_of(pp._partition(values, pp._median_ranks(n)), n)
+        median = nx.median_of(nx.partition(values, nx.median_ranks(n)), n)
         assert median == np.median(values) and median.dtype == np.median(values).dtype
         for q in (0.005, 0.5, 50, 90, 99.95, 100):
-            i, j, t = pp._percentile_ranks(n, q)
-            part = pp._partition(values, {i, j})
-            assert pp._lerp(part[i], part[j], t, in_dtype=True) == float(np.percentile(values, q))
-            assert pp._lerp(part[i], part[j], t, in_dtype=False) == float(np.percentile(values, [q, 50])[0])
+            i, j, t = nx.percentile_ranks(n, q)
+            part = nx.partition(values, {i, j})
+            assert nx.lerp(part[i], part[j], t, in_dtype=True) == float(np.percentile(values, q))
+            assert nx.lerp(part[i], part[j], t, in_dtype=False) == float(np.percentile(values, [q, 50])[0])
 
 
 def test_digit_ink_is_the_isin_and_dilation_it_replaces():
@@ -353,9 +354,9 @@ def test_padding_and_square_dilation_are_numpys_and_scipys():
     for mask in random_masks(7, 30):
         image = rng.random(mask.shape).astype(np.float32)
         for pad in (1, 9, 27):
-            assert np.array_equal(pp._edge_pad(image, pad), np.pad(image, pad, mode="edge"))
+            assert np.array_equal(nx.edge_pad(image, pad), np.pad(image, pad, mode="edge"))
         for radius in (1, 2, 3):
-            assert np.array_equal(pp.dilate_square(mask, radius),
+            assert np.array_equal(nx.dilate_square(mask, radius),
                                   ndimage.binary_dilation(mask, structure=pp.EIGHT, iterations=radius))
 
 

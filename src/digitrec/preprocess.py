@@ -27,8 +27,6 @@ pieces near it). Rejecting what is not one digit (blobs, drawings, several digit
 
 from __future__ import annotations
 
-import functools
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +37,7 @@ from scipy import ndimage
 from .decode import (  # noqa: F401  (re-exported: the one path starts there)
     FORMATS, MAX_FILE_BYTES, MAX_PIXELS, MAX_SIDE, MIN_SIDE, ImageInput, decode, read_file, to_gray,
 )
+from . import ndexact as nx
 from .pipeline import Normalization, to_model_input
 
 WORK_MAX_SIDE = 1024  # pixels: long side of the working image for one digit
@@ -62,80 +61,6 @@ CORE_PERCENTILE = 90  # ink at or above this percentile of the masked ink counts
 # 3-6. working scale, polarity, background, ink
 # ------------------------------------------------------------------------------------------------
 
-# The filters below are exactly scipy.ndimage's (same 1-D passes, same order, same float32 output
-# between passes), called without the per-call set-up that dominates on a small image: the
-# preprocessing of a 72x72 upload is ~40 filter calls, and the server does one per request.
-
-@functools.lru_cache(maxsize=64)
-def _gaussian_weights(sigma: float) -> np.ndarray:
-    """The 1-D kernel `ndimage.gaussian_filter(x, sigma)` correlates with along each axis (truncate
-    4, reflect), read off the filter's own response to an impulse, so it is scipy's to the bit."""
-    radius = int(4.0 * float(sigma) + 0.5)
-    impulse = np.zeros(2 * radius + 1)
-    impulse[radius] = 1.0
-    weights = ndimage.gaussian_filter1d(impulse, sigma, mode="constant")  # (2r+1,), symmetric
-    weights.setflags(write=False)
-    return weights
-
-
-def gaussian_filter(image: np.ndarray, sigma: float) -> np.ndarray:
-    """`ndimage.gaussian_filter(image, sigma)` for a 2-D float image, bit for bit, cheaper."""
-    weights = _gaussian_weights(float(sigma))
-    out = ndimage.correlate1d(image, weights, axis=0, mode="reflect")
-    return ndimage.correlate1d(out, weights, axis=1, output=out, mode="reflect")
-
-
-def uniform_filter(image: np.ndarray, size: int) -> np.ndarray:
-    """`ndimage.uniform_filter(image, size)` for a 2-D image, bit for bit (the same two passes)."""
-    out = ndimage.uniform_filter1d(image, size, axis=0)
-    return ndimage.uniform_filter1d(out, size, axis=1, output=out)
-
-# Order statistics read off np.partition, each exactly the value np.median / np.percentile (linear
-# interpolation) return, so that one partial sort serves several of them: on a small image, the
-# set-up of each np.percentile call costs more than the partial sort itself.
-
-def _partition(values: np.ndarray, ranks) -> np.ndarray:
-    """np.partition(values, ranks) with the largest value's rank added, as np.median does: numpy's
-    partial sort around a single rank can be a hundred times slower when most values are equal
-    (paper is mostly exactly 0 after background removal)."""
-    return np.partition(values, sorted({*ranks, values.size - 1}))
-
-
-def _median_ranks(n: int) -> tuple[int, ...]:
-    """Ranks (0 = smallest) whose mean np.median takes for n values."""
-    return (n // 2 - 1, n // 2) if n % 2 == 0 else ((n - 1) // 2,)
-
-
-def _median_of(part: np.ndarray, n: int) -> np.generic:
-    """np.median of the n smallest values of `part`, partitioned at `_median_ranks(n)`: the middle
-    value, or the mean of the middle two in the array's own dtype (as np.mean computes it)."""
-    ranks = _median_ranks(n)
-    if len(ranks) == 1:
-        return part[ranks[0]]
-    a = part[ranks[0]]
-    return type(a)(float(a + part[ranks[1]]) / 2)
-
-
-def _percentile_ranks(n: int, q: float) -> tuple[int, int, float]:
-    """(rank below, rank above, weight) of np.percentile's linear method for n values, q in percent."""
-    virtual = (n - 1) * (q / 100)
-    if virtual >= n - 1:
-        return n - 1, n - 1, 0.0
-    below = math.floor(virtual)
-    return below, below + 1, virtual - below
-
-
-def _lerp(a: np.generic, b: np.generic, t: float, in_dtype: bool) -> float:
-    """np.percentile's interpolation between ranks a and b (numpy's `_lerp`): in the array's dtype
-    for a scalar q (`in_dtype`), in float64 for a list of q."""
-    if in_dtype:
-        diff = b - a
-        return float(b - diff * type(a)(1 - t) if t >= 0.5 else a + diff * type(a)(t))
-    diff = float(b - a)
-    return float(b) - diff * (1 - t) if t >= 0.5 else float(a) + diff * t
-
-
-
 def working_scale(gray: np.ndarray, max_side: int = WORK_MAX_SIDE) -> tuple[np.ndarray, float]:
     """Shrink so the long side is at most `max_side` (area averaging). Returns (image, scale)
     where scale = input pixels per working pixel (>= 1)."""
@@ -148,55 +73,20 @@ def working_scale(gray: np.ndarray, max_side: int = WORK_MAX_SIDE) -> tuple[np.n
     return small, w / size[0]
 
 
-def _edge_pad(image: np.ndarray, pad: int) -> np.ndarray:
-    """`np.pad(image, pad, mode="edge")` for a 2-D array, by slice copies (np.pad's set-up costs
-    more than the copying on a small image)."""
-    h, w = image.shape
-    out = np.empty((h + 2 * pad, w + 2 * pad), image.dtype)
-    out[pad : pad + h, pad : pad + w] = image
-    out[pad : pad + h, :pad] = image[:, :1]
-    out[pad : pad + h, pad + w :] = image[:, -1:]
-    out[:pad] = out[pad]
-    out[pad + h :] = out[pad + h - 1]
-    return out
-
-
-def _zero_ring(image: np.ndarray) -> np.ndarray:
-    """`np.pad(image, 1)`: a ring of zeros (False) around a 2-D array."""
-    out = np.zeros((image.shape[0] + 2, image.shape[1] + 2), image.dtype)
-    out[1:-1, 1:-1] = image
-    return out
-
-
-def dilate_square(mask: np.ndarray, radius: int) -> np.ndarray:
-    """`ndimage.binary_dilation(mask, structure=EIGHT, iterations=radius)` (nothing beyond the
-    frame): `radius` dilations by the 3x3 square are one by the (2 radius + 1) square, done as
-    shifted ORs along rows, then along columns."""
-    rows = mask.copy()
-    for d in range(1, radius + 1):
-        rows[d:] |= mask[:-d]
-        rows[:-d] |= mask[d:]
-    out = rows.copy()
-    for d in range(1, radius + 1):
-        out[:, d:] |= rows[:, :-d]
-        out[:, :-d] |= rows[:, d:]
-    return out
-
-
 def ink_is_dark(gray: np.ndarray) -> bool:
     """True for dark ink on light paper. The paper is the bulk of the pixels (the median); ink is
     the minority on one side of it: whichever tail reaches further from the median. A small digit
     in a large frame is a tiny minority, so ever rarer tails are looked at until one side is
     clearly further out; when neither is (a blank page), dark ink, the common case."""
-    smooth = uniform_filter(gray, 3).ravel()  # a hot pixel is not ink
+    smooth = nx.uniform_filter(gray, 3).ravel()  # a hot pixel is not ink
     n = smooth.size
     part = smooth
     for step, tail in enumerate((0.5, 0.05, 0.005)):
-        (i, j, t), (k, l, u) = _percentile_ranks(n, tail), _percentile_ranks(n, 100 - tail)
-        part = _partition(part, {i, j, k, l, *(_median_ranks(n) if step == 0 else ())})
-        median = float(_median_of(part, n)) if step == 0 else median
+        (i, j, t), (k, l, u) = nx.percentile_ranks(n, tail), nx.percentile_ranks(n, 100 - tail)
+        part = nx.partition(part, {i, j, k, l, *(nx.median_ranks(n) if step == 0 else ())})
+        median = float(nx.median_of(part, n)) if step == 0 else median
         # np.percentile(smooth, [tail, 100 - tail])
-        lo, hi = _lerp(part[i], part[j], t, in_dtype=False), _lerp(part[k], part[l], u, in_dtype=False)
+        lo, hi = nx.lerp(part[i], part[j], t, in_dtype=False), nx.lerp(part[k], part[l], u, in_dtype=False)
         dark, light = median - lo, hi - median
         if max(dark, light) > 0.1 and max(dark, light) > 1.5 * min(dark, light):
             return bool(dark > light)
@@ -211,14 +101,14 @@ def background_size(shape: tuple[int, int]) -> int:
 
 
 def _smooth_opening(small: np.ndarray, k: int, pad: int, smooth: int) -> np.ndarray:
-    """`uniform_filter(ndimage.grey_opening(np.pad(small, pad, "edge"), size=(k, k)), smooth)`
+    """`nx.uniform_filter(ndimage.grey_opening(np.pad(small, pad, "edge"), size=(k, k)), smooth)`
     cropped back to `small`'s frame, bit for bit: the same scipy 1-D passes in the same order
     (erosion: minimum along rows then columns; dilation: maximum, its window one pixel back for an
     even k, as grey_dilation places it), skipping work whose result is a copy or is cut away.
     The first pass runs on the picture's own columns (the padding's columns are copies of the
     edge ones, and so are their minima), the last only on the rows that are kept."""
     h, w = small.shape
-    tall = _edge_pad(small, pad)[:, pad : pad + w]  # (h + 2 pad, w)
+    tall = nx.edge_pad(small, pad)[:, pad : pad + w]  # (h + 2 pad, w)
     eroded = ndimage.minimum_filter1d(tall, k, axis=0)
     wide = np.empty((h + 2 * pad, w + 2 * pad), eroded.dtype)
     wide[:, pad : pad + w] = eroded
@@ -250,7 +140,7 @@ def remove_background(ink_bright: np.ndarray, size: int | None = None) -> np.nda
         # Shrink by the minimum of each block (of a lightly smoothed copy: noise is not paper):
         # a block with any paper in it is paper, exactly as the opening's own erosion would say,
         # so no trace of the ink leaks into the paper estimate wherever the digit falls.
-        smooth = gaussian_filter(ink_bright, factor / 2)
+        smooth = nx.gaussian_filter(ink_bright, factor / 2)
         hs, ws = max(1, h // factor), max(1, w // factor)
         small = smooth[: hs * factor, : ws * factor].reshape(hs, factor, ws, factor).min(axis=(1, 3))
     k = max(3, size // factor)
@@ -285,22 +175,22 @@ class Ink:
 def find_ink(residual: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float, bool]:
     """Residual (ink above paper) -> (ink map, mask, contrast, noise, found)."""
     # A light blur (about a stroke's edge) to average out sensor noise and JPEG blocks.
-    smooth = gaussian_filter(residual, max(0.7, min(residual.shape) / 400))
+    smooth = nx.gaussian_filter(residual, max(0.7, min(residual.shape) / 400))
     n = smooth.size
-    top = _percentile_ranks(n, 99.95)
-    part = _partition(smooth.ravel(), {*_median_ranks(n), top[0], top[1]})  # (n,)
-    floor = float(_median_of(part, n))
+    top = nx.percentile_ranks(n, 99.95)
+    part = nx.partition(smooth.ravel(), {*nx.median_ranks(n), top[0], top[1]})  # (n,)
+    floor = float(nx.median_of(part, n))
     peak = float(part[n - 1]) - floor
     # Ink contrast: a high percentile (robust to a hot pixel), but a small digit in a large frame
     # is < 0.05% of the pixels, hence also half the peak.
-    contrast = max(_lerp(part[top[0]], part[top[1]], top[2], in_dtype=True) - floor, 0.5 * peak)
+    contrast = max(nx.lerp(part[top[0]], part[top[1]], top[2], in_dtype=True) - floor, 0.5 * peak)
     # Noise (sensor noise and paper texture): robust spread of the pixels that are clearly paper.
     paper = smooth[smooth < floor + INK_FRACTION * contrast]  # (m,), in image order: a partial
     # sort of them is quick, one of an already partitioned array may not be (worst-case pivots)
     noise = 0.0
     if paper.size:
-        centre = _median_of(_partition(paper, _median_ranks(paper.size)), paper.size)  # np.median(paper)
-        noise = 1.4826 * float(_median_of(_partition(np.abs(paper - centre), _median_ranks(paper.size)), paper.size))
+        centre = nx.median_of(nx.partition(paper, nx.median_ranks(paper.size)), paper.size)  # np.median(paper)
+        noise = 1.4826 * float(nx.median_of(nx.partition(np.abs(paper - centre), nx.median_ranks(paper.size)), paper.size))
     found = contrast >= MIN_CONTRAST and contrast >= NOISE_SIGMAS * noise
     threshold = floor + max(INK_FRACTION * contrast, 0.5 * NOISE_SIGMAS * noise)
     mask = smooth > threshold
@@ -310,9 +200,9 @@ def find_ink(residual: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float
     # Soft ink: 0 at the paper's noise floor, 1 at the stroke core (90th percentile of the mask).
     low = floor + max(0.05 * contrast, 3 * noise)
     inked = smooth[mask]
-    i, j, t = _percentile_ranks(inked.size, CORE_PERCENTILE)
-    inked = _partition(inked, {i, j})
-    core = _lerp(inked[i], inked[j], t, in_dtype=True)  # np.percentile(smooth[mask], CORE_PERCENTILE)
+    i, j, t = nx.percentile_ranks(inked.size, CORE_PERCENTILE)
+    inked = nx.partition(inked, {i, j})
+    core = nx.lerp(inked[i], inked[j], t, in_dtype=True)  # np.percentile(smooth[mask], CORE_PERCENTILE)
     ink = np.clip((residual - low) / max(core - low, 1e-6), 0, 1).astype(np.float32)
     return ink, mask, contrast, noise, True
 
@@ -332,7 +222,7 @@ def _ink_box(mask: np.ndarray, ring: bool) -> tuple[np.ndarray, tuple[slice, sli
         y0, y1, x0, x1 = max(y0 - 1, 0), min(y1 + 1, h), max(x0 - 1, 0), min(x1 + 1, w)
     crop = mask[y0:y1, x0:x1]
     if ring:
-        crop = np.pad(crop, 1) if min(crop.shape) == 0 else _zero_ring(crop)
+        crop = np.pad(crop, 1) if min(crop.shape) == 0 else nx.zero_ring(crop)
     return crop, (slice(y0, y1), slice(x0, x1))
 
 
@@ -476,7 +366,7 @@ def digit_ink(ink: np.ndarray, labels: np.ndarray, label_ids: list[int], box: tu
     wanted[list(label_ids)] = True
     wanted[0] = 0 in label_ids
     mask = wanted[lab]
-    keep = dilate_square(mask, halo)
+    keep = nx.dilate_square(mask, halo)
     keep &= ~((lab > 0) & ~mask)  # never another piece's ink
     return np.where(keep, ink[y0:y1, x0:x1], 0).astype(np.float32), mask
 
