@@ -19,8 +19,11 @@ RECIPES: dict[str, dict[str, Any]] = {
     # The fastest route to 99.0%: a narrow BN net (about 0.7x the reference's MACs), one OneCycle
     # epoch, bf16 autocast + channels-last (inherited defaults: 2x the images/s on a CPU with
     # native bf16) and label smoothing, which alone adds about 0.15 points after one epoch.
+    # Batch 256 at peak lr 0.03 was chosen on validation accuracy (3 seeds): as accurate as batch
+    # 128 at lr 0.01 in three quarters of the time; narrower nets were slower (oneDNN prefers
+    # channel counts of 16 and up).
     "fast": dict(model="fast_bn_cnn", model_kwargs={"c1": 16, "c2": 32, "c3": 64, "dropout": 0.0},
-                 epochs=1, batch_size=128, lr=0.01, augment=False, label_smoothing=0.1),
+                 epochs=1, batch_size=256, lr=0.03, augment=False, label_smoothing=0.1),
     # What `digitrec train` does: TrainConfig's defaults.
     "default": {},
     # The most accurate single model within ~30 minutes on 2 cores: wide BN net, strong
