@@ -34,6 +34,7 @@ import torch
 
 from digitrec import synth
 from digitrec.backends import BACKENDS
+from digitrec.checkpoint import load_checkpoint
 from digitrec.data import load_mnist, stratified_split
 from digitrec.recognize import Recognizer
 
@@ -90,7 +91,7 @@ def single_digits(recognizer: Recognizer, images: np.ndarray, labels: np.ndarray
 def numbers(recognizer: Recognizer, images: np.ndarray, labels: np.ndarray, n: int, seed: int,
             touch_probability: float) -> dict:
     rng = np.random.default_rng(10_000 + seed)
-    plain_ok = recognizer.probabilities(list(images.astype(np.float32) / 255)).argmax(1) == labels
+    plain_ok = recognizer.reader.probabilities(list(images.astype(np.float32) / 255)).argmax(1) == labels
     rows, seconds = [], 0.0
     for _ in range(n):
         length = int(rng.integers(3, 9))
@@ -123,12 +124,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=("test", "val"), default="test", help="digits to render (default test)")
     parser.add_argument("--touch-probability", type=float, default=0.2, help="share of touching pairs (default 0.2)")
     parser.add_argument("--model", help="checkpoint (default: the shipped model)")
+    parser.add_argument("--reader", help="reading model for numbers: a checkpoint, or 'none' to read with the "
+                        "model itself (default: the shipped reading model with the shipped model)")
     parser.add_argument("--backend", choices=BACKENDS, default="torch")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
-    recognizer = Recognizer.load(args.model, backend=args.backend)
+    if args.reader == "none":
+        recognizer = Recognizer(load_checkpoint(args.model), backend=args.backend)
+    else:
+        recognizer = Recognizer.load(args.model, backend=args.backend, reader=args.reader)
     images, labels = digit_pool(args.split, recognizer)
     full_plain = float((recognizer.probabilities(list(images.astype(np.float32) / 255)).argmax(1) == labels).mean())
     runs = []
@@ -145,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     def mean(part: str, key: str) -> float:
         return float(np.mean([run[part][key] for run in runs]))
 
-    summary = {"machine": machine(), "model": recognizer.checkpoint.path, "arch": recognizer.checkpoint.arch,
+    reader = recognizer.reader.checkpoint.path if recognizer.reader is not recognizer else None
+    summary = {"machine": machine(), "model": recognizer.checkpoint.path, "reader": reader,
+               "arch": recognizer.checkpoint.arch,
                "backend": args.backend, "split": args.split, "seeds": seeds,
                f"plain_accuracy_full_{args.split}_set": full_plain, "runs": runs}
     ok = True
@@ -164,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"machine: {summary['machine']}; model {summary['arch']} ({summary['model']}), backend {args.backend}, "
+        print(f"machine: {summary['machine']}; model {summary['arch']} ({summary['model']}), reading model "
+              f"{reader or 'the same'}, backend {args.backend}, "
               f"MNIST {args.split} digits, seeds {seeds}")
         print(f"plain MNIST accuracy of this model on the whole {args.split} set: {100 * full_plain:.2f}%")
         if args.digits:

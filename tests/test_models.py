@@ -42,3 +42,9 @@ def test_each_model_builds_and_takes_a_training_step(name):
 def test_bad_builder_arguments_are_a_config_error():
     with pytest.raises(ConfigError, match="seed_cnn"):
         create_model("seed_cnn", not_an_argument=3)
+
+
+def test_fast_bn_cnn_can_judge_other_classes():
+    """The segmenter's one-digit checker is a fast_bn_cnn with two classes."""
+    model = create_model("fast_bn_cnn", classes=2)
+    assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 2)

@@ -13,7 +13,9 @@ the checkpoint by calibration (`meta["calibration"]["reject_threshold"]`, chosen
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -22,7 +24,15 @@ from scipy import ndimage
 
 from . import preprocess as pp
 from .backends import create_backend
-from .checkpoint import Checkpoint, load_checkpoint
+from .checkpoint import DEFAULT_MODEL_PATH, Checkpoint, load_checkpoint
+
+# The shipped reading model: `read` classifies the digits it cuts out of a number with the `best`
+# recipe's bn_cnn (the seed best on validation), 6x the compute of the default model per digit,
+# which reading a number affords; `predict` keeps the default model.
+READER_PATH = Path(__file__).parent / "weights" / "reader.pt"
+# The segmenter's one-digit checker: is a candidate cut out of a number exactly one digit (not two
+# touching digits, not half of one)? A 2-class fast_bn_cnn made by benchmarks/train_checker.py.
+CHECKER_PATH = Path(__file__).parent / "weights" / "checker.pt"
 
 # The reject threshold when the checkpoint has none (not calibrated): choose_reject_threshold(p, y)
 # with the defaults below, on the 5000-image validation split, for the shipped fast_bn_cnn
@@ -177,17 +187,50 @@ def marks_inside_loop(labels: np.ndarray, chosen: list[pp.Piece]) -> bool:
 class Recognizer:
     """A checkpoint plus a backend: predict digits and read numbers from images."""
 
-    def __init__(self, checkpoint: Checkpoint, backend: str = "torch") -> None:
+    def __init__(self, checkpoint: Checkpoint, backend: str = "torch",
+                 reader: Checkpoint | str | None = None, device: str = "cpu") -> None:
         self.checkpoint = checkpoint
+        self.backend_name = backend
         self.backend = create_backend(backend, checkpoint)
         self.normalization = checkpoint.normalization
         self.temperature = checkpoint.temperature
         stored = checkpoint.meta.get("calibration", {}).get("reject_threshold")
         self.reject_threshold = float(stored) if stored is not None else DEFAULT_REJECT_THRESHOLD
+        self._reader_source = reader  # a checkpoint or its path; None: this model reads numbers too
+        self._companions: dict[str, Recognizer | None] = {}  # reader, checker: loaded on first use
+        self._lock = threading.Lock()  # the server reads from several threads
+        self._device = device
 
     @classmethod
-    def load(cls, path: str | None = None, backend: str = "torch", device: str = "cpu") -> "Recognizer":
-        return cls(load_checkpoint(path, device), backend)
+    def load(cls, path: str | None = None, backend: str = "torch", device: str = "cpu",
+             reader: str | None = None) -> "Recognizer":
+        """`path` None loads the shipped model, which reads numbers with the shipped reading
+        model; `reader` names a reading model explicitly (a custom `path` alone reads with itself)."""
+        shipped = path is None or Path(path).resolve() == DEFAULT_MODEL_PATH.resolve()
+        if reader is None and shipped and READER_PATH.is_file():
+            reader = str(READER_PATH)
+        return cls(load_checkpoint(path, device), backend, reader, device)
+
+    def _companion(self, role: str, source: Checkpoint | str | Path | None) -> "Recognizer | None":
+        """A second model for reading numbers, loaded once on first use (a process that only
+        predicts never pays for it)."""
+        with self._lock:
+            if role not in self._companions:
+                checkpoint = (source if isinstance(source, Checkpoint) or source is None
+                              else load_checkpoint(source, self._device))
+                self._companions[role] = (Recognizer(checkpoint, self.backend_name, device=self._device)
+                                          if checkpoint is not None else None)
+            return self._companions[role]
+
+    @property
+    def reader(self) -> "Recognizer":
+        """The recogniser of the candidate digits cut out of a number: the reading model, or this one."""
+        return self._companion("reader", self._reader_source) or self
+
+    @property
+    def checker(self) -> "Recognizer | None":
+        """The segmenter's one-digit checker (the same for every model); None when not installed."""
+        return self._companion("checker", CHECKER_PATH if CHECKER_PATH.is_file() else None)
 
     # --- the model -------------------------------------------------------------------------------
 

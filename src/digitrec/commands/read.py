@@ -22,6 +22,9 @@ HELP = "read a handwritten number (1-20 digits on one line) from each image"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_image_arguments(parser)
+    parser.add_argument("--reader", metavar="PATH",
+                        help="checkpoint that classifies the digits cut out of a number (default: the shipped "
+                             "reading model with the shipped model; a custom --model reads with itself)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     parser.add_argument("--overlay", metavar="OUT.png",
                         help="draw the boxes and readings: with one image, the file to write; with several, "
@@ -73,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     several = len(args.images) > 1
     if args.overlay and several and not Path(args.overlay).is_dir():
         raise ConfigError(f"--overlay {args.overlay}: with several images, give an existing directory")
-    recognizer = Recognizer.load(args.model, backend=args.backend)
+    recognizer = Recognizer.load(args.model, backend=args.backend, reader=args.reader)
+    _ = recognizer.reader  # load the reading model now: a bad --reader fails before any image
     failed = 0
     if not args.json:
         print("FILE\tNUMBER\tDETAILS")

@@ -54,13 +54,14 @@ def bn_cnn(width: int = 32, hidden: int = 128, dropout: float = 0.2) -> nn.Modul
 
 
 @register_model
-def fast_bn_cnn(c1: int = 32, c2: int = 64, c3: int = 128, dropout: float = 0.1) -> nn.Module:
-    """Fast CNN with batch norm: conv5x5-c1, conv3x3-c2, conv3x3-c3 (unpadded), linear head. The default."""
+def fast_bn_cnn(c1: int = 32, c2: int = 64, c3: int = 128, dropout: float = 0.1, classes: int = 10) -> nn.Module:
+    """Fast CNN with batch norm: conv5x5-c1, conv3x3-c2, conv3x3-c3 (unpadded), linear head. The default.
+    `classes` other than 10 makes another judge of 28x28 crops (the segmenter's one-digit checker)."""
     return nn.Sequential(
         *_conv_bn(1, c1, 5, padding=0), nn.MaxPool2d(2),   # (B, c1, 12, 12)
         *_conv_bn(c1, c2, 3, padding=0), nn.MaxPool2d(2),  # (B, c2, 5, 5)
         *_conv_bn(c2, c3, 3, padding=0),                   # (B, c3, 3, 3)
         nn.Flatten(),
         nn.Dropout(dropout),
-        nn.Linear(c3 * 3 * 3, 10),
+        nn.Linear(c3 * 3 * 3, classes),
     )

@@ -1,0 +1,97 @@
+"""Reading's own models: `read` classifies the digits it cuts out of a number with a larger model
+than `predict` uses, and checks each cut-out is exactly one digit with a small checker; both are
+loaded only when a number is read, and both describe themselves."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+import pytest
+import torch
+
+from digitrec.checkpoint import load_checkpoint, save_checkpoint
+from digitrec.cli import main
+from digitrec.models import create_model
+from digitrec.pipeline import Normalization
+from digitrec.preprocess import digit_to_mnist
+from digitrec.recognize import CHECKER_PATH, READER_PATH, Recognizer
+
+NUMBER = "examples/number_scan.png"  # made by examples/make_examples.py: "20250317"
+
+
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory) -> str:
+    """A checkpoint that has learnt nothing: whatever reads a number right with it is the reader."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("untrained") / "untrained.pt"
+    save_checkpoint(path, create_model("linear"), "linear", {}, Normalization(), {"split": {"n_val": 5000, "seed": 0}})
+    return str(path)
+
+
+def test_the_shipped_model_reads_numbers_with_the_shipped_reading_model():
+    recognizer = Recognizer.load()
+    assert recognizer.reader is not recognizer
+    assert recognizer.reader.checkpoint.path == str(READER_PATH)
+
+
+def test_predicting_never_loads_the_reading_model():
+    recognizer = Recognizer.load()
+    with open(NUMBER, "rb") as handle:
+        recognizer.predict(handle.read())
+    assert recognizer._companions == {}  # a predict-only process (the server's predict) never pays for them
+
+
+def test_a_custom_model_reads_with_itself(untrained):
+    recognizer = Recognizer.load(untrained)
+    assert recognizer.reader is recognizer
+
+
+def test_the_reading_model_is_what_reads_the_digits(untrained):
+    with open(NUMBER, "rb") as handle:
+        data = handle.read()
+    assert Recognizer.load(untrained).read(data).text != "20250317"
+    assert Recognizer.load(untrained, reader=str(READER_PATH)).read(data).text == "20250317"
+
+
+def test_read_takes_a_reader_flag(untrained, capsys):
+    assert main(["read", NUMBER, "--model", untrained, "--reader", str(READER_PATH), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["text"] == "20250317"
+
+
+def test_a_missing_reader_is_one_line_before_any_image(tmp_path, capsys):
+    assert main(["read", NUMBER, "--reader", str(tmp_path / "nope.pt"), "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and "nope.pt" in err
+
+
+def test_the_reading_model_describes_itself():
+    """How it was trained, on which split, and a temperature and reject threshold chosen on
+    validation data (never the test set), the same validation digits the shipped model keeps out."""
+    reader = load_checkpoint(READER_PATH)
+    assert reader.meta["config"]["model"] == reader.arch
+    assert "command" in reader.meta and "metrics" in reader.meta
+    calibration = reader.meta["calibration"]
+    assert 0 < calibration["reject_threshold"] < 1 and calibration["temperature"] > 0
+    assert reader.meta["split"]["val_indices_sha256"] == load_checkpoint().meta["split"]["val_indices_sha256"]
+
+
+def test_the_checker_tells_one_digit_from_two(mnist):
+    """Whole MNIST test digits are one digit; two of them side by side, squeezed into one 28x28
+    candidate as the segmenter would cut a pair it failed to split, are not."""
+    checker = Recognizer.load().checker
+    digits = mnist.test_images[:400].numpy().astype(np.float32) / 255  # (400, 28, 28)
+    singles = [digit_to_mnist(d) for d in digits[:200]]
+    pairs = [digit_to_mnist(np.concatenate([a[:, 4:24], b[:, 4:24]], axis=1)) for a, b in zip(digits[200:300], digits[300:400])]
+    one = checker.probabilities(singles + pairs)[:, 1]  # P(one digit)
+    assert (one[:200] > 0.5).mean() >= 0.95
+    assert (one[200:] < 0.5).mean() >= 0.9
+
+
+def test_the_checker_describes_itself():
+    checker = load_checkpoint(CHECKER_PATH)
+    assert checker.meta["class_labels"] == ["not one digit", "one digit"]
+    assert checker.meta["checker"]["made_by"] == "benchmarks/train_checker.py"
+    assert checker.meta["split"]["val_indices_sha256"] == load_checkpoint().meta["split"]["val_indices_sha256"]
+    assert checker.meta["metrics"]["val_balanced_accuracy"] > 0.9
