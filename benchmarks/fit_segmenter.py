@@ -21,7 +21,7 @@ pixels of cut move its box a lot.) Then:
 4. the review margin is the smallest that leaves at most 0.5% of the validation numbers read
    wrong without needs_review. The constants are printed, to paste into segment.py.
 
-    python benchmarks/fit_segmenter.py --numbers 400 --holdout 200   # ~20 min wall on a shared 2-core CPU
+    python benchmarks/fit_segmenter.py   # the shipped fit: 800 + 300 numbers, ~5 min on a quiet 2-core CPU
     python benchmarks/fit_segmenter.py --cache /tmp/lines.pkl   # reuse analysed lines (features may change)
 """
 
