@@ -8,7 +8,7 @@ log-odds is one of the segment verifier's features. This script
 
 1. writes numbers of 3-8 digits (synth.render_number, a `--touch-probability` share of neighbouring
    pairs touching) from MNIST TRAINING-split digits (the shipped model's split), segments them
-   (segment.analyse_line) and labels every candidate by the true segmentation (ownership of atoms,
+   (segment.cut_line) and labels every candidate by the true segmentation (ownership of atoms,
    as benchmarks/fit_segmenter.py does): 1 when it is one of the true digits, 0 otherwise; numbers
    whose true segmentation is not among the candidates are skipped. The same from VALIDATION-split
    digits, to choose the epoch (never the test set);
@@ -36,48 +36,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from digitrec import segment as sg
-from digitrec import synth
 from digitrec.checkpoint import load_checkpoint, save_checkpoint
-from digitrec.data import load_mnist, stratified_split
 from digitrec.models import create_model
 from digitrec.pipeline import to_model_input
-from digitrec.recognize import Recognizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fit_segmenter import true_spans  # noqa: E402  (the ownership labelling, one place)
+from cutouts import as_uint8, cut_numbers, split_digits  # noqa: E402
 
 CLASSES = ["not one digit", "one digit"]
 
 
 def cut_candidates(args: tuple[str, int, int, float]) -> tuple[np.ndarray, np.ndarray]:
     """One chunk of numbers -> (candidates uint8 (M, 28, 28), labels (M,) 1 = a true digit).
-    Runs in a worker process: it loads MNIST and a recogniser itself."""
+    Runs in a worker process."""
     split, n, seed, touch_probability = args
-    torch.set_num_threads(1)
-    recognizer = Recognizer(load_checkpoint())  # the classifier's answers do not matter here, only the cuts
-    images, labels = split_digits(split, recognizer)
-    rng = np.random.default_rng(seed)
+    images, labels = split_digits(split)
     crops, ys = [], []
-    for _ in range(n):
-        idx = rng.choice(len(images), size=int(rng.integers(3, 9)), replace=False)
-        number = synth.render_number(list(images[idx]), list(labels[idx]), rng, touch_probability=touch_probability)
-        line = sg.analyse_line(recognizer, synth.encode(number.image), keep_digits=True)
-        truth = true_spans(line, number)
-        if truth is None:
-            continue
+    for line, truth, _ in cut_numbers(images, labels, n, seed, touch_probability):
         true = set(truth)
-        crops += [np.round(255 * np.clip(d, 0, 1)).astype(np.uint8) for d in line.digits28]
+        crops += [as_uint8(d) for d in line.digits28]
         ys += [int(span in true) for span in line.spans]
     return np.stack(crops), np.asarray(ys, np.int64)
-
-
-def split_digits(split: str, recognizer: Recognizer) -> tuple[np.ndarray, np.ndarray]:
-    data = load_mnist()
-    meta = recognizer.checkpoint.meta["split"]
-    train, val = stratified_split(data.train_labels, meta["n_val"], meta["seed"])
-    idx = (train if split == "train" else val).numpy()
-    return data.train_images.numpy()[idx], data.train_labels.numpy()[idx]
 
 
 def candidates(split: str, n: int, seed: int, touch_probability: float, jobs: int) -> tuple[np.ndarray, np.ndarray]:

@@ -240,3 +240,53 @@ def test_a_flat_zero_is_a_digit_not_a_stray_mark(recognizer, mnist):
     covs = [synth.ink_coverage(mnist.test_images[int(np.nonzero(labels == d)[0][0])].numpy(), 80) for d in (3, 7)]
     image = joined_line([covs[0], flat, covs[1]], [False, False])
     assert recognizer.read(image).text == "307"
+
+
+def one_band_seam(mask, centre, drift):
+    """The seam of one band, carved on its own: the plain dynamic programme `seams` must equal."""
+    h, w = mask.shape
+    lo, hi = max(0, centre - drift), min(w, centre + drift + 1)
+    energy = np.where(mask[:, lo:hi], sg.INK_COST, 1.0)
+    total, back = energy[0].copy(), np.zeros(energy.shape, np.int64)
+    for y in range(1, h):
+        new = np.empty_like(total)
+        for x in range(hi - lo):
+            steps = [(total[x + d] + sg.DIAGONAL * abs(d), d) for d in (-1, 0, 1) if 0 <= x + d < hi - lo]
+            cost, d = min(steps, key=lambda s: s[0])
+            new[x], back[y, x] = energy[y, x] + cost, x + d
+        total = new
+    xs = [int(total.argmin())]
+    for y in range(h - 1, 0, -1):
+        xs.append(back[y, xs[-1]])
+    return float(total.min()), np.array(xs[::-1]) + lo
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_seams_are_the_cheapest_path_in_each_band(seed):
+    rng = np.random.default_rng(seed)
+    mask = rng.random((30, 40)) < 0.3
+    centres = np.array([0, 5, 17, 39])  # bands cut off by both sides, and inside
+    costs, paths = sg.seams(mask, centres, drift=6)
+    for centre, cost, xs in zip(centres, costs, paths):
+        want_cost, want_xs = one_band_seam(mask, int(centre), 6)
+        assert cost == pytest.approx(want_cost)
+        assert np.all(np.abs(np.diff(xs)) <= sg.SEAM_STEP) and np.all(np.abs(xs - centre) <= 6)
+        energy = np.where(mask[np.arange(30), xs], sg.INK_COST, 1.0).sum() + sg.DIAGONAL * np.abs(np.diff(xs)).sum()
+        assert energy == pytest.approx(want_cost)  # the path returned costs what it says
+
+
+def test_a_seam_goes_round_ink_through_the_gap():
+    mask = np.ones((20, 30), bool)
+    mask[:, 14] = False  # one clean column between two blocks of ink
+    costs, paths = sg.seams(mask, np.array([12]), drift=5)
+    assert costs[0] == 20 and np.all(paths[0] == 14)
+
+
+def test_cut_line_needs_no_model_and_matches_the_reading(recognizer, mnist):
+    images, labels = digits_of(mnist, np.random.default_rng(5), 4)
+    number = synth.render_number(images, labels, np.random.default_rng(6), synth.clean_style(), height=60)
+    cut = sg.cut_line(number.image)
+    analysed = sg.analyse_line(recognizer, number.image)
+    assert cut.spans == analysed.spans and cut.boxes == analysed.boxes
+    assert len(cut.digits28) == len(cut.spans) and cut.digits28[0].shape == (28, 28)
+    assert analysed.digits28 is None and analysed.probs.shape == (len(cut.spans), 10)

@@ -128,28 +128,34 @@ def x_overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int
     return max(0, min(a[2], b[2]) - max(a[0], b[0]))
 
 
-def seam(mask: np.ndarray, centre: int, drift: int) -> tuple[float, np.ndarray]:
-    """The minimal-ink top-to-bottom path through a piece that stays within `drift` columns of
-    `centre` (seam carving in a band): it moves at most SEAM_STEP columns per row, each ink pixel
-    crossed costs INK_COST, each step 1, a sideways step DIAGONAL more per column. Returns (cost, columns (H,))."""
+def seams(mask: np.ndarray, centres: np.ndarray, drift: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each centre, the minimal-ink top-to-bottom path through a piece that stays within
+    `drift` columns of it (seam carving in a band): it moves at most SEAM_STEP columns per row,
+    each ink pixel crossed costs INK_COST, each step 1, a sideways step DIAGONAL more per column.
+    All bands are carved together, one row at a time (the row loop is the cost, not the bands).
+    Returns (costs (K,), columns (K, H))."""
     h, w = mask.shape
-    lo, hi = max(0, centre - drift), min(w, centre + drift + 1)
-    energy = np.where(mask[:, lo:hi], INK_COST, 1.0)
+    k, width = len(centres), 2 * drift + 1
+    cols = centres[:, None] - drift + np.arange(width)[None, :]  # (K, width), may leave the piece
+    inside = (cols >= 0) & (cols < w)
+    energy = np.where(mask[:, np.clip(cols, 0, w - 1)], INK_COST, 1.0)  # (H, K, width)
+    energy[:, ~inside] = np.inf
     total = energy[0].copy()
     back = np.zeros(energy.shape, np.int8)
     shifts = range(-SEAM_STEP, SEAM_STEP + 1)
-    inf = np.full(SEAM_STEP, np.inf)
+    padded = np.full((k, width + 2 * SEAM_STEP), np.inf)
+    rows = np.arange(k)[:, None]
     for y in range(1, h):
-        padded = np.r_[inf, total, inf]
-        options = np.stack([padded[SEAM_STEP + d : SEAM_STEP + d + hi - lo] + DIAGONAL * abs(d) for d in shifts])
-        choice = options.argmin(axis=0)
+        padded[:, SEAM_STEP : SEAM_STEP + width] = total
+        options = np.stack([padded[:, SEAM_STEP + d : SEAM_STEP + d + width] + DIAGONAL * abs(d) for d in shifts])
+        choice = options.argmin(axis=0)  # (K, width); ties go to the leftmost step, as argmin does
         back[y] = choice - SEAM_STEP
-        total = energy[y] + options[choice, np.arange(hi - lo)]
-    xs = np.empty(h, np.int64)
-    xs[-1] = int(total.argmin())
+        total = energy[y] + np.take_along_axis(options, choice[None], axis=0)[0]
+    xs = np.empty((k, h), np.int64)
+    xs[:, -1] = total.argmin(axis=1)
     for y in range(h - 1, 0, -1):
-        xs[y - 1] = xs[y] + back[y, xs[y]]
-    return float(total.min()), xs + lo
+        xs[:, y - 1] = xs[:, y] + back[y][rows[:, 0], xs[:, y]]
+    return total.min(axis=1), xs + cols[:, :1]
 
 
 def candidate_cuts(mask: np.ndarray, height: float) -> list[tuple[np.ndarray, float]]:
@@ -164,8 +170,9 @@ def candidate_cuts(mask: np.ndarray, height: float) -> list[tuple[np.ndarray, fl
     step = max(1, int(0.04 * height))
     total_ink = mask.sum()
     options = []
-    for centre in range(margin, w - margin, step):
-        cost, xs = seam(mask, centre, drift)
+    centres = np.arange(margin, w - margin, step)
+    costs, paths = seams(mask, centres, drift)
+    for centre, cost, xs in zip(centres, costs, paths):
         left_ink = (np.arange(w)[None, :] < xs[:, None])[mask].sum()
         if min(left_ink, total_ink - left_ink) >= MIN_PART * total_ink:  # not a sliver off a side
             options.append((cost, abs(centre - w / 2), xs))
@@ -300,10 +307,11 @@ class LineAnalysis:
     digits28: list[np.ndarray] | None = None  # (28, 28) per span, when asked for (training the checker)
 
 
-def analyse_line(recognizer: "Recognizer", image: pp.ImageInput, keep_digits: bool = False) -> LineAnalysis:
-    """Find the ink, build the atoms, classify every candidate digit in one batch (with the
-    recognizer's reading model) and check it is one digit (the one-digit checker). `keep_digits`
-    keeps each candidate's 28x28 image."""
+def cut_line(image: pp.ImageInput) -> LineAnalysis:
+    """The model-free part of reading a line: find the ink, build the atoms, and make every
+    candidate digit (a run of atoms) into its 28x28 image (`digits28`); `probs` is left empty.
+    The candidates' images depend on the picture alone, so training data for the reading model
+    and the checker is cut out with this (benchmarks/train_reader.py)."""
     ink = pp.extract_ink(image, READ_MAX_SIDE)
     empty = np.zeros((0, 10))
     if not ink.found:
@@ -331,9 +339,22 @@ def analyse_line(recognizer: "Recognizer", image: pp.ImageInput, keep_digits: bo
             spans.append((i, j))
             boxes.append(box)
             images.append(pp.digit_to_mnist(crop))
-    return LineAnalysis(ink, height, atoms, spans, boxes, recognizer.reader.probabilities(images),
-                        one_digit=one_digit_log_odds(recognizer, images),
-                        digits28=images if keep_digits else None)
+    return LineAnalysis(ink, height, atoms, spans, boxes, empty, digits28=images)
+
+
+def analyse_line(recognizer: "Recognizer", image: pp.ImageInput, keep_digits: bool = False) -> LineAnalysis:
+    """`cut_line`, then classify every candidate digit in one batch (with the recognizer's reading
+    model) and check it is one digit (the one-digit checker). `keep_digits` keeps each
+    candidate's 28x28 image."""
+    line = cut_line(image)
+    if line.reason:
+        return line
+    images = line.digits28 or []
+    line.probs = recognizer.reader.probabilities(images) if images else np.zeros((0, 10))
+    line.one_digit = one_digit_log_odds(recognizer, images)
+    if not keep_digits:
+        line.digits28 = None
+    return line
 
 
 CHECKER_CLIP = 12.0  # log-odds beyond this say nothing more (and keep one odd crop from dominating)
