@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     amp = resolve_amp("auto", torch.device("cpu"))
     model = copy.deepcopy(base.model).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    per_epoch = 2 * len(crops_y) // args.batch_size
+    n_clean = min(len(crops_y), len(clean_y))  # as many clean digits as cut-outs, when there are enough
+    per_epoch = (len(crops_y) + n_clean) // args.batch_size
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=args.epochs * per_epoch,
                                                     pct_start=0.1)
     generator = torch.Generator().manual_seed(args.seed)
@@ -142,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     history = []
     started = time.time()
     for epoch in range(1, args.epochs + 1):
-        # every cut-out once, and as many clean digits drawn afresh
-        clean_pick = torch.randperm(len(clean_y), generator=generator)[: len(crops_y)]
+        # every cut-out once, and (up to) as many clean digits drawn afresh
+        clean_pick = torch.randperm(len(clean_y), generator=generator)[:n_clean]
         xs = torch.cat([crops_x, clean_x[clean_pick]])
         ys = torch.cat([crops_y, clean_y[clean_pick]])
         order = torch.randperm(len(ys), generator=generator)
