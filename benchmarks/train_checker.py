@@ -2,8 +2,8 @@
 
 Reading a number tries many ways of grouping its ink into digits. The digit classifier alone is a
 poor judge of a grouping: two touching digits squeezed into a 28x28 box often look like a
-confident "0" or "8", and half of a "4" like a "1". The checker is a small CNN (fast_bn_cnn with
-two classes) that sees the same 28x28 candidate images and answers "one digit or not"; its
+confident "0" or "8", and half of a "4" like a "1". The checker is a CNN with two classes (the
+architecture of `--model`, default the shipped fast_bn_cnn, started from its layers) that sees the same 28x28 candidate images and answers "one digit or not"; its
 log-odds is one of the segment verifier's features. This script
 
 1. writes numbers of 3-8 digits (synth.render_number, a `--touch-probability` share of neighbouring
@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from digitrec.checkpoint import load_checkpoint, save_checkpoint
 from digitrec.models import create_model
 from digitrec.pipeline import to_model_input
+from digitrec.train import resolve_amp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cutouts import as_uint8, cut_numbers, split_digits  # noqa: E402
@@ -92,15 +93,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=2000)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes cutting candidates")
     parser.add_argument("--cache", help="npz of candidates: written if missing, else read")
+    parser.add_argument("--model", help="checkpoint whose architecture and layers (all but the last) the checker "
+                        "starts from (default: the shipped model)")
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
-    base = load_checkpoint()
+    base = load_checkpoint(args.model)
     (tx, ty), (vx, vy) = load_candidates(args)
     norm = base.normalization
     train_x, train_y = torch.from_numpy(tx), torch.from_numpy(ty)
     val_x = to_model_input(torch.from_numpy(vx), norm)  # (V, 1, 28, 28)
     val_y = torch.from_numpy(vy)
-    model = create_model("fast_bn_cnn", **{**base.arch_kwargs, "classes": 2})
+    model = create_model(base.arch, **{**base.arch_kwargs, "classes": 2})
     own = model.state_dict()
     model.load_state_dict({**own, **{k: v for k, v in base.model.state_dict().items() if v.shape == own[k].shape}})
     weight = torch.tensor([1 / (1 - ty.mean()), 1 / ty.mean()], dtype=torch.float32) / 2  # both classes count alike
@@ -108,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = len(ty) // args.batch_size
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=args.epochs * steps)
     generator = torch.Generator().manual_seed(args.seed)
+    amp = resolve_amp("auto", torch.device("cpu"))  # bf16 where the CPU has it natively
 
     def validate() -> dict[str, float]:
         model.eval()
@@ -126,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         order = torch.randperm(len(ty), generator=generator)
         for k in range(steps):
             idx = order[k * args.batch_size : (k + 1) * args.batch_size]
-            loss = F.cross_entropy(model(to_model_input(train_x[idx], norm)), train_y[idx], weight=weight)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp == "bf16"):
+                logits = model(to_model_input(train_x[idx], norm))
+            loss = F.cross_entropy(logits.float(), train_y[idx], weight=weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -139,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     model.load_state_dict(best[1])
     meta = {
         "class_labels": CLASSES,
-        "config": {"recipe": "one-digit checker", "model": "fast_bn_cnn", "epochs": args.epochs, "lr": args.lr,
+        "config": {"recipe": "one-digit checker", "model": base.arch, "epochs": args.epochs, "lr": args.lr,
                    "batch_size": args.batch_size, "schedule": "onecycle", "seed": args.seed,
                    "numbers": args.numbers, "val_numbers": args.val_numbers,
                    "touch_probability": args.touch_probability, "class_weight": weight.tolist()},
@@ -151,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                     "history": history},
         "data": base.meta.get("data", {}),
     }
-    save_checkpoint(args.out, model.eval(), "fast_bn_cnn", {**base.arch_kwargs, "classes": 2}, norm, meta)
+    save_checkpoint(args.out, model.eval(), base.arch, {**base.arch_kwargs, "classes": 2}, norm, meta)
     print(f"kept epoch {best[0]['epoch']}: validation loss {best[0]['val_loss']:.4f}, balanced accuracy "
           f"{best[0]['val_balanced_accuracy']:.4f}; wrote {args.out}")
     return 0

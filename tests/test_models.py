@@ -44,7 +44,8 @@ def test_bad_builder_arguments_are_a_config_error():
         create_model("seed_cnn", not_an_argument=3)
 
 
-def test_fast_bn_cnn_can_judge_other_classes():
-    """The segmenter's one-digit checker is a fast_bn_cnn with two classes."""
-    model = create_model("fast_bn_cnn", classes=2)
+@pytest.mark.parametrize("arch", ["fast_bn_cnn", "bn_cnn"])
+def test_cnns_can_judge_other_classes(arch):
+    """The segmenter's one-digit checker is one of these CNNs with two classes."""
+    model = create_model(arch, classes=2).eval()
     assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 2)
