@@ -3,8 +3,9 @@
 Reading a number tries many ways of grouping its ink into digits. The digit classifier alone is a
 poor judge of a grouping: two touching digits squeezed into a 28x28 box often look like a
 confident "0" or "8", and half of a "4" like a "1". The checker is a CNN with two classes (the
-architecture of `--model`, default the shipped fast_bn_cnn, started from its layers) that sees the same 28x28 candidate images and answers "one digit or not"; its
-log-odds is one of the segment verifier's features. This script
+architecture of `--model`, default the shipped fast_bn_cnn, started from its layers) that sees the
+same 28x28 candidate images and answers "one digit or not"; its log-odds is one of the segment
+verifier's features. This script
 
 1. writes numbers of 3-8 digits (synth.render_number, a `--touch-probability` share of neighbouring
    pairs touching) from MNIST TRAINING-split digits (the shipped model's split), segments them
