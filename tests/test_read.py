@@ -275,6 +275,16 @@ def test_seams_are_the_cheapest_path_in_each_band(seed):
         assert energy == pytest.approx(want_cost)  # the path returned costs what it says
 
 
+def test_seams_carved_in_batches_are_the_same(monkeypatch):
+    rng = np.random.default_rng(9)
+    mask = rng.random((25, 50)) < 0.3
+    centres = np.arange(3, 47, 2)
+    whole = sg.seams(mask, centres, drift=5)
+    monkeypatch.setattr(sg, "SEAM_CELLS", 25 * 11 * 3)  # three bands at a time
+    batched = sg.seams(mask, centres, drift=5)
+    assert np.array_equal(whole[0], batched[0]) and np.array_equal(whole[1], batched[1])
+
+
 def test_a_seam_goes_round_ink_through_the_gap():
     mask = np.ones((20, 30), bool)
     mask[:, 14] = False  # one clean column between two blocks of ink

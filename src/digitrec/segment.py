@@ -55,6 +55,7 @@ INK_COST = 50.0  # a seam crossing one ink pixel costs as much as this many pape
 SEAM_DRIFT = 0.2  # a seam stays within this many line heights of its centre column
 DIAGONAL = 0.4  # extra cost of a diagonal seam step: seams run straight unless ink is in the way
 SEAM_STEP = 1  # columns a seam may move per row
+SEAM_CELLS = 4_000_000  # rows x bands x band width carved at once (~40 MB of work arrays)
 MIN_PART = 0.08  # each side of a cut keeps at least this fraction of the piece's ink
 MAX_DIGIT_WIDTH = 1.8  # a candidate digit wider than this (line heights) is not considered
 FLAT_WIDTH = 0.5  # a short atom at least this wide (line heights) may be a flat digit on its own
@@ -136,7 +137,12 @@ def seams(mask: np.ndarray, centres: np.ndarray, drift: int) -> tuple[np.ndarray
     All bands are carved together, one row at a time (the row loop is the cost, not the bands).
     Returns (costs (K,), columns (K, H))."""
     h, w = mask.shape
-    k, width = len(centres), 2 * drift + 1
+    width = 2 * drift + 1
+    batch = max(1, SEAM_CELLS // (h * width))
+    if len(centres) > batch:  # bound the memory on a huge piece: carve the bands in batches
+        parts = [seams(mask, centres[i : i + batch], drift) for i in range(0, len(centres), batch)]
+        return np.concatenate([c for c, _ in parts]), np.concatenate([x for _, x in parts])
+    k = len(centres)
     cols = centres[:, None] - drift + np.arange(width)[None, :]  # (K, width), may leave the piece
     inside = (cols >= 0) & (cols < w)
     energy = np.where(mask[:, np.clip(cols, 0, w - 1)], INK_COST, 1.0)  # (H, K, width)
