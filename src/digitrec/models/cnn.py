@@ -22,7 +22,7 @@ def seed_cnn(c1: int = 32, c2: int = 64, hidden: int = 128, dropout: float = 0.2
         nn.Dropout(dropout),
         nn.Linear(c2 * 7 * 7, hidden), nn.ReLU(inplace=True),
         nn.Dropout(dropout),
-        nn.Linear(hidden, classes),
+        nn.Linear(hidden, 10),
     )
 
 
