@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from typing import Callable, Iterator
 
 import numpy as np
+import torch
 
 from digitrec import segment as sg
 from digitrec import synth
@@ -46,6 +48,29 @@ def cut_numbers(images: np.ndarray, labels: np.ndarray, n: int, seed: int, touch
         truth = true_spans(line, number)
         if truth is not None:
             yield line, truth, labels[idx]
+
+
+Pair = tuple[np.ndarray, np.ndarray]  # (images uint8 (N, 28, 28), labels (N,))
+
+
+def in_workers(work: Callable[[tuple], Pair], tasks: list[tuple], jobs: int) -> Pair:
+    """Run `work` on each task (a chunk of numbers) in `jobs` one-thread worker processes and
+    concatenate the results in task order (so the data does not depend on `jobs` scheduling)."""
+    with ProcessPoolExecutor(max_workers=jobs, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        parts = list(pool.map(work, tasks))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def cached(path: str | None, make: Callable[[], tuple[Pair, Pair]]) -> tuple[Pair, Pair]:
+    """(training, validation) data read from the npz at `path` when it exists; else made, and
+    written there when a path is given (cutting up takes minutes, training is tried many times)."""
+    if path and os.path.exists(path):
+        saved = np.load(path)
+        return (saved["train_x"], saved["train_y"]), (saved["val_x"], saved["val_y"])
+    train, val = make()
+    if path:
+        np.savez_compressed(path, train_x=train[0], train_y=train[1], val_x=val[0], val_y=val[1])
+    return train, val
 
 
 def as_uint8(digit: np.ndarray) -> np.ndarray:

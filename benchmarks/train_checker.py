@@ -31,7 +31,6 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import torch
@@ -43,7 +42,7 @@ from digitrec.pipeline import to_model_input
 from digitrec.train import resolve_amp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cutouts import as_uint8, cut_numbers, split_digits  # noqa: E402
+from cutouts import Pair, as_uint8, cached, cut_numbers, in_workers, split_digits  # noqa: E402
 
 CLASSES = ["not one digit", "one digit"]
 
@@ -61,24 +60,17 @@ def cut_candidates(args: tuple[str, int, int, float]) -> tuple[np.ndarray, np.nd
     return np.stack(crops), np.asarray(ys, np.int64)
 
 
-def candidates(split: str, n: int, seed: int, touch_probability: float, jobs: int) -> tuple[np.ndarray, np.ndarray]:
+def candidates(split: str, n: int, seed: int, touch_probability: float, jobs: int) -> Pair:
     chunks = [(split, n // jobs + (k < n % jobs), seed + k, touch_probability) for k in range(jobs)]
-    with ProcessPoolExecutor(jobs) as pool:
-        parts = list(pool.map(cut_candidates, chunks))
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    return in_workers(cut_candidates, chunks, jobs)
 
 
-def load_candidates(args) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    if args.cache and os.path.exists(args.cache):
-        saved = np.load(args.cache)
-        return (saved["train_x"], saved["train_y"]), (saved["val_x"], saved["val_y"])
+def cut_all(args) -> tuple[Pair, Pair]:
     start = time.time()
     train = candidates("train", args.numbers, args.seed, args.touch_probability, args.jobs)
     val = candidates("val", args.val_numbers, args.seed + 1000, args.touch_probability, args.jobs)
     print(f"cut {len(train[1])} training candidates ({train[1].mean():.1%} digits) and {len(val[1])} validation "
           f"candidates ({time.time() - start:.0f} s)", file=sys.stderr)
-    if args.cache:
-        np.savez_compressed(args.cache, train_x=train[0], train_y=train[1], val_x=val[0], val_y=val[1])
     return train, val
 
 
@@ -99,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
     base = load_checkpoint(args.model)
-    (tx, ty), (vx, vy) = load_candidates(args)
+    (tx, ty), (vx, vy) = cached(args.cache, lambda: cut_all(args))
     norm = base.normalization
     train_x, train_y = torch.from_numpy(tx), torch.from_numpy(ty)
     val_x = to_model_input(torch.from_numpy(vx), norm)  # (V, 1, 28, 28)

@@ -33,21 +33,21 @@ import hashlib
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from digitrec.calibration import DEFAULT_BINS, calibrate_logits, softmax_with_temperature
 from digitrec.checkpoint import load_checkpoint, save_checkpoint
 from digitrec.data import load_mnist, stratified_split
-from digitrec.evaluate import evaluate
+from digitrec.evaluate import evaluate, predict_logits
 from digitrec.pipeline import Augment, to_model_input
 from digitrec.recognize import choose_reject_threshold
 from digitrec.train import resolve_amp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cutouts import as_uint8, cut_numbers, split_digits  # noqa: E402
+from cutouts import Pair, as_uint8, cached, cut_numbers, in_workers, split_digits  # noqa: E402
 
 CLEAN_TOLERANCE = 0.001  # clean validation accuracy may fall at most this much (0.1 point)
 CHUNK = 100  # numbers per worker task
@@ -65,32 +65,18 @@ def cut_true_digits(args: tuple[str, int, int, float]) -> tuple[np.ndarray, np.n
     return np.stack(crops), np.asarray(ys, np.int64)
 
 
-def cut_out(split: str, n: int, seed: int, touch_probability: float, jobs: int) -> tuple[np.ndarray, np.ndarray]:
+def cut_out(split: str, n: int, seed: int, touch_probability: float, jobs: int) -> Pair:
     tasks = [(split, min(CHUNK, n - k), seed * 100_003 + k // CHUNK, touch_probability) for k in range(0, n, CHUNK)]
-    with ProcessPoolExecutor(max_workers=jobs, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        parts = list(pool.map(cut_true_digits, tasks))
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    return in_workers(cut_true_digits, tasks, jobs)
 
 
-def load_cutouts(args) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    if args.cutouts and os.path.exists(args.cutouts):
-        saved = np.load(args.cutouts)
-        return (saved["train_x"], saved["train_y"]), (saved["val_x"], saved["val_y"])
+def cut_all(args) -> tuple[Pair, Pair]:
     start = time.time()
     train = cut_out("train", args.numbers, args.seed, args.touch_probability, args.jobs)
     val = cut_out("val", args.val_numbers, args.seed + 1, args.val_touch_probability, args.jobs)
     print(f"cut out {len(train[1])} training and {len(val[1])} validation digits ({time.time() - start:.0f} s)",
           file=sys.stderr)
-    if args.cutouts:
-        np.savez_compressed(args.cutouts, train_x=train[0], train_y=train[1], val_x=val[0], val_y=val[1])
     return train, val
-
-
-def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """The temperature minimising the NLL of softmax(logits / T) (a 1-D search over log T)."""
-    grid = torch.exp(torch.linspace(-1.5, 1.5, 301))
-    nll = torch.stack([F.cross_entropy(logits / t, labels) for t in grid])
-    return float(grid[int(nll.argmin())])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
     base = load_checkpoint(args.model)
-    (cx, cy), (vx, vy) = load_cutouts(args)
+    (cx, cy), (vx, vy) = cached(args.cutouts, lambda: cut_all(args))
     data = load_mnist()
     split = base.meta["split"]
     train_idx, val_idx = stratified_split(data.train_labels, split["n_val"], split["seed"])
@@ -170,10 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     model.load_state_dict(best[3])
     model.eval()
     with torch.no_grad():
-        val_logits = model(to_model_input(val_crops_x, norm))
-    temperature = fit_temperature(val_logits, val_crops_y)
+        val_logits = predict_logits(model, val_crops_x, norm)
+    fit = calibrate_logits(val_logits, val_crops_y)
+    temperature = fit.temperature
     # the confidence below which a digit of a number needs review, chosen on the validation cut-outs
-    threshold = choose_reject_threshold(torch.softmax(val_logits / temperature, 1).numpy(), val_crops_y.numpy())
+    threshold = choose_reject_threshold(softmax_with_temperature(val_logits, temperature).numpy(), val_crops_y.numpy())
     test = evaluate(model, data.test_images, data.test_labels, norm, "cpu")
     base_test = base.meta.get("metrics", {}).get("test", {}).get("accuracy")
     meta = {
@@ -190,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
                     "val": {"accuracy": best[1], "n": int(len(val_y))}, "val_accuracy_start": start_clean,
                     "test": test.to_dict(), "base_test_accuracy": base_test, "history": history},
         "calibration": {"method": "temperature scaling, NLL on the validation cut-outs", "temperature": temperature,
-                        "reject_threshold": threshold, "n_val": int(len(vy))},
+                        "ece_before": fit.ece_before, "ece_after": fit.ece_after, "nll_before": fit.nll_before,
+                        "nll_after": fit.nll_after, "n_val": fit.n, "n_bins": DEFAULT_BINS,
+                        "reject_threshold": threshold},
         "data": base.meta.get("data", {}),
     }
     save_checkpoint(args.out, model, base.arch, base.arch_kwargs, norm, meta)

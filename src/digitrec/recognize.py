@@ -27,8 +27,9 @@ from .backends import create_backend
 from .checkpoint import DEFAULT_MODEL_PATH, Checkpoint, load_checkpoint
 
 # The shipped reading model: `read` classifies the digits it cuts out of a number with the `best`
-# recipe's bn_cnn (the seed best on validation), 6x the compute of the default model per digit,
-# which reading a number affords; `predict` keeps the default model.
+# recipe's bn_cnn (the seed best on validation) fine-tuned on such cut-outs (benchmarks/
+# train_reader.py), 6x the compute of the default model per digit, which reading a number
+# affords; `predict` keeps the default model.
 READER_PATH = Path(__file__).parent / "weights" / "reader.pt"
 # The segmenter's one-digit checker: is a candidate cut out of a number exactly one digit (not two
 # touching digits, not half of one)? A 2-class fast_bn_cnn made by benchmarks/train_checker.py.
