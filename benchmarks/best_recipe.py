@@ -23,13 +23,13 @@ from pathlib import Path
 import torch
 
 from common import machine
-from digitrec.analysis import predict_split
-from digitrec.checkpoint import load_checkpoint
-from digitrec.data import load_mnist
-from digitrec.ensemble import load_ensemble
-from digitrec.evaluate import evaluate
+from digitrec.evaluation.analysis import predict_split
+from digitrec.models.checkpoint import load_checkpoint
+from digitrec.training.data import load_mnist
+from digitrec.evaluation.ensemble import load_ensemble
+from digitrec.training.metrics import evaluate
 from digitrec.models import create_model
-from digitrec.pipeline import Normalization
+from digitrec.models.inputs import Normalization
 
 
 def last_epoch_model(run: Path) -> torch.nn.Module:

@@ -16,10 +16,10 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from digitrec import segment as sg
-from digitrec import synth
-from digitrec.checkpoint import load_checkpoint
-from digitrec.data import load_mnist, stratified_split
+from digitrec.reading import segment as sg
+from digitrec.reading import synth
+from digitrec.models.checkpoint import load_checkpoint
+from digitrec.training.data import load_mnist, stratified_split
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fit_segmenter import true_spans  # noqa: E402  (the ownership labelling, one place)

@@ -36,10 +36,10 @@ import time
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from digitrec import segment as sg
-from digitrec import synth
-from digitrec.data import load_mnist, stratified_split
-from digitrec.recognize import Recognizer
+from digitrec.reading import segment as sg
+from digitrec.reading import synth
+from digitrec.training.data import load_mnist, stratified_split
+from digitrec.reading.recognize import Recognizer
 
 UNFLAGGED_TARGET = 0.005  # at most this share of validation numbers may be read wrong without needs_review
 OWN_FRACTION = 0.3  # a small atom with less than this share of its box inside any true digit is a stray mark

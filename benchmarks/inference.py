@@ -32,11 +32,11 @@ import numpy as np
 import torch
 
 from common import machine
-from digitrec.backends import OnnxBackend, TorchBackend
-from digitrec.checkpoint import Checkpoint, load_checkpoint
-from digitrec.data import load_mnist
+from digitrec.runtime.backends import OnnxBackend, TorchBackend
+from digitrec.models.checkpoint import Checkpoint, load_checkpoint
+from digitrec.training.data import load_mnist
 from digitrec.models import create_model
-from digitrec.pipeline import Normalization, to_model_input
+from digitrec.models.inputs import Normalization, to_model_input
 
 BIG_BATCH = 1024
 REFERENCE_ARCH = "fast_ref_cnn"

@@ -26,9 +26,10 @@ import torch.nn.functional as F
 from torchvision import datasets, transforms
 
 from common import machine, mean_std
-from digitrec.data import FILES, load_mnist, locate, stratified_split
+from digitrec.training.data import FILES, load_mnist, locate, stratified_split
 from digitrec.models import create_model
-from digitrec.pipeline import Normalization, batches
+from digitrec.training.pipeline import batches
+from digitrec.models.inputs import Normalization
 
 
 def train_epoch(model: torch.nn.Module, stream) -> tuple[int, float]:

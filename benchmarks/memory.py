@@ -59,7 +59,7 @@ def rss_self() -> int:
 
 def workload(n_digits: int = 100) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]], list[tuple[str, bytes]]]:
     """(digits, numbers, hostile files) as (name, bytes)."""
-    from digitrec.data import load_mnist
+    from digitrec.training.data import load_mnist
 
     mnist = load_mnist(allow_download=False)
     digits, numbers = [], []
@@ -102,7 +102,7 @@ Sender = Callable[[str, str, bytes], None]
 
 def library_mode() -> tuple[Sender, Callable[[], int], Callable[[], None]]:
     from digitrec.errors import ImageError
-    from digitrec.recognize import Recognizer
+    from digitrec.reading.recognize import Recognizer
 
     recognizer = Recognizer.load()
 

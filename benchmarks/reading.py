@@ -32,11 +32,11 @@ import time
 import numpy as np
 import torch
 
-from digitrec import synth
-from digitrec.backends import BACKENDS
-from digitrec.checkpoint import load_checkpoint
-from digitrec.data import load_mnist, stratified_split
-from digitrec.recognize import Recognizer
+from digitrec.reading import synth
+from digitrec.runtime.backends import BACKENDS
+from digitrec.models.checkpoint import load_checkpoint
+from digitrec.training.data import load_mnist, stratified_split
+from digitrec.reading.recognize import Recognizer
 
 SINGLE_TARGET_GAP = 0.005  # photographed accuracy at most 0.5 points below plain MNIST
 EXACT_TARGET = 0.95  # numbers read exactly

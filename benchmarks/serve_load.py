@@ -91,7 +91,7 @@ def load_average() -> str:
 
 def digit_pngs(n: int) -> list[bytes]:
     """n small PNGs (about 1 KB): MNIST test digits as dark ink on light paper, 2x size."""
-    from digitrec.data import load_mnist
+    from digitrec.training.data import load_mnist
 
     images = load_mnist().test_images[:n].numpy()
     out = []
@@ -169,7 +169,7 @@ def free_port() -> int:
 # JSON, metrics and micro-batching; the difference to a real server is the recognizer.
 NOOP_SERVER = """
 import sys, torch, uvicorn
-from digitrec.recognize import Prepared, Recognizer
+from digitrec.reading.recognize import Prepared, Recognizer
 from digitrec.server import create_app
 torch.set_num_threads(1)
 class NoOp(Recognizer):
@@ -323,7 +323,7 @@ def recognizer_cpu_ms(pngs: list[bytes], model: str | None, batch: int = 8, roun
     of the service itself (HTTP, multipart, JSON, metrics, batching)."""
     import torch
 
-    from digitrec.recognize import Recognizer
+    from digitrec.reading.recognize import Recognizer
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

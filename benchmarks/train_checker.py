@@ -36,10 +36,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from digitrec.checkpoint import load_checkpoint, save_checkpoint
+from digitrec.models.checkpoint import load_checkpoint, save_checkpoint
 from digitrec.models import create_model
-from digitrec.pipeline import to_model_input
-from digitrec.train import resolve_amp
+from digitrec.models.inputs import to_model_input
+from digitrec.training.loop import resolve_amp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cutouts import Pair, as_uint8, cached, cut_numbers, in_workers, split_digits  # noqa: E402

@@ -38,13 +38,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from digitrec.calibration import DEFAULT_BINS, calibrate_logits, softmax_with_temperature
-from digitrec.checkpoint import load_checkpoint, save_checkpoint
-from digitrec.data import load_mnist, stratified_split
-from digitrec.evaluate import evaluate, predict_logits
-from digitrec.pipeline import Augment, to_model_input
-from digitrec.recognize import choose_reject_threshold
-from digitrec.train import resolve_amp
+from digitrec.evaluation.calibration import DEFAULT_BINS, calibrate_logits, probabilities
+from digitrec.models.checkpoint import load_checkpoint, save_checkpoint
+from digitrec.training.data import load_mnist, stratified_split
+from digitrec.training.metrics import evaluate, predict_logits
+from digitrec.training.pipeline import Augment
+from digitrec.models.inputs import to_model_input
+from digitrec.evaluation.calibration import choose_reject_threshold
+from digitrec.training.loop import resolve_amp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cutouts import Pair, as_uint8, cached, cut_numbers, in_workers, split_digits  # noqa: E402
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     fit = calibrate_logits(val_logits, val_crops_y)
     temperature = fit.temperature
     # the confidence below which a digit of a number needs review, chosen on the validation cut-outs
-    threshold = choose_reject_threshold(softmax_with_temperature(val_logits, temperature).numpy(), val_crops_y.numpy())
+    threshold = choose_reject_threshold(probabilities(val_logits, temperature).numpy(), val_crops_y.numpy())
     test = evaluate(model, data.test_images, data.test_labels, norm, "cpu")
     base_test = base.meta.get("metrics", {}).get("test", {}).get("accuracy")
     meta = {

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from digitrec import synth
-from digitrec.data import load_mnist
-from digitrec.recognize import Recognizer
+from digitrec.reading import synth
+from digitrec.training.data import load_mnist
+from digitrec.reading.recognize import Recognizer
 
 HERE = Path(__file__).resolve().parent
 

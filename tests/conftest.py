@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from digitrec.data import Mnist, load_mnist
+from digitrec.training.data import Mnist, load_mnist
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from digitrec.analysis import Predictions, analyze, confused_pairs, find_mistakes, predict_split
-from digitrec.checkpoint import load_checkpoint
+from digitrec.evaluation.analysis import Predictions, analyze, confused_pairs, find_mistakes, predict_split
+from digitrec.models.checkpoint import load_checkpoint
 from digitrec.errors import ConfigError
 
 # Ten images of digits 0-3 and what a model predicted for them (worked out by hand below).

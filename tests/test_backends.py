@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from digitrec.backends import BACKENDS, OnnxBackend, TorchBackend, create_backend
-from digitrec.checkpoint import Checkpoint, load_checkpoint
+from digitrec.runtime.backends import BACKENDS, OnnxBackend, TorchBackend, create_backend
+from digitrec.models.checkpoint import Checkpoint, load_checkpoint
 from digitrec.errors import CheckpointError, ConfigError
-from digitrec.export import export_model
+from digitrec.runtime.export import export_model
 from digitrec.models import create_model, list_models
-from digitrec.pipeline import Normalization, to_model_input
+from digitrec.models.inputs import Normalization, to_model_input
 
 N_DIGITS = 300
 TOLERANCE = 1e-4  # logits, absolute: different kernels and folded BatchNorm, same answers

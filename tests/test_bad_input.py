@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitrec import synth
+from digitrec.reading import synth
 from digitrec.cli import main
 from digitrec.errors import BadImageError, NotAnImageError
-from digitrec.recognize import Recognizer
+from digitrec.reading.recognize import Recognizer
 
 
 @pytest.fixture(scope="module")

@@ -8,21 +8,21 @@ import math
 import pytest
 import torch
 
-from digitrec.calibration import (
+from digitrec.evaluation.calibration import (
     calibrate_checkpoint,
     calibrate_logits,
     expected_calibration_error,
     fit_temperature,
     nll,
     reliability,
-    softmax_with_temperature,
+    probabilities,
     validation_indices,
 )
-from digitrec.checkpoint import load_checkpoint, read_payload, save_payload
-from digitrec.config import TrainConfig
-from digitrec.data import stratified_split
+from digitrec.models.checkpoint import load_checkpoint, read_payload, save_payload
+from digitrec.training.config import TrainConfig
+from digitrec.training.data import stratified_split
 from digitrec.errors import CheckpointError
-from digitrec.train import train
+from digitrec.training.loop import train
 
 
 def test_ece_hand_computed():
@@ -74,14 +74,14 @@ def test_calibration_lowers_nll_and_ece_and_keeps_predictions():
     assert fit.ece_after < fit.ece_before / 2
     assert fit.n == 5000
     assert nll(z, labels, fit.temperature) == pytest.approx(fit.nll_after)
-    probs = softmax_with_temperature(z, fit.temperature)
+    probs = probabilities(z, fit.temperature)
     assert torch.equal(probs.argmax(1), z.argmax(1))  # temperature never changes the answer
     assert torch.allclose(probs.sum(1), torch.ones(5000), atol=1e-5)
 
 
-def test_softmax_with_temperature_rejects_non_positive():
+def test_probabilities_rejects_non_positive():
     with pytest.raises(ValueError):
-        softmax_with_temperature(torch.zeros(1, 10), 0.0)
+        probabilities(torch.zeros(1, 10), 0.0)
 
 
 def _sha(idx: torch.Tensor) -> str:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from digitrec.checkpoint import (DEFAULT_MODEL_PATH, load_checkpoint, read_payload, save_checkpoint,
+from digitrec.weights import DEFAULT_MODEL_PATH
+from digitrec.models.checkpoint import (load_checkpoint, read_payload, save_checkpoint,
                                  save_payload)
 from digitrec.errors import CheckpointError
 from digitrec.models import create_model
-from digitrec.pipeline import Normalization, to_model_input
+from digitrec.models.inputs import Normalization, to_model_input
 
 
 @pytest.fixture

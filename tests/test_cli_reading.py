@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitrec import synth
+from digitrec.reading import synth
 from digitrec.cli import main
 
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from digitrec.cli import main
-from digitrec.compare import count_macs
+from digitrec.evaluation.compare import count_macs
 from digitrec.models import create_model
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from digitrec import data
-from digitrec.data import FILES, REPO_DATA_DIR, load_mnist, parse_idx, stratified_split
+from digitrec.training import data
+from digitrec.training.data import FILES, REPO_DATA_DIR, load_mnist, parse_idx, stratified_split
 from digitrec.errors import DataError
 
 

@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from digitrec.pipeline import epoch_order
+from digitrec.training.pipeline import epoch_order
 
 
 def test_epoch_shards_are_disjoint_covering_and_change_each_epoch():

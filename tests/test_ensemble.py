@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from digitrec.checkpoint import DEFAULT_MODEL_PATH, load_checkpoint
-from digitrec.ensemble import Ensemble, ShiftTTA, load_ensemble, shift
-from digitrec.evaluate import evaluate
+from digitrec.models.checkpoint import load_checkpoint
+from digitrec.weights import DEFAULT_MODEL_PATH
+from digitrec.evaluation.ensemble import Ensemble, ShiftTTA, load_ensemble, shift
+from digitrec.training.metrics import evaluate
 from digitrec.models import create_model
 
 

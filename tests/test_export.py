@@ -10,13 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from digitrec.checkpoint import Checkpoint, load_checkpoint, weights_sha256
+from digitrec.models.checkpoint import Checkpoint, load_checkpoint, weights_sha256
 from digitrec.cli import main
 from digitrec.errors import CheckpointError, ConfigError
-from digitrec.export import (FORMATS, TORCHSCRIPT_NOTE, detect_format, export_model, inference_model,
+from digitrec.runtime.export import (FORMATS, TORCHSCRIPT_NOTE, detect_format, export_model, inference_model,
                              load_export, metadata_for)
 from digitrec.models import create_model
-from digitrec.pipeline import Normalization, to_model_input
+from digitrec.models.inputs import Normalization, to_model_input
 
 SUFFIX = {"onnx": ".onnx", "exported-program": ".pt2", "torchscript": ".ts"}
 N_DIGITS = 300
@@ -183,7 +183,7 @@ def test_loading_a_broken_export_is_a_one_line_error(tmp_path, content, suffix):
 
 def test_foreign_onnx_file_is_refused(tmp_path, checkpoint):
     """An ONNX model without digitrec metadata is not silently fed with guessed preprocessing."""
-    from digitrec.export import onnx_bytes
+    from digitrec.runtime.export import onnx_bytes
 
     model, metadata = inference_model(checkpoint.model), metadata_for(checkpoint)
     proto = onnx.load_from_string(onnx_bytes(model, metadata))

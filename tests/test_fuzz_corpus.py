@@ -32,7 +32,7 @@ from PIL import Image
 from digitrec.cli import main as cli_main
 from digitrec.commands import COMMANDS
 from digitrec.errors import ImageError
-from digitrec.recognize import Prediction, Reading, Recognizer
+from digitrec.reading.recognize import Prediction, Reading, Recognizer
 from digitrec.server import create_app
 
 FUZZ = Path(__file__).resolve().parent / "fuzz"

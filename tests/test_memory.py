@@ -28,7 +28,7 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from digitrec.recognize import Recognizer
+from digitrec.reading.recognize import Recognizer
 from digitrec.server import create_app
 
 pytestmark = [

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from digitrec import ndexact as nx
-from digitrec import preprocess as pp
-from digitrec import synth
-from digitrec.pipeline import Normalization
+from digitrec.reading import ndexact as nx
+from digitrec.reading import preprocess as pp
+from digitrec.reading import synth
+from digitrec.models.inputs import Normalization
 
 
 def best_shift_correlation(a: np.ndarray, b: np.ndarray) -> float:

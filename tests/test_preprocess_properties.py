@@ -29,9 +29,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from digitrec import preprocess as pp
+from digitrec.reading import preprocess as pp
 from digitrec.errors import BadImageError, ImageError
-from digitrec.recognize import Prepared, Reading, Recognizer
+from digitrec.reading.recognize import Prepared, Reading, Recognizer
 
 CORPUS = Path(__file__).resolve().parent / "fuzz" / "corpus"
 # Pillow warns (and carries on) when it skips a broken EXIF block in a mutated file.

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitrec import segment as sg
-from digitrec import synth
-from digitrec.recognize import Recognizer
+from digitrec.reading import segment as sg
+from digitrec.reading import synth
+from digitrec.reading.recognize import Recognizer
 
 
 @pytest.fixture(scope="module")

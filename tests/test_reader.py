@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from digitrec.checkpoint import load_checkpoint, save_checkpoint
+from digitrec.models.checkpoint import load_checkpoint, save_checkpoint
 from digitrec.cli import main
 from digitrec.models import create_model
-from digitrec.pipeline import Normalization
-from digitrec.preprocess import digit_to_mnist
-from digitrec.recognize import CHECKER_PATH, READER_PATH, Recognizer
+from digitrec.models.inputs import Normalization
+from digitrec.reading.preprocess import digit_to_mnist
+from digitrec.reading.recognize import CHECKER_PATH, READER_PATH, Recognizer
 
 NUMBER = "examples/number_scan.png"  # made by examples/make_examples.py: "20250317"
 

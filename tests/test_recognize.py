@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from digitrec import synth
-from digitrec.checkpoint import load_checkpoint
-from digitrec.recognize import (DEFAULT_REJECT_THRESHOLD, Prediction, Recognizer, choose_reject_threshold,
-                                softmax)
+from digitrec.reading import synth
+from digitrec.models.checkpoint import load_checkpoint
+from digitrec.evaluation.calibration import choose_reject_threshold
+from digitrec.probability import softmax
+from digitrec.reading.recognize import DEFAULT_REJECT_THRESHOLD, Prediction, Recognizer
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitrec import plots
-from digitrec.analysis import analyze, predict_split
-from digitrec.checkpoint import load_checkpoint
+from digitrec.evaluation import plots
+from digitrec.evaluation.analysis import analyze, predict_split
+from digitrec.models.checkpoint import load_checkpoint
 from digitrec.cli import main
-from digitrec.report import model_info, write_report
-from digitrec.tensorboard import TensorBoardLogger
+from digitrec.evaluation.report import model_info, write_report
+from digitrec.training.tensorboard import TensorBoardLogger
 
 HISTORY = [
     {"epoch": e, "train_loss": 1.0 / e, "train_accuracy": 1 - 0.1 / e, "val_loss": 1.2 / e,

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from digitrec.checkpoint import load_checkpoint
+from digitrec.models.checkpoint import load_checkpoint
 from digitrec.errors import CheckpointError
-from digitrec.train import METRICS_NAME, STATE_NAME
+from digitrec.training.loop import METRICS_NAME, STATE_NAME
 
 ARGS = ["--model", "seed_cnn", "--epochs", "3", "--limit-train", "2000", "--batch-size", "32", "--seed", "5",
         "--device", "cpu"]
@@ -73,7 +73,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
 
 
 def test_resume_without_state_is_a_clear_error(tmp_path):
-    from digitrec.train import read_resume_config
+    from digitrec.training.loop import read_resume_config
 
     with pytest.raises(CheckpointError, match="nothing to resume"):
         read_resume_config(tmp_path)

@@ -30,10 +30,10 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 )
 from schemathesis.specs.openapi.formats import unregister_string_format  # noqa: E402
 
-from digitrec.checkpoint import Checkpoint, weights_sha256  # noqa: E402
+from digitrec.models.checkpoint import Checkpoint, weights_sha256  # noqa: E402
 from digitrec.models import create_model  # noqa: E402
-from digitrec.pipeline import Normalization  # noqa: E402
-from digitrec.recognize import Recognizer  # noqa: E402
+from digitrec.models.inputs import Normalization  # noqa: E402
+from digitrec.reading.recognize import Recognizer  # noqa: E402
 from digitrec.server import create_app  # noqa: E402
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]

@@ -25,12 +25,12 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 import digitrec
-from digitrec.checkpoint import Checkpoint, weights_sha256
+from digitrec.models.checkpoint import Checkpoint, weights_sha256
 from digitrec.cli import main as cli_main
 from digitrec.errors import ImageError
 from digitrec.models import create_model
-from digitrec.pipeline import Normalization
-from digitrec.recognize import Recognizer
+from digitrec.models.inputs import Normalization
+from digitrec.reading.recognize import Recognizer
 from digitrec.server import create_app, create_app_from_env
 from digitrec.server.app import ENV_MAX_UPLOAD, ENV_MODEL
 from digitrec.server.batching import MicroBatcher

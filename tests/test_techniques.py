@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from digitrec.config import TrainConfig
-from digitrec.recipes import RECIPES, recipe
-from digitrec.train import resolve_amp, train
+from digitrec.training.config import TrainConfig
+from digitrec.training.recipes import RECIPES, recipe
+from digitrec.training.loop import resolve_amp, train
 
 TINY = dict(model="fast_ref_cnn", limit_train=1500, limit_eval=300, epochs=1, batch_size=50, lr=3e-3,
             device="cpu", calibrate=False)
@@ -80,9 +80,9 @@ def test_checkpoint_records_the_precision_actually_used(mnist, tmp_path):
 
 
 def test_evaluation_runs_channels_last_without_touching_the_callers_model(mnist):
-    from digitrec.evaluate import predict_logits
+    from digitrec.training.metrics import predict_logits
     from digitrec.models import create_model
-    from digitrec.pipeline import Normalization
+    from digitrec.models.inputs import Normalization
 
     torch.manual_seed(0)
     model = create_model("fast_bn_cnn").eval()

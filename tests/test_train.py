@@ -7,12 +7,13 @@ import json
 import pytest
 import torch
 
-from digitrec.checkpoint import load_checkpoint
-from digitrec.config import TrainConfig, read_toml
+from digitrec.models.checkpoint import load_checkpoint
+from digitrec.training.config import TrainConfig, read_toml
 from digitrec.errors import ConfigError
-from digitrec.evaluate import evaluate
-from digitrec.pipeline import Augment, Normalization, batches, to_model_input
-from digitrec.train import train
+from digitrec.training.metrics import evaluate
+from digitrec.training.pipeline import Augment, batches
+from digitrec.models.inputs import Normalization, to_model_input
+from digitrec.training.loop import train
 
 SLICE = dict(model="fast_ref_cnn", limit_train=2000, limit_eval=1000, batch_size=64, lr=3e-3, device="cpu")
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from digitrec.checkpoint import load_checkpoint, read_payload, save_checkpoint, save_payload
+from digitrec.models.checkpoint import load_checkpoint, read_payload, save_checkpoint, save_payload
 from digitrec.cli import main as cli_main
 from digitrec.errors import CheckpointError
 from digitrec.models import create_model
-from digitrec.pipeline import Normalization, to_model_input
-from digitrec.recognize import Recognizer
+from digitrec.models.inputs import Normalization, to_model_input
+from digitrec.reading.recognize import Recognizer
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from typing import NoReturn, Sequence
 
 import digitrec
 
-from . import __version__
-from .commands import COMMANDS
-from .errors import DigitrecError
+from digitrec import __version__
+from digitrec.commands import COMMANDS
+from digitrec.errors import DigitrecError
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -272,7 +272,7 @@ def build(digits: list[np.ndarray]) -> list[Entry]:
 
 
 def load_digits() -> list[np.ndarray]:
-    from digitrec.data import load_mnist
+    from digitrec.training.data import load_mnist
 
     mnist = load_mnist(allow_download=False)
     return [mnist.test_images[i].numpy() for i in DIGITS]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..backends import BACKENDS
-from ..device import DEVICE_CHOICES
+from digitrec.runtime.backends import BACKENDS
+from digitrec.device import DEVICE_CHOICES
 
 
 def add_image_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..calibration import DEFAULT_BINS, calibrate_checkpoint
-from ..data import load_mnist
-from ..device import pick_device
-from .arguments import add_data_arguments
-from ..errors import ConfigError
+from digitrec.evaluation.calibration import DEFAULT_BINS, calibrate_checkpoint
+from digitrec.training.data import load_mnist
+from digitrec.device import pick_device
+from digitrec.commands.arguments import add_data_arguments
+from digitrec.errors import ConfigError
 
 NAME = "calibrate"
 HELP = "fit temperature scaling on a checkpoint's validation split and store it in the file (weights unchanged)"

@@ -7,11 +7,11 @@ import json
 import sys
 from dataclasses import asdict
 
-from ..compare import compare, to_markdown, write_outputs
-from ..data import load_mnist
-from ..errors import ConfigError
-from ..models import list_models
-from ..recipes import RECIPES, recipe
+from digitrec.evaluation.compare import compare, to_markdown, write_outputs
+from digitrec.training.data import load_mnist
+from digitrec.errors import ConfigError
+from digitrec.models import list_models
+from digitrec.training.recipes import RECIPES, recipe
 
 NAME = "compare"
 HELP = "train several models under the same budget; table of accuracy, cost and speed"

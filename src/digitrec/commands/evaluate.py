@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..analysis import SPLITS, analyze, predict_split
-from ..ensemble import load_ensemble
-from ..data import load_mnist
-from ..device import pick_device
-from .arguments import add_data_arguments
-from ..errors import ConfigError
-from ..report import DEFAULT_GALLERY, model_info, write_report
+from digitrec.evaluation.analysis import SPLITS, analyze, predict_split
+from digitrec.evaluation.ensemble import load_ensemble
+from digitrec.training.data import load_mnist
+from digitrec.device import pick_device
+from digitrec.commands.arguments import add_data_arguments
+from digitrec.errors import ConfigError
+from digitrec.evaluation.report import DEFAULT_GALLERY, model_info, write_report
 
 NAME = "evaluate"
 HELP = "evaluate a checkpoint on the MNIST test set (or its validation split), optionally write a report"

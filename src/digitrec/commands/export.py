@@ -7,8 +7,8 @@ import json
 import sys
 from dataclasses import asdict
 
-from ..checkpoint import load_checkpoint
-from ..export import FORMATS, SUFFIXES, export_model, format_for
+from digitrec.models.checkpoint import load_checkpoint
+from digitrec.runtime.export import FORMATS, SUFFIXES, export_model, format_for
 
 NAME = "export"
 HELP = "export a model (ONNX, torch.export or TorchScript) with its preprocessing metadata"

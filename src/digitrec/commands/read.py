@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from PIL import Image
 
-from ..errors import BadImageError, ConfigError, ImageError
-from ..preprocess import MAX_FILE_BYTES, read_file
-from ..recognize import Reading, Recognizer
-from .arguments import add_image_arguments
+from digitrec.atomic import atomic_write
+from digitrec.errors import BadImageError, ConfigError, ImageError
+from digitrec.reading.preprocess import MAX_FILE_BYTES, read_file
+from digitrec.reading.recognize import Reading, Recognizer
+from digitrec.commands.arguments import add_image_arguments
 
 NAME = "read"
 HELP = "read a handwritten number (1-20 digits on one line) from each image"
@@ -46,15 +45,7 @@ def save_atomic(image: Image.Image, path: Path) -> None:
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ConfigError(f"{path}: unknown image extension {path.suffix!r} (use .png)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: image.save(handle, fmt))
 
 
 def overlay_path(out: str, image_path: str, several: bool) -> Path:

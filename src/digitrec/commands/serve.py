@@ -7,8 +7,8 @@ import os
 import socket
 import sys
 
-from ..backends import BACKENDS
-from ..errors import ConfigError
+from digitrec.runtime.backends import BACKENDS
+from digitrec.errors import ConfigError
 
 NAME = "serve"
 HELP = "serve the web page and the HTTP API (upload or draw a digit or a number)"
@@ -82,7 +82,7 @@ def check_port_free(host: str, port: int) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ..server.app import (ENV_BACKEND, ENV_MAX_UPLOAD, ENV_MICRO_BATCH, ENV_MODEL, ENV_PREPROCESS, ENV_THREADS,
+    from digitrec.server.app import (ENV_BACKEND, ENV_MAX_UPLOAD, ENV_MICRO_BATCH, ENV_MODEL, ENV_PREPROCESS, ENV_THREADS,
                               ServerSettings, create_app, load_recognizer, set_torch_threads)
 
     max_upload_bytes = check_args(args)

@@ -9,13 +9,13 @@ import subprocess
 import sys
 from datetime import datetime
 
-from ..config import TrainConfig, read_toml
-from ..data import load_mnist
-from ..errors import ConfigError
-from ..models import list_models
-from ..recipes import RECIPES, recipe
-from ..train import EpochRecord, read_resume_config, train
-from .arguments import add_data_arguments
+from digitrec.training.config import TrainConfig, read_toml
+from digitrec.training.data import load_mnist
+from digitrec.errors import ConfigError
+from digitrec.models import list_models
+from digitrec.training.recipes import RECIPES, recipe
+from digitrec.training.loop import EpochRecord, read_resume_config, train
+from digitrec.commands.arguments import add_data_arguments
 
 NAME = "train"
 HELP = "train a model on MNIST and report validation and test accuracy"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from . import register_model
+from digitrec.models.registry import register_model
 
 
 def _conv_bn(c_in: int, c_out: int, k: int = 3, padding: int = 1) -> list[nn.Module]:

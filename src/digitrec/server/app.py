@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from fastapi import FastAPI
 
-from .. import __version__
-from .batching import MicroBatcher, PreprocessPool
-from .limits import MULTIPART_OVERHEAD, UploadLimitMiddleware
-from .metrics import MetricsMiddleware, ServiceMetrics
-from .problems import format_bytes, install_problem_handlers
+from digitrec import __version__
+from digitrec.server.batching import MicroBatcher, PreprocessPool
+from digitrec.server.limits import MULTIPART_OVERHEAD, UploadLimitMiddleware
+from digitrec.server.metrics import MetricsMiddleware, ServiceMetrics
+from digitrec.server.problems import format_bytes, install_problem_handlers
 
 if TYPE_CHECKING:
-    from ..recognize import Recognizer
+    from digitrec.reading.recognize import Recognizer
 
 log = logging.getLogger("digitrec.server")
 
@@ -87,7 +87,7 @@ class Service:
 
 
 def load_recognizer(settings: ServerSettings) -> Recognizer:
-    from ..recognize import Recognizer
+    from digitrec.reading.recognize import Recognizer
 
     return Recognizer.load(settings.model_path, backend=settings.backend, device="cpu")
 
@@ -126,7 +126,7 @@ async def start_preprocess_pool(settings: ServerSettings, recognizer: Recognizer
     so a recognizer handed in ready-made (tests) or with its own `prepare` keeps it in-process."""
     if settings.preprocess_processes == 0:
         return None
-    from ..recognize import Recognizer
+    from digitrec.reading.recognize import Recognizer
 
     path = settings.model_path or getattr(recognizer.checkpoint, "path", None)
     if type(recognizer).prepare is not Recognizer.prepare or path is None:
@@ -167,7 +167,7 @@ def create_app(model_path: str | os.PathLike | None = None, recognizer: Recogniz
     """Build the app. Pass `recognizer` to serve an already loaded model (tests), else the
     checkpoint at `model_path` (default: the shipped model) is loaded at start-up.
     `preprocess_processes` > 0 preprocesses /v1/predict images in that many processes of their own."""
-    from .routes import api, health, page
+    from digitrec.server.routes import api, health, page
 
     settings = ServerSettings(str(model_path) if model_path is not None else None, backend, max_upload_bytes,
                               max_batch_files, micro_batch, preprocess_processes)

@@ -166,7 +166,7 @@ def _start_worker(model_path: str | None, server_pid: int) -> None:
     _end_with_server(server_pid)
     import torch
 
-    from ..recognize import Recognizer
+    from digitrec.reading.recognize import Recognizer
 
     torch.set_num_threads(1)
     _worker_recognizer = Recognizer.load(model_path)

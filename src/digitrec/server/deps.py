@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import Request, UploadFile
 
-from .app import Service
-from .problems import Problem, upload_too_large, format_bytes
+from digitrec.server.app import Service
+from digitrec.server.problems import Problem, upload_too_large, format_bytes
 
 
 # async, so FastAPI calls them on the event loop instead of hopping to a worker thread per request.

@@ -14,7 +14,7 @@ from typing import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .problems import Problem, problem_body, problem_response, problem_type, upload_too_large
+from digitrec.server.problems import Problem, problem_body, problem_response, problem_type, upload_too_large
 
 # Room for the multipart boundary lines and part headers around each file (bytes).
 MULTIPART_OVERHEAD = 16 * 1024

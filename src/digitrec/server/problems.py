@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import DigitrecError, ImageError, NotAnImageError
+from digitrec.errors import DigitrecError, ImageError, NotAnImageError
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("digitrec.server")

@@ -12,11 +12,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, File, Query, UploadFile
 from fastapi.responses import JSONResponse
 
-from ...errors import ImageError
-from ..app import Service, model_info
-from ..deps import get_ready_service, read_upload
-from ..problems import Problem, image_error_body, problem_body, problem_type
-from ..schemas import BatchProblemOut, ModelOut, PredictionOut, ProblemOut, ReadingOut
+from digitrec.errors import ImageError
+from digitrec.server.app import Service, model_info
+from digitrec.server.deps import get_ready_service, read_upload
+from digitrec.server.problems import Problem, image_error_body, problem_body, problem_type
+from digitrec.server.schemas import BatchProblemOut, ModelOut, PredictionOut, ProblemOut, ReadingOut
 
 router = APIRouter(prefix="/v1", tags=["recognition"])
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..app import Service
-from ..deps import get_ready_service, get_service
-from ..schemas import Health, ProblemOut
+from digitrec.server.app import Service
+from digitrec.server.deps import get_ready_service, get_service
+from digitrec.server.schemas import Health, ProblemOut
 
 router = APIRouter(tags=["operations"])
 

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import Checkpoint, load_checkpoint
-from .errors import CheckpointError
+from digitrec.models.checkpoint import Checkpoint, load_checkpoint
+from digitrec.errors import CheckpointError
 
 # One-pixel shifts: the variation MNIST's centring by centre of mass leaves in real digits.
 DEFAULT_SHIFTS: tuple[tuple[int, int], ...] = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))

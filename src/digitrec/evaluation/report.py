@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .analysis import Analysis, Predictions
-from .calibration import reliability, softmax_with_temperature
-from .checkpoint import Checkpoint
-from .plots import plot_confusion_matrix, plot_misclassified, plot_reliability
+from digitrec.atomic import atomic_write_text
+from digitrec.evaluation.analysis import Analysis, Predictions
+from digitrec.evaluation.calibration import reliability, probabilities
+from digitrec.models.checkpoint import Checkpoint
+from digitrec.evaluation.plots import plot_confusion_matrix, plot_misclassified, plot_reliability
 
 METRICS_JSON = "metrics.json"
 CONFUSION_PNG = "confusion_matrix.png"
@@ -51,7 +52,7 @@ def model_info(checkpoint: Checkpoint) -> dict[str, Any]:
 def report_metrics(analysis: Analysis, predictions: Predictions, model: dict[str, Any] | None = None) -> dict[str, Any]:
     """The content of metrics.json: the analysis plus the uncalibrated ECE and the model identity."""
     out = analysis.to_dict()
-    out["ece_uncalibrated"] = reliability(softmax_with_temperature(predictions.logits), predictions.labels).ece
+    out["ece_uncalibrated"] = reliability(probabilities(predictions.logits), predictions.labels).ece
     out["model"] = model or {}
     return out
 
@@ -65,7 +66,7 @@ def write_report(out_dir: str | os.PathLike, predictions: Predictions, analysis:
     out.mkdir(parents=True, exist_ok=True)
     metrics = report_metrics(analysis, predictions, model)
     metrics_path = out / METRICS_JSON
-    _write_text(metrics_path, json.dumps(metrics, indent=1) + "\n")
+    atomic_write_text(metrics_path, json.dumps(metrics, indent=1) + "\n")
 
     confusion = plot_confusion_matrix(
         analysis.confusion, out / CONFUSION_PNG,
@@ -79,27 +80,15 @@ def write_report(out_dir: str | os.PathLike, predictions: Predictions, analysis:
         title=f"{len(shown)} of {len(analysis.mistakes)} misclassified {analysis.split} images, "
               f"most confident mistakes first")
 
-    curves = {"uncalibrated (T = 1)": reliability(softmax_with_temperature(predictions.logits), predictions.labels)}
+    curves = {"uncalibrated (T = 1)": reliability(probabilities(predictions.logits), predictions.labels)}
     if predictions.temperature != 1.0:
         curves[f"calibrated (T = {predictions.temperature:.3f})"] = reliability(predictions.probs, predictions.labels)
     rel = plot_reliability(curves, out / RELIABILITY_PNG, title=f"reliability on the {analysis.split} set")
 
     html_path = out / REPORT_HTML
     images = {"confusion": confusion, "misclassified": gallery, "reliability": rel}
-    _write_text(html_path, render_html(metrics, images))
+    atomic_write_text(html_path, render_html(metrics, images))
     return ReportFiles(out, metrics_path, confusion, gallery, rel, html_path)
-
-
-def _write_text(path: Path, text: str) -> Path:
-    """Temporary file in the same directory, then rename: never a half-written report file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _data_uri(path: Path) -> str:

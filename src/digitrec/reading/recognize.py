@@ -8,7 +8,7 @@ Reject instead of guessing: a picture is rejected, with a reason, when there is 
 ink is not shaped like one digit (runs off the image, too wide, a filled blob, several marks side
 by side) or when the model's confidence is below the reject threshold. The threshold is stored in
 the checkpoint by calibration (`meta["calibration"]["reject_threshold"]`, chosen with
-`choose_reject_threshold` on the validation split); without one, `DEFAULT_REJECT_THRESHOLD`.
+`digitrec.evaluation.calibration.choose_reject_threshold` on the validation split); without one, `DEFAULT_REJECT_THRESHOLD`.
 """
 
 from __future__ import annotations
@@ -22,28 +22,18 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from . import preprocess as pp
-from .backends import create_backend
-from .checkpoint import DEFAULT_MODEL_PATH, Checkpoint, load_checkpoint
+from digitrec.probability import softmax
+from digitrec.reading import preprocess as pp
+from digitrec.runtime.backends import create_backend
+from digitrec.models.checkpoint import Checkpoint, load_checkpoint
+from digitrec.weights import CHECKER_PATH, DEFAULT_MODEL_PATH, READER_PATH
 
-# The shipped reading model: `read` classifies the digits it cuts out of a number with the `best`
-# recipe's bn_cnn (the seed best on validation) fine-tuned on such cut-outs (benchmarks/
-# train_reader.py), 6x the compute of the default model per digit, which reading a number
-# affords; `predict` keeps the default model.
-READER_PATH = Path(__file__).parent / "weights" / "reader.pt"
-# The segmenter's one-digit checker: is a candidate cut out of a number exactly one digit (not two
-# touching digits, not half of one)? A 2-class fast_bn_cnn made by benchmarks/train_checker.py.
-CHECKER_PATH = Path(__file__).parent / "weights" / "checker.pt"
 
 # The reject threshold when the checkpoint has none (not calibrated): choose_reject_threshold(p, y)
 # with the defaults below, on the 5000-image validation split, for the shipped fast_bn_cnn
 # (weights fa756cf3b64d) at temperature 1, gave 0.583: 99.0% of validation digits accepted, 99.82%
 # of those right (all accepted: 99.50%). A calibrated checkpoint carries its own threshold.
 DEFAULT_REJECT_THRESHOLD = 0.58
-# Accepted digits should be right at least this often on validation: at most 1 in 500 wrong. A
-# target at the model's own accuracy (~99.5%) would reject nothing; 99.8% costs ~1% of digits.
-TARGET_PRECISION = 0.998
-MIN_COVERAGE = 0.9  # ... but never reject more than 10% of validation digits to get there
 
 # Input checks for one digit (the ink's bounding box at working resolution).
 MAX_ASPECT = 2.2  # width / height; MNIST's widest digit is 2.0, 99.9% are below 1.7
@@ -53,52 +43,6 @@ OTHER_MARK_HEIGHT = 0.5  # a separate mark this tall (fraction of the digit) mea
 OTHER_MARK_AREA = 0.1  # ... or this much ink (fraction of the digit's)
 SIDE_BY_SIDE_HEIGHT = 0.75  # two pieces this tall (fraction of the digit) ...
 SIDE_BY_SIDE_OVERLAP = 0.3  # ... overlapping horizontally less than this are two digits
-
-
-def choose_reject_threshold(
-    probabilities: np.ndarray,
-    labels: np.ndarray,
-    target_precision: float = TARGET_PRECISION,
-    min_coverage: float = MIN_COVERAGE,
-) -> float:
-    """The lowest confidence threshold whose accepted predictions are right at least
-    `target_precision` of the time, on VALIDATION data (never test).
-
-    probabilities: (N, 10) as the Recognizer computes them (softmax of logits / temperature);
-    labels: (N,). A prediction is accepted when its top probability >= threshold. Scanning
-    thresholds from high to low, the precision of the accepted set is computed for each; the answer
-    is the lowest threshold that meets the target, so as few digits as possible are rejected. If
-    meeting the target would reject more than 1 - `min_coverage` of the digits, the threshold that
-    keeps exactly `min_coverage` is returned instead (a model that weak needs retraining, not a
-    threshold). Pure function of its inputs.
-    """
-    probs = np.asarray(probabilities, dtype=np.float64)
-    labels = np.asarray(labels).reshape(-1)
-    if probs.ndim != 2 or probs.shape[0] != labels.shape[0] or probs.shape[0] == 0:
-        raise ValueError(f"need (N, C) probabilities and N labels, got {probs.shape} and {labels.shape}")
-    if not 0 < target_precision <= 1 or not 0 < min_coverage <= 1:
-        raise ValueError("target_precision and min_coverage must be in (0, 1]")
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == labels
-    order = np.argsort(-confidence, kind="stable")
-    conf_sorted, correct_sorted = confidence[order], correct[order]
-    n = len(order)
-    precision = np.cumsum(correct_sorted) / np.arange(1, n + 1)  # accepting the top k+1
-    # Only cut between distinct confidences: equal confidences are accepted or rejected together.
-    last_of_tie = np.r_[conf_sorted[1:] < conf_sorted[:-1], True]
-    meets = np.nonzero((precision >= target_precision) & last_of_tie)[0]
-    keep_min = int(np.ceil(min_coverage * n)) - 1  # index of the last item we must accept
-    if meets.size == 0 or meets.max() < keep_min:
-        return float(conf_sorted[keep_min])
-    return float(conf_sorted[meets.max()])
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """(N, C) logits -> probabilities softmax(logits / T), computed stably in float64."""
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float64)
 
 
 @dataclass
@@ -294,14 +238,14 @@ class Recognizer:
     # --- a number per image ----------------------------------------------------------------------
 
     def read(self, image: pp.ImageInput, name: str | None = None) -> Reading:
-        from .segment import read_number
+        from digitrec.reading.segment import read_number
 
         return read_number(self, image, name)
 
     def draw_overlay(self, image: pp.ImageInput, reading: Reading) -> Image.Image:
         """The (upright) input image with each digit's box and reading drawn on it: green when
         confident, orange when the digit needs a person's look."""
-        from .segment import draw_reading
+        from digitrec.reading.segment import draw_reading
 
         return draw_reading(pp.decode(image), reading, self.reject_threshold)
 

@@ -18,7 +18,8 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from .calibration import Reliability
+from digitrec.atomic import atomic_write
+from digitrec.evaluation.calibration import Reliability
 
 DPI = 100  # pixels per inch of every PNG written here
 CURVES_FIGSIZE = (11.0, 4.0)  # inches
@@ -31,16 +32,7 @@ GALLERY_COLUMNS = 10
 
 
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=DPI))
 
 
 def plot_curves(history: list[dict], path: str | os.PathLike) -> Path:

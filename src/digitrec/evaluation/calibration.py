@@ -16,20 +16,26 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import model_from_payload, read_payload, save_payload
-from .data import Mnist, stratified_split
-from .errors import CheckpointError
-from .evaluate import predict_logits
-from .pipeline import Normalization
+from digitrec.probability import softmax
+from digitrec.models.checkpoint import model_from_payload, read_payload, save_payload
+from digitrec.training.data import Mnist, stratified_split
+from digitrec.errors import CheckpointError
+from digitrec.training.metrics import predict_logits
+from digitrec.models.inputs import Normalization
 
 DEFAULT_BINS = 15  # equal-width confidence bins, the usual choice in the calibration literature
 # Search range for T. Well-trained MNIST models land in 0.5-3; the bounds only stop a
 # (nearly) separable validation set from driving T towards 0 or infinity.
 T_MIN, T_MAX = 0.05, 20.0
 
+# Accepted digits should be right at least this often on validation: at most 1 in 500 wrong. A
+# target at the model's own accuracy (~99.5%) would reject nothing; 99.8% costs ~1% of digits.
+TARGET_PRECISION = 0.998
+MIN_COVERAGE = 0.9  # ... but never reject more than 10% of validation digits to get there
 
 @dataclass(frozen=True)
 class Reliability:
@@ -55,11 +61,9 @@ class TemperatureFit:
     n: int
 
 
-def softmax_with_temperature(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """(N, C) logits -> (N, C) probabilities of softmax(logits / T)."""
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    return torch.softmax(logits.double() / temperature, dim=1).float()
+def probabilities(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """`digitrec.probability.softmax` for the tensors evaluation works with: (N, C) float32."""
+    return torch.from_numpy(softmax(logits, temperature)).float()
 
 
 def reliability(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = DEFAULT_BINS) -> Reliability:
@@ -119,8 +123,8 @@ def calibrate_logits(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = D
         temperature=temperature,
         nll_before=nll(logits, labels),
         nll_after=nll(logits, labels, temperature),
-        ece_before=expected_calibration_error(softmax_with_temperature(logits), labels, n_bins),
-        ece_after=expected_calibration_error(softmax_with_temperature(logits, temperature), labels, n_bins),
+        ece_before=expected_calibration_error(probabilities(logits), labels, n_bins),
+        ece_after=expected_calibration_error(probabilities(logits, temperature), labels, n_bins),
         n=int(labels.numel()),
     )
 
@@ -175,11 +179,46 @@ def calibrate_checkpoint(path: str | os.PathLike, data: Mnist, device: torch.dev
         "n_bins": n_bins,
     }
     # the reject threshold is chosen on the same calibrated validation probabilities
-    from .recognize import choose_reject_threshold
-
-    probs = softmax_with_temperature(logits, fit.temperature)
+    probs = probabilities(logits, fit.temperature)
     calibration["reject_threshold"] = float(choose_reject_threshold(probs.numpy(), labels.numpy()))
     payload["calibration"] = calibration
     save_payload(payload, path)
     return calibration
 
+
+def choose_reject_threshold(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    target_precision: float = TARGET_PRECISION,
+    min_coverage: float = MIN_COVERAGE,
+) -> float:
+    """The lowest confidence threshold whose accepted predictions are right at least
+    `target_precision` of the time, on VALIDATION data (never test).
+
+    probabilities: (N, 10) as the Recognizer computes them (softmax of logits / temperature);
+    labels: (N,). A prediction is accepted when its top probability >= threshold. Scanning
+    thresholds from high to low, the precision of the accepted set is computed for each; the answer
+    is the lowest threshold that meets the target, so as few digits as possible are rejected. If
+    meeting the target would reject more than 1 - `min_coverage` of the digits, the threshold that
+    keeps exactly `min_coverage` is returned instead (a model that weak needs retraining, not a
+    threshold). Pure function of its inputs.
+    """
+    probs = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels).reshape(-1)
+    if probs.ndim != 2 or probs.shape[0] != labels.shape[0] or probs.shape[0] == 0:
+        raise ValueError(f"need (N, C) probabilities and N labels, got {probs.shape} and {labels.shape}")
+    if not 0 < target_precision <= 1 or not 0 < min_coverage <= 1:
+        raise ValueError("target_precision and min_coverage must be in (0, 1]")
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    order = np.argsort(-confidence, kind="stable")
+    conf_sorted, correct_sorted = confidence[order], correct[order]
+    n = len(order)
+    precision = np.cumsum(correct_sorted) / np.arange(1, n + 1)  # accepting the top k+1
+    # Only cut between distinct confidences: equal confidences are accepted or rejected together.
+    last_of_tie = np.r_[conf_sorted[1:] < conf_sorted[:-1], True]
+    meets = np.nonzero((precision >= target_precision) & last_of_tie)[0]
+    keep_min = int(np.ceil(min_coverage * n)) - 1  # index of the last item we must accept
+    if meets.size == 0 or meets.max() < keep_min:
+        return float(conf_sorted[keep_min])
+    return float(conf_sorted[meets.max()])

@@ -34,11 +34,11 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from .decode import (  # noqa: F401  (re-exported: the one path starts there)
+from digitrec.reading.decode import (  # noqa: F401  (re-exported: the one path starts there)
     FORMATS, MAX_FILE_BYTES, MAX_PIXELS, MAX_SIDE, MIN_SIDE, ImageInput, decode, read_file, to_gray,
 )
-from . import ndexact as nx
-from .pipeline import Normalization, to_model_input
+from digitrec.reading import ndexact as nx
+from digitrec.models.inputs import Normalization, to_model_input
 
 WORK_MAX_SIDE = 1024  # pixels: long side of the working image for one digit
 

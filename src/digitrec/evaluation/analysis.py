@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from .calibration import DEFAULT_BINS, expected_calibration_error, softmax_with_temperature, validation_indices
-from .checkpoint import Checkpoint
-from .data import Mnist
-from .errors import ConfigError
-from .evaluate import predict_logits
+from digitrec.evaluation.calibration import DEFAULT_BINS, expected_calibration_error, probabilities, validation_indices
+from digitrec.models.checkpoint import Checkpoint
+from digitrec.training.data import Mnist
+from digitrec.errors import ConfigError
+from digitrec.training.metrics import predict_logits
 
 SPLITS = ("test", "val")
 CLASSES = tuple(range(10))
@@ -40,7 +40,7 @@ class Predictions:
     @property
     def probs(self) -> torch.Tensor:
         """(N, 10) calibrated probabilities, softmax(logits / T)."""
-        return softmax_with_temperature(self.logits, self.temperature)
+        return probabilities(self.logits, self.temperature)
 
 
 @dataclass(frozen=True)

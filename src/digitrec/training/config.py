@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .models import list_models
+from digitrec.errors import ConfigError
+from digitrec.models import list_models
 
 SCHEDULES = ("none", "onecycle", "cosine")
 AMP_MODES = ("auto", "none", "bf16", "fp16")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -22,7 +21,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from .errors import DataError
+from digitrec.atomic import atomic_write_bytes
+from digitrec.errors import DataError
 
 # name -> (MD5 of the uncompressed IDX content, expected shape)
 FILES: dict[str, tuple[str, tuple[int, ...]]] = {
@@ -39,7 +39,7 @@ MIRRORS: tuple[str, ...] = (
     "http://yann.lecun.com/exdb/mnist/",
 )
 
-REPO_DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "mnist"
+REPO_DATA_DIR = Path(__file__).resolve().parents[3] / "data" / "mnist"
 DOWNLOAD_TIMEOUT_S = 30
 
 
@@ -120,18 +120,6 @@ def download(name: str, target_dir: Path, mirrors: Iterable[str] = MIRRORS) -> P
         atomic_write_bytes(target_dir / name, payload)
         return target_dir / name
     raise DataError(f"could not download {name}: " + "; ".join(errors))
-
-
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write to a temporary file in the same directory, then rename: never a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def locate(

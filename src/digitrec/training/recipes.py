@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import ConfigError
+from digitrec.errors import ConfigError
 
 RECIPES: dict[str, dict[str, Any]] = {
     # The fastest public recipe (tuomaso/train_mnist_fast), the yardstick for `fast`.

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .pipeline import Normalization, to_model_input
+from digitrec.models.inputs import Normalization, to_model_input
 
 
 @dataclass(frozen=True)

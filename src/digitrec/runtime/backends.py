@@ -24,9 +24,10 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from .checkpoint import Checkpoint
-from .errors import CheckpointError, ConfigError
-from .export import ExportMetadata, inference_model, onnx_bytes, prepare
+from digitrec.atomic import atomic_write_bytes
+from digitrec.models.checkpoint import Checkpoint
+from digitrec.errors import CheckpointError, ConfigError
+from digitrec.runtime.export import ExportMetadata, inference_model, onnx_bytes, prepare
 
 BACKENDS = ("torch", "onnx")
 
@@ -149,17 +150,8 @@ class OnnxBackend:
 
 def _write_cache(path: Path, data: bytes) -> None:
     """Best effort: a read-only or full cache directory only costs the next process an export."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)  # atomic: concurrent processes each replace a whole file
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        atomic_write_bytes(path, data)  # concurrent processes each replace a whole file
 
 
 def create_backend(name: str, checkpoint: Checkpoint) -> Backend:

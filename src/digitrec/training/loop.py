@@ -26,15 +26,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from . import distributed
-from .checkpoint import save_checkpoint, save_payload, weights_sha256
-from .config import TrainConfig
-from .data import Mnist, stratified_split
-from .device import pick_device
-from .errors import CheckpointError, ConfigError
-from .evaluate import Metrics, evaluate
-from .models import create_model
-from .pipeline import Augment, Normalization, batches, epoch_order
+from digitrec.training import distributed
+from digitrec.models.checkpoint import save_checkpoint, save_payload, weights_sha256
+from digitrec.training.config import TrainConfig
+from digitrec.training.data import Mnist, stratified_split
+from digitrec.device import pick_device
+from digitrec.errors import CheckpointError, ConfigError
+from digitrec.training.metrics import Metrics, evaluate
+from digitrec.models import create_model
+from digitrec.training.pipeline import Augment, batches, epoch_order
+from digitrec.models.inputs import Normalization
 
 CHECKPOINT_NAME = "model.pt"  # the best-on-validation model, a digitrec checkpoint
 STATE_NAME = "last.pt"  # full training state after the last finished epoch, for --resume
@@ -288,7 +289,7 @@ def train(
     autocast = _autocast(config, device)
     tensorboard = None
     if config.tensorboard and world.is_main:
-        from .tensorboard import TensorBoardLogger
+        from digitrec.training.tensorboard import TensorBoardLogger
 
         tensorboard = TensorBoardLogger(out / "tensorboard")
         for record in state.history:
@@ -377,10 +378,10 @@ def _finish(config: TrainConfig, data: Mnist, out: Path, state: _State, test_n: 
     path = save_checkpoint(out / CHECKPOINT_NAME, model.cpu(), config.model, config.model_kwargs, norm, meta)
     calibration = None
     if config.calibrate:
-        from .calibration import calibrate_checkpoint
+        from digitrec.evaluation.calibration import calibrate_checkpoint
 
         calibration = calibrate_checkpoint(path, data, "cpu")
-    from .plots import plot_curves
+    from digitrec.evaluation.plots import plot_curves
 
     plot_curves([asdict(r) for r in state.history], out / CURVES_NAME)
     return TrainResult(path, state.best_epoch, state.best_val, test, train_seconds, state.history, calibration)

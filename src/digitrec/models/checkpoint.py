@@ -22,14 +22,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__
-from .errors import CheckpointError, ConfigError
-from .models import create_model
-from .pipeline import Normalization
+from digitrec.atomic import atomic_write
+from digitrec import __version__
+from digitrec.errors import CheckpointError, ConfigError
+from digitrec.weights import DEFAULT_MODEL_PATH
+from digitrec.models import create_model
+from digitrec.models.inputs import Normalization
 
 FORMAT = "digitrec-checkpoint"
 FORMAT_VERSION = 1
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "weights" / "default.pt"
 
 
 @dataclass
@@ -98,19 +99,7 @@ def build_payload(
 
 def save_payload(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write atomically: a temporary file in the same directory, fsync, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
 def save_checkpoint(

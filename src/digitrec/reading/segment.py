@@ -36,10 +36,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from . import preprocess as pp
-
+from digitrec.reading import preprocess as pp
 if TYPE_CHECKING:
-    from .recognize import Reading, Recognizer
+    from digitrec.reading.recognize import Reading, Recognizer
 
 READ_MAX_SIDE = 1600  # working resolution for a line: 20 digits keep ~50 pixels each
 MAX_DIGITS = 20
@@ -476,7 +475,7 @@ def candidate_scores(line: LineAnalysis) -> dict[tuple[int, int], np.ndarray]:
 
 def decode_line(line: LineAnalysis, reject_threshold: float, name: str | None = None) -> "Reading":
     """The best segmentation of an analysed line as a Reading."""
-    from .recognize import Reading, scale_box
+    from digitrec.reading.recognize import Reading, scale_box
 
     if line.reason:
         return Reading(name, "", [], False, True, line.reason)

@@ -28,9 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
-from .checkpoint import Checkpoint, weights_sha256
-from .errors import CheckpointError, ConfigError
+from digitrec.atomic import atomic_write
+from digitrec import __version__
+from digitrec.models.checkpoint import Checkpoint, weights_sha256
+from digitrec.errors import CheckpointError, ConfigError
 
 FORMATS = ("onnx", "exported-program", "torchscript")
 SUFFIXES = {".onnx": "onnx", ".pt2": "exported-program", ".ts": "torchscript", ".torchscript": "torchscript"}
@@ -205,20 +206,11 @@ def _check_out(path: Path) -> None:
 
 
 def _atomic_write(path: Path, write: Callable[[Any], None]) -> int:
-    """Run `write(handle)` into a temporary file beside `path`, fsync, rename; return the size."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """`atomic_write`, with a disk error as one line for the user; returns the size."""
     try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, write)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path.stat().st_size
 
 
@@ -291,7 +283,7 @@ def load_export(path: str | os.PathLike) -> LoadedExport:
     path = Path(path)
     fmt = detect_format(path)
     if fmt == "onnx":
-        from .backends import OnnxBackend
+        from digitrec.runtime.backends import OnnxBackend
 
         backend = OnnxBackend.from_file(path)
         return LoadedExport(fmt, backend.metadata, path, backend.logits)

@@ -12,11 +12,11 @@ from typing import Any, Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import TrainConfig
-from .data import Mnist
-from .evaluate import channels_last_copy
-from .models import create_model
-from .train import TrainResult, train
+from digitrec.training.config import TrainConfig
+from digitrec.training.data import Mnist
+from digitrec.training.metrics import channels_last_copy
+from digitrec.models import create_model
+from digitrec.training.loop import TrainResult, train
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def to_markdown(rows: list[CompareRow]) -> str:
 
 def write_outputs(rows: list[CompareRow], out_dir: str | Path) -> dict[str, Path]:
     """compare.md, compare.csv and compare.png (test accuracy against training time)."""
-    from .plots import plot_compare
+    from digitrec.evaluation.plots import plot_compare
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from typing import Union
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from .errors import BadImageError, NotAnImageError
+from digitrec.errors import BadImageError, NotAnImageError
 
 ImageInput = Union[bytes, bytearray, memoryview, str, os.PathLike, Image.Image, np.ndarray]
 

@@ -1,0 +1,1 @@
+"""Measuring models: metrics on a split, calibration, reports, plots, comparisons, ensembles."""

@@ -1,0 +1,1 @@
+"""Reading digits and numbers from images: decoding, preprocessing, segmentation, recognition."""

@@ -1,0 +1,66 @@
+"""The segment verifier: is a candidate cut out of a number exactly one written digit?
+
+A score linear in the candidate's named features (`digitrec.reading.segment.FEATURES`): its
+log-odds is `bias + sum(weights[name] * feature[name])`. A number whose best reading scores less
+than `review_margin` above the next best is flagged `needs_review`. The numbers live in
+`weights/verifier.json`, written by `digitrec build-weights` (fitted on numbers made of
+validation digits only), and are loaded into this dataclass and passed to the reader: never
+module globals edited at run time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from digitrec.atomic import atomic_write_text
+from digitrec.errors import CheckpointError
+from digitrec.weights import VERIFIER_PATH
+
+
+@dataclass(frozen=True)
+class Verifier:
+    bias: float
+    weights: Mapping[str, float]  # feature name -> weight
+    review_margin: float  # log-probability units
+    fit: Mapping[str, Any] = field(default_factory=dict)  # how it was fitted, for the record
+
+    def __post_init__(self) -> None:
+        values = [self.bias, self.review_margin, *self.weights.values()]
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            raise ValueError("verifier numbers must be finite")
+        if self.review_margin < 0:
+            raise ValueError("review_margin must be >= 0")
+
+    def weight_vector(self, names: tuple[str, ...]) -> list[float]:
+        """The weights in the order of `names`; every feature must have a weight."""
+        missing = [n for n in names if n not in self.weights]
+        if missing:
+            raise ValueError(f"the verifier has no weight for {', '.join(missing)}")
+        return [float(self.weights[n]) for n in names]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bias": self.bias, "weights": dict(self.weights), "review_margin": self.review_margin,
+                "fit": dict(self.fit)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Verifier":
+        return cls(bias=float(data["bias"]), weights={str(k): float(v) for k, v in data["weights"].items()},
+                   review_margin=float(data["review_margin"]), fit=dict(data.get("fit", {})))
+
+    def save(self, path: str | os.PathLike = VERIFIER_PATH) -> Path:
+        about = ("bias + sum(weights[name] * feature[name]) is the log-odds that a candidate is exactly one "
+                 "digit; readings closer than review_margin to the next best are flagged needs_review")
+        return atomic_write_text(path, json.dumps({"about": about, **self.to_dict()}, indent=1) + "\n")
+
+
+def load_verifier(path: str | os.PathLike = VERIFIER_PATH) -> Verifier:
+    """The verifier stored at `path` (default: the shipped one); a bad file is one clear error."""
+    try:
+        return Verifier.from_dict(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: not a usable verifier file ({exc})") from None

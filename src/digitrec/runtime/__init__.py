@@ -1,0 +1,1 @@
+"""Running trained models: inference backends (PyTorch, ONNX Runtime) and exported files."""
