@@ -8,8 +8,8 @@ Measured on real MNIST test digits (already normalised: preprocessing is not tim
 for these contenders, interleaved round by round so machine noise hits all alike:
 
 - torch eager: the checkpoint's module as trained (NCHW, BatchNorm unfolded), inference_mode;
-- torch backend: `digitrec.backends.TorchBackend` (BatchNorm folded, channels-last);
-- onnxruntime backend: `digitrec.backends.OnnxBackend` (dynamo export, ORT graph optimisations);
+- torch backend: `digitrec.runtime.backends.TorchBackend` (BatchNorm folded, channels-last);
+- onnxruntime backend: `digitrec.runtime.backends.OnnxBackend` (dynamo export, ORT graph optimisations);
 - reference: the plain eager CNN `fast_ref_cnn` (conv5x5-24, conv3x3-32, fc 800-256-10,
   untrained: weights do not change its speed), which the targets are measured against.
 
@@ -25,18 +25,19 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
-
 from common import machine
-from digitrec.runtime.backends import OnnxBackend, TorchBackend
-from digitrec.models.checkpoint import Checkpoint, load_checkpoint
-from digitrec.training.data import load_mnist
+
 from digitrec.models import create_model
+from digitrec.models.checkpoint import Checkpoint, load_checkpoint
 from digitrec.models.inputs import Normalization, to_model_input
+from digitrec.runtime.backends import OnnxBackend, TorchBackend
+from digitrec.training.data import load_mnist
 
 BIG_BATCH = 1024
 REFERENCE_ARCH = "fast_ref_cnn"
@@ -159,21 +160,29 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"## Inference speed ({args.rounds} interleaved rounds, {args.singles} single-image calls per round)\n")
     print(f"Machine: {machine()}, onnxruntime {onnxruntime.__version__} ({args.threads} intra-op threads)")
-    print(f"Load average (1 min) before/after: {load_before:.2f}/{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores "
-          f"(the machine may be shared); measured in {elapsed:.0f} s; "
-          f"ONNX backend ready in {setup_s:.2f} s (export or cache)\n")
+    print(
+        f"Load average (1 min) before/after: {load_before:.2f}/{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores "
+        f"(the machine may be shared); measured in {elapsed:.0f} s; "
+        f"ONNX backend ready in {setup_s:.2f} s (export or cache)\n"
+    )
     ref_big = contenders[-1].images_per_s()[1]
     macs = {c.model: mmacs_per_image(m) for c, m in zip(contenders, [checkpoint.model] * 3 + [reference])}
-    print("| backend | model | MMAC/image | images/s, batch 1 | images/s, batch 1024 (min-max) | x reference @1024 "
-          "| p50 ms (1 image) | p99 ms (1 image) |")
+    print(
+        "| backend | model | MMAC/image | images/s, batch 1 | images/s, batch 1024 (min-max) | x reference @1024 "
+        "| p50 ms (1 image) | p99 ms (1 image) |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for c in contenders:
         one, big = c.images_per_s()
         low, high = BIG_BATCH / max(c.big_batch_s), BIG_BATCH / min(c.big_batch_s)
-        print(f"| {c.label} | {c.model} | {macs[c.model]:.2f} | {one:,.0f} | {big:,.0f} ({low:,.0f}-{high:,.0f}) | {big / ref_big:.2f}x | "
-              f"{c.latency_ms(50):.3f} | {c.latency_ms(99):.3f} |")
-    print("\nbatch 1024: median over rounds (min-max); batch 1: 1 / mean latency over all single-image calls; "
-          "preprocessing not included.")
+        print(
+            f"| {c.label} | {c.model} | {macs[c.model]:.2f} | {one:,.0f} | {big:,.0f} ({low:,.0f}-{high:,.0f}) | {big / ref_big:.2f}x | "
+            f"{c.latency_ms(50):.3f} | {c.latency_ms(99):.3f} |"
+        )
+    print(
+        "\nbatch 1024: median over rounds (min-max); batch 1: 1 / mean latency over all single-image calls; "
+        "preprocessing not included."
+    )
 
     backends = contenders[:-1]
     best_big = max(backends, key=lambda c: c.images_per_s()[1])
@@ -182,10 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     best_of_rounds = min(contenders[-1].big_batch_s) / min(best_big.big_batch_s)  # least-disturbed calls
     speed_ok = speedup >= TARGET_SPEEDUP
     latency_ok = best_p50.latency_ms(50) < TARGET_P50_MS
-    print(f"\nTarget images/s >= {TARGET_SPEEDUP:.0f}x reference at batch 1024: {speedup:.2f}x with {best_big.label} "
-          f"(best call vs best call: {best_of_rounds:.2f}x) -> {'met' if speed_ok else 'MISSED'}")
-    print(f"Target p50 < {TARGET_P50_MS:.0f} ms for one image: {best_p50.latency_ms(50):.3f} ms with {best_p50.label} "
-          f"-> {'met' if latency_ok else 'MISSED'}")
+    print(
+        f"\nTarget images/s >= {TARGET_SPEEDUP:.0f}x reference at batch 1024: {speedup:.2f}x with {best_big.label} "
+        f"(best call vs best call: {best_of_rounds:.2f}x) -> {'met' if speed_ok else 'MISSED'}"
+    )
+    print(
+        f"Target p50 < {TARGET_P50_MS:.0f} ms for one image: {best_p50.latency_ms(50):.3f} ms with {best_p50.label} "
+        f"-> {'met' if latency_ok else 'MISSED'}"
+    )
     return 0 if (speed_ok and latency_ok) or not args.strict else 1
 
 

@@ -36,13 +36,12 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-from PIL import Image
-
 from common import machine
+from PIL import Image
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "fuzz" / "corpus"
 CHECKPOINT_EVERY = 2000

@@ -57,9 +57,8 @@ from typing import NamedTuple
 
 import httpx
 import numpy as np
-from PIL import Image
-
 from common import machine
+from PIL import Image
 
 TARGET_RPS = 300.0
 TARGET_P99_MS = 30.0
@@ -107,15 +106,31 @@ def digit_pngs(n: int) -> list[bytes]:
 
 def build_request(host: str, port: int, png: bytes, name: str) -> bytes:
     boundary = "digitrecbenchboundary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
-            f"Content-Type: image/png\r\n\r\n").encode() + png + f"\r\n--{boundary}--\r\n".encode()
-    head = (f"POST /v1/predict HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: multipart/form-data; "
-            f"boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + png
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    head = (
+        f"POST /v1/predict HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: multipart/form-data; "
+        f"boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
     return head + body
 
 
-async def client(host: str, port: int, requests: list[bytes], jobs: list[int], start: float, interval: float | None,
-                 latencies: list[float], errors: list[str]) -> None:
+async def client(
+    host: str,
+    port: int,
+    requests: list[bytes],
+    jobs: list[int],
+    start: float,
+    interval: float | None,
+    latencies: list[float],
+    errors: list[str],
+) -> None:
     """Send the requests numbered in `jobs` on one keep-alive connection.
 
     Closed loop (`interval` None): the next request goes as soon as the answer is in. Open loop:
@@ -131,8 +146,11 @@ async def client(host: str, port: int, requests: list[bytes], jobs: list[int], s
             try:
                 head = await reader.readuntil(b"\r\n\r\n")
                 status = int(head[9:12])
-                length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length:"))
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
                 body = await reader.readexactly(length)
             except (asyncio.IncompleteReadError, ConnectionError, StopIteration, ValueError) as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
@@ -146,15 +164,20 @@ async def client(host: str, port: int, requests: list[bytes], jobs: list[int], s
         writer.close()
 
 
-async def load(host: str, port: int, requests: list[bytes], total: int, concurrency: int,
-               rate: float | None = None) -> tuple[float, list[float], list[str]]:
+async def load(
+    host: str, port: int, requests: list[bytes], total: int, concurrency: int, rate: float | None = None
+) -> tuple[float, list[float], list[str]]:
     """`total` requests from `concurrency` clients; as fast as answered, or offered at `rate` per second."""
     latencies: list[float] = []
     errors: list[str] = []
     interval = None if rate is None else 1.0 / rate
     start = time.perf_counter() + 0.05
-    await asyncio.gather(*(client(host, port, requests, list(range(j, total, concurrency)), start, interval,
-                                  latencies, errors) for j in range(concurrency)))
+    await asyncio.gather(
+        *(
+            client(host, port, requests, list(range(j, total, concurrency)), start, interval, latencies, errors)
+            for j in range(concurrency)
+        )
+    )
     return time.perf_counter() - start, latencies, errors
 
 
@@ -191,8 +214,22 @@ def start_server(port: int, config: Config, model: str | None, log: Path) -> sub
     if config.noop:
         cmd = [sys.executable, "-c", NOOP_SERVER, str(port), model or ""]
     else:
-        cmd = [sys.executable, "-m", "digitrec", "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--log-level", "warning", "--workers", str(config.workers), "--micro-batch", str(config.micro_batch)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "digitrec",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--workers",
+            str(config.workers),
+            "--micro-batch",
+            str(config.micro_batch),
+        ]
         if config.preprocess is not None:
             cmd += ["--preprocess-processes", str(config.preprocess)]
         if model:
@@ -246,13 +283,33 @@ def tree_cpu_by_process(pid: int) -> dict[int, float]:
     return {p: stats[p][1] / os.sysconf("SC_CLK_TCK") for p in tree if p in stats}
 
 
-def summarise(config: str, total: int, seconds: float, latencies: list[float], errors: list[str],
-              batch: float, server_cpu: float, client_cpu: float, busiest_cpu: float) -> Result:
+def summarise(
+    config: str,
+    total: int,
+    seconds: float,
+    latencies: list[float],
+    errors: list[str],
+    batch: float,
+    server_cpu: float,
+    client_cpu: float,
+    busiest_cpu: float,
+) -> Result:
     ms = np.array(latencies) * 1000 if latencies else np.array([float("nan")])
-    return Result(config, total, len(errors), seconds, len(latencies) / seconds,
-                  float(np.percentile(ms, 50)), float(np.percentile(ms, 90)), float(np.percentile(ms, 99)),
-                  float(ms.max()), batch, 1000 * server_cpu / total, 1000 * client_cpu / total,
-                  1000 * busiest_cpu / total)
+    return Result(
+        config,
+        total,
+        len(errors),
+        seconds,
+        len(latencies) / seconds,
+        float(np.percentile(ms, 50)),
+        float(np.percentile(ms, 90)),
+        float(np.percentile(ms, 99)),
+        float(ms.max()),
+        batch,
+        1000 * server_cpu / total,
+        1000 * client_cpu / total,
+        1000 * busiest_cpu / total,
+    )
 
 
 def parse_config(text: str) -> Config:
@@ -265,8 +322,9 @@ def parse_config(text: str) -> Config:
         if len(parts) not in (2, 3):
             raise ValueError
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WORKERS:MICRO_BATCH[:PREPROCESS_PROCESSES] such as 1:32 or "
-                                         f"1:32:0, or noop; got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected WORKERS:MICRO_BATCH[:PREPROCESS_PROCESSES] such as 1:32 or 1:32:0, or noop; got {text!r}"
+        ) from None
     return Config(parts[0], parts[1], preprocess=parts[2] if len(parts) == 3 else None)
 
 
@@ -295,8 +353,9 @@ def run_server(config: Config, args: argparse.Namespace, pngs: list[bytes], log:
                 continue
             images0, calls0 = batch_totals(port)
             server0, client0 = tree_cpu_by_process(server.pid), time.process_time()
-            seconds, latencies, errors = asyncio.run(load("127.0.0.1", port, requests, args.requests,
-                                                          args.concurrency, rate))
+            seconds, latencies, errors = asyncio.run(
+                load("127.0.0.1", port, requests, args.requests, args.concurrency, rate)
+            )
             server1, client_cpu = tree_cpu_by_process(server.pid), time.process_time() - client0
             spent = [seconds - server0.get(pid, 0.0) for pid, seconds in server1.items()]
             server_cpu, busiest_cpu = sum(spent), max(spent, default=float("nan"))
@@ -304,8 +363,19 @@ def run_server(config: Config, args: argparse.Namespace, pngs: list[bytes], log:
             # With several workers /metrics answers from whichever worker takes the connection.
             one_process = config.workers == 1 and calls1 > calls0
             batch = (images1 - images0) / (calls1 - calls0) if one_process else float("nan")
-            results.append(summarise(f"{name}, {label}", args.requests, seconds, latencies, errors, batch,
-                                     server_cpu, client_cpu, busiest_cpu))
+            results.append(
+                summarise(
+                    f"{name}, {label}",
+                    args.requests,
+                    seconds,
+                    latencies,
+                    errors,
+                    batch,
+                    server_cpu,
+                    client_cpu,
+                    busiest_cpu,
+                )
+            )
             if errors:
                 print(f"  first error: {errors[0]}", file=sys.stderr)
     finally:
@@ -333,7 +403,7 @@ def recognizer_cpu_ms(pngs: list[bytes], model: str | None, batch: int = 8, roun
         start = time.process_time()
         for _ in range(rounds):
             for i in range(0, len(pngs), batch):
-                recognizer.predict_many(pngs[i:i + batch])
+                recognizer.predict_many(pngs[i : i + batch])
         return 1000 * (time.process_time() - start) / (rounds * len(pngs))
     finally:
         torch.set_num_threads(threads)
@@ -341,8 +411,10 @@ def recognizer_cpu_ms(pngs: list[bytes], model: str | None, batch: int = 8, roun
 
 def row(config: str, r: dict) -> str:
     batch = "  n/a" if math.isnan(r["mean_batch"]) else f"{r['mean_batch']:5.1f}"
-    return (f"{config:64s} {r['rps']:6.0f} {r['p50_ms']:7.2f} {r['p90_ms']:7.2f} {r['p99_ms']:7.2f} {r['max_ms']:7.1f} "
-            f"{r['errors']:6d} {batch} {r['server_cpu_ms']:10.2f} {r['busiest_cpu_ms']:10.2f} {r['client_cpu_ms']:10.2f}")
+    return (
+        f"{config:64s} {r['rps']:6.0f} {r['p50_ms']:7.2f} {r['p90_ms']:7.2f} {r['p99_ms']:7.2f} {r['max_ms']:7.1f} "
+        f"{r['errors']:6d} {batch} {r['server_cpu_ms']:10.2f} {r['busiest_cpu_ms']:10.2f} {r['client_cpu_ms']:10.2f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -351,14 +423,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients (default 16)")
     parser.add_argument("--warmup", type=int, default=300, help="unmeasured requests first (default 300)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds; configurations interleaved (default 3)")
-    parser.add_argument("--configs", type=parse_config, nargs="+",
-                        default=[Config(1, 32), Config(1, 32, preprocess=0), Config(2, 32), Config(1, 1),
-                                 Config(1, 32, noop=True)],
-                        metavar="W:M[:P]", help="server configurations to compare, as --workers:--micro-batch"
-                        "[:--preprocess-processes], or noop for the service alone; the first real one is judged "
-                        "against the target (default: 1:32 1:32:0 2:32 1:1 noop)")
-    parser.add_argument("--rate", type=float, default=TARGET_RPS,
-                        help=f"offered load of the open-loop run, requests/s (default {TARGET_RPS:.0f}; 0 skips it)")
+    parser.add_argument(
+        "--configs",
+        type=parse_config,
+        nargs="+",
+        default=[Config(1, 32), Config(1, 32, preprocess=0), Config(2, 32), Config(1, 1), Config(1, 32, noop=True)],
+        metavar="W:M[:P]",
+        help="server configurations to compare, as --workers:--micro-batch"
+        "[:--preprocess-processes], or noop for the service alone; the first real one is judged "
+        "against the target (default: 1:32 1:32:0 2:32 1:1 noop)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=TARGET_RPS,
+        help=f"offered load of the open-loop run, requests/s (default {TARGET_RPS:.0f}; 0 skips it)",
+    )
     parser.add_argument("--model", help="checkpoint to serve (default: the shipped model)")
     parser.add_argument("--images", type=int, default=100, help="distinct digit images cycled through (default 100)")
     parser.add_argument("--json", metavar="FILE", help="also write all runs as JSON")
@@ -369,12 +449,16 @@ def main(argv: list[str] | None = None) -> int:
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"digitrec-serve-load-{os.getpid()}.log"
     print(f"machine: {machine()}")
     print(f"load average before: {load_average()}  (the machine may be shared; figures are wall-clock)")
-    print(f"{args.requests} requests x {args.repeats} rounds, {args.concurrency} concurrent clients, "
-          f"POST /v1/predict with a {statistics.mean(map(len, pngs)):.0f}-byte PNG on average\n")
+    print(
+        f"{args.requests} requests x {args.repeats} rounds, {args.concurrency} concurrent clients, "
+        f"POST /v1/predict with a {statistics.mean(map(len, pngs)):.0f}-byte PNG on average\n"
+    )
     reference = recognizer_cpu_ms(pngs, args.model)
     print(f"reference, no HTTP: Recognizer.predict_many in process, batches of 8: {reference:.2f} ms CPU per image\n")
-    header = (f"{'configuration':64s} {'req/s':>6s} {'p50 ms':>7s} {'p90 ms':>7s} {'p99 ms':>7s} {'max ms':>7s} "
-              f"{'errors':>6s} {'batch':>5s} {'srv cpu ms':>10s} {'1 proc ms':>10s} {'cli cpu ms':>10s}")
+    header = (
+        f"{'configuration':64s} {'req/s':>6s} {'p50 ms':>7s} {'p90 ms':>7s} {'p99 ms':>7s} {'max ms':>7s} "
+        f"{'errors':>6s} {'batch':>5s} {'srv cpu ms':>10s} {'1 proc ms':>10s} {'cli cpu ms':>10s}"
+    )
     print(header)
     runs: dict[str, list[Result]] = {}
     for _ in range(args.repeats):
@@ -387,9 +471,20 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     summary = {}
     for config, results in runs.items():
-        med = {k: statistics.median(getattr(r, k) for r in results)
-               for k in ("rps", "p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_batch", "server_cpu_ms", "busiest_cpu_ms",
-                         "client_cpu_ms")}
+        med = {
+            k: statistics.median(getattr(r, k) for r in results)
+            for k in (
+                "rps",
+                "p50_ms",
+                "p90_ms",
+                "p99_ms",
+                "max_ms",
+                "mean_batch",
+                "server_cpu_ms",
+                "busiest_cpu_ms",
+                "client_cpu_ms",
+            )
+        }
         summary[config] = {**med, "errors": sum(r.errors for r in results)}
         print(row(config, summary[config]))
     print(f"load average after: {load_average()}")
@@ -401,12 +496,23 @@ def main(argv: list[str] | None = None) -> int:
     p99 = summary[f"{shipped}, offered {args.rate:.0f}/s"]["p99_ms"] if args.rate else float("nan")
     met = capacity >= TARGET_RPS and p99 < TARGET_P99_MS and all(v["errors"] == 0 for v in summary.values())
     at_rate = f"{p99:.1f}" if args.rate else "not measured (--rate 0)"
-    print(f"\ntarget for {shipped}: >= {TARGET_RPS:.0f} req/s (got {capacity:.0f}), p99 < {TARGET_P99_MS:.0f} ms "
-          f"at {args.rate:.0f}/s offered (got {at_rate}), 0 errors: {'met' if met else 'MISSED'}")
+    print(
+        f"\ntarget for {shipped}: >= {TARGET_RPS:.0f} req/s (got {capacity:.0f}), p99 < {TARGET_P99_MS:.0f} ms "
+        f"at {args.rate:.0f}/s offered (got {at_rate}), 0 errors: {'met' if met else 'MISSED'}"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine(), "args": vars(args), "summary": summary,
-                                               "recognizer_cpu_ms_per_image": reference,
-                                               "runs": {k: [asdict(r) for r in v] for k, v in runs.items()}}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "machine": machine(),
+                    "args": vars(args),
+                    "summary": summary,
+                    "recognizer_cpu_ms_per_image": reference,
+                    "runs": {k: [asdict(r) for r in v] for k, v in runs.items()},
+                },
+                indent=2,
+            )
+        )
     return 1 if args.check and not met else 0
 
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from digitrec.runtime.backends import BACKENDS, OnnxBackend, TorchBackend, create_backend
-from digitrec.models.checkpoint import Checkpoint, load_checkpoint
 from digitrec.errors import CheckpointError, ConfigError
-from digitrec.runtime.export import export_model
 from digitrec.models import create_model, list_models
+from digitrec.models.checkpoint import Checkpoint, load_checkpoint
 from digitrec.models.inputs import Normalization, to_model_input
+from digitrec.runtime.backends import BACKENDS, OnnxBackend, TorchBackend, create_backend
+from digitrec.runtime.export import export_model
 
 N_DIGITS = 300
 TOLERANCE = 1e-4  # logits, absolute: different kernels and folded BatchNorm, same answers

@@ -10,13 +10,15 @@ import pytest
 import torch
 from torch import nn
 
-from digitrec.models.checkpoint import Checkpoint, load_checkpoint, weights_sha256
 from digitrec.cli import main
 from digitrec.errors import CheckpointError, ConfigError
-from digitrec.runtime.export import (FORMATS, TORCHSCRIPT_NOTE, detect_format, export_model, inference_model,
-                             load_export, metadata_for)
 from digitrec.models import create_model
+from digitrec.models.checkpoint import Checkpoint, load_checkpoint, weights_sha256
 from digitrec.models.inputs import Normalization, to_model_input
+from digitrec.runtime.backends import detect_format, load_export
+from digitrec.runtime.convert import inference_model, onnx_bytes
+from digitrec.runtime.export import FORMATS, TORCHSCRIPT_NOTE, export_model
+from digitrec.runtime.metadata import metadata_for
 
 SUFFIX = {"onnx": ".onnx", "exported-program": ".pt2", "torchscript": ".ts"}
 N_DIGITS = 300
@@ -137,13 +139,16 @@ def test_cli_export_writes_file_and_json(tmp_path, capsys):
     assert not list(out.parent.glob(".*.tmp"))
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--out", "{tmp}/m.bin"], ["cannot tell the export format", "--format"]),
-    (["--out", "{tmp}"], ["is a directory"]),
-    (["--out", "{tmp}/m.onnx", "--format", "tflite"], ["invalid choice"]),
-    (["--out", "{tmp}/m.onnx", "--model", "{tmp}/missing.pt"], ["no such checkpoint"]),
-    (["--out", "{tmp}/file.txt/m.onnx"], ["cannot create directory"]),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--out", "{tmp}/m.bin"], ["cannot tell the export format", "--format"]),
+        (["--out", "{tmp}"], ["is a directory"]),
+        (["--out", "{tmp}/m.onnx", "--format", "tflite"], ["invalid choice"]),
+        (["--out", "{tmp}/m.onnx", "--model", "{tmp}/missing.pt"], ["no such checkpoint"]),
+        (["--out", "{tmp}/file.txt/m.onnx"], ["cannot create directory"]),
+    ],
+)
 def test_cli_bad_paths_and_formats_give_one_line_and_exit_2(argv, words, tmp_path, capsys):
     (tmp_path / "file.txt").write_text("not a directory")
     try:
@@ -183,8 +188,6 @@ def test_loading_a_broken_export_is_a_one_line_error(tmp_path, content, suffix):
 
 def test_foreign_onnx_file_is_refused(tmp_path, checkpoint):
     """An ONNX model without digitrec metadata is not silently fed with guessed preprocessing."""
-    from digitrec.runtime.export import onnx_bytes
-
     model, metadata = inference_model(checkpoint.model), metadata_for(checkpoint)
     proto = onnx.load_from_string(onnx_bytes(model, metadata))
     del proto.metadata_props[:]

@@ -58,10 +58,14 @@ def encode(array: np.ndarray, fmt: str) -> bytes:
 @pytest.fixture(scope="module")
 def workload(mnist):
     images = mnist.test_images[:60].numpy()
-    digits = [encode(np.pad(255 - np.kron(d, np.ones((2, 2), np.uint8)), 12, constant_values=255),
-                     "PNG" if i % 2 else "JPEG") for i, d in enumerate(images)]
-    numbers = [encode(np.pad(255 - np.concatenate(images[i:i + 3], axis=1), 10, constant_values=255), "PNG")
-               for i in range(0, 30, 3)]
+    digits = [
+        encode(np.pad(255 - np.kron(d, np.ones((2, 2), np.uint8)), 12, constant_values=255), "PNG" if i % 2 else "JPEG")
+        for i, d in enumerate(images)
+    ]
+    numbers = [
+        encode(np.pad(255 - np.concatenate(images[i : i + 3], axis=1), 10, constant_values=255), "PNG")
+        for i in range(0, 30, 3)
+    ]
     manifest = json.loads((CORPUS / "MANIFEST.json").read_text())
     hostile = [(CORPUS / name).read_bytes() for name in sorted(manifest)]
     return digits, numbers, hostile
@@ -83,6 +87,7 @@ def test_serving_does_not_grow_memory(workload):
     statuses: dict[int, int] = {}
     try:
         with TestClient(create_app(recognizer=Recognizer.load())) as client:
+
             def send(k: int) -> None:
                 path, name, data = request(k, workload)
                 response = client.post(path, files={"file": (name, data, "application/octet-stream")})
@@ -101,8 +106,10 @@ def test_serving_does_not_grow_memory(workload):
         torch.set_num_threads(threads)
 
     growth_mb = (rss_after - rss_before) / MB
-    print(f"\nRSS {rss_before / MB:.1f} MB -> {rss_after / MB:.1f} MB ({growth_mb:+.1f} MB) over {REQUESTS} requests "
-          f"after {WARMUP} warm-up; gc objects {objects_before} -> {objects_after}; statuses {statuses}")
+    print(
+        f"\nRSS {rss_before / MB:.1f} MB -> {rss_after / MB:.1f} MB ({growth_mb:+.1f} MB) over {REQUESTS} requests "
+        f"after {WARMUP} warm-up; gc objects {objects_before} -> {objects_after}; statuses {statuses}"
+    )
     assert statuses.get(200, 0) > REQUESTS // 2 and statuses.get(415, 0) and statuses.get(422, 0)  # the mix ran
     assert growth_mb < MAX_GROWTH_MB
     assert objects_after - objects_before < REQUESTS // 2, "Python objects pile up with each request"

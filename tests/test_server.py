@@ -25,23 +25,24 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 import digitrec
-from digitrec.models.checkpoint import Checkpoint, weights_sha256
 from digitrec.cli import main as cli_main
 from digitrec.errors import ImageError
 from digitrec.models import create_model
+from digitrec.models.checkpoint import Checkpoint, weights_sha256
 from digitrec.models.inputs import Normalization
 from digitrec.reading.recognize import Recognizer
 from digitrec.server import create_app, create_app_from_env
-from digitrec.server.app import ENV_MAX_UPLOAD, ENV_MODEL
 from digitrec.server.batching import MicroBatcher
 from digitrec.server.limits import MULTIPART_OVERHEAD
 from digitrec.server.routes.page import STATIC_DIR
 from digitrec.server.schemas import PredictionOut, ReadingOut
+from digitrec.server.service import ENV_MAX_UPLOAD, ENV_MODEL
 
 PROBLEM = "application/problem+json"
 
 
 # ---- images the tests make ---------------------------------------------------------------------
+
 
 def png_bytes(image: Image.Image | np.ndarray, fmt: str = "PNG", **kw: Any) -> bytes:
     if isinstance(image, np.ndarray):
@@ -86,13 +87,18 @@ def truncated(data: bytes) -> bytes:
 
 def bomb_png(width: int = 30000, height: int = 30000) -> bytes:
     """A valid PNG header claiming 900 megapixels (a decompression bomb) with a tiny body."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 # ---- the service under test --------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint() -> Checkpoint:
@@ -147,6 +153,7 @@ def assert_problem(response: httpx.Response, status: int, slug: str | None = Non
 
 # ---- answers -----------------------------------------------------------------------------------
 
+
 def test_predict_answers_exactly_what_the_recognizer_answers(client, recognizer, digit_png):
     response = post(client, "/v1/predict", digit_png, "seven.png")
     assert response.status_code == 200 and response.headers["content-type"] == "application/json"
@@ -188,8 +195,13 @@ def test_response_fields_are_the_cli_json_fields(recognizer, digit_png, number_p
 
 def test_batch_gives_one_result_or_one_problem_per_file_in_order(client, recognizer, mnist, digit_png):
     other = png_bytes(paper(mnist.test_images[5]))
-    files = [("a.png", digit_png), ("notes.txt", NOT_AN_IMAGE), ("cut.png", truncated(digit_png)),
-             ("b.png", other), ("blank.png", BLANK_PNG)]
+    files = [
+        ("a.png", digit_png),
+        ("notes.txt", NOT_AN_IMAGE),
+        ("cut.png", truncated(digit_png)),
+        ("b.png", other),
+        ("blank.png", BLANK_PNG),
+    ]
     response = client.post("/v1/predict/batch", files=[("files", (n, d, "image/png")) for n, d in files])
     assert response.status_code == 200
     body = response.json()
@@ -214,16 +226,21 @@ def test_batch_limits(recognizer, digit_png):
 
 # ---- errors ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("data", [NOT_AN_IMAGE, b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n", b"\x00" * 100],
-                         ids=["text", "pdf", "zeros"])
+
+@pytest.mark.parametrize(
+    "data", [NOT_AN_IMAGE, b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n", b"\x00" * 100], ids=["text", "pdf", "zeros"]
+)
 def test_not_an_image_is_415(client, data):
     body = assert_problem(post(client, "/v1/predict", data, "x.bin"), 415, "not-an-image")
     assert body["instance"] == "/v1/predict"
     assert_problem(post(client, "/v1/read", data, "x.bin"), 415, "not-an-image")
 
 
-@pytest.mark.parametrize("make", [lambda d: truncated(d), lambda d: d[:60], lambda d: bomb_png()],
-                         ids=["truncated", "header-only", "decompression-bomb"])
+@pytest.mark.parametrize(
+    "make",
+    [lambda d: truncated(d), lambda d: d[:60], lambda d: bomb_png()],
+    ids=["truncated", "header-only", "decompression-bomb"],
+)
 def test_broken_image_is_422(client, digit_png, make):
     data = make(digit_png)
     assert_problem(post(client, "/v1/predict", data), 422, "bad-image")
@@ -255,8 +272,10 @@ class Upload:
         self.headers = [(b"content-type", f"multipart/form-data; boundary={boundary}".encode())]
         if declare_length:
             self.headers.append((b"content-length", str(total).encode()))
-        self.head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.png\"\r\n"
-                     f"Content-Type: image/png\r\n\r\n").encode()
+        self.head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode()
         self.messages: list[dict[str, Any]] = []
 
     async def receive(self) -> dict[str, Any]:
@@ -270,9 +289,20 @@ class Upload:
         self.messages.append(message)
 
     def run(self, app: Any, path: str = "/v1/predict") -> int:
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
-                 "root_path": "", "headers": self.headers, "client": ("127.0.0.1", 1), "server": ("t", 80)}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": self.headers,
+            "client": ("127.0.0.1", 1),
+            "server": ("t", 80),
+        }
 
         async def drive() -> None:
             async with app.router.lifespan_context(app):
@@ -297,20 +327,25 @@ def test_413_on_a_declared_length_reads_no_body(recognizer):
     assert upload.pulled == 0
 
 
-@pytest.mark.parametrize("request_kw", [
-    {"content": b"\x89PNG\r\n\x1a\n", "headers": {"content-type": "image/png"}},
-    {"json": {"file": "aGVsbG8="}},
-    {"data": {"file": "not a file field"}},
-    {"files": {"picture": ("a.png", b"123", "image/png")}},
-], ids=["raw-body", "json", "text-field", "wrong-field-name"])
+@pytest.mark.parametrize(
+    "request_kw",
+    [
+        {"content": b"\x89PNG\r\n\x1a\n", "headers": {"content-type": "image/png"}},
+        {"json": {"file": "aGVsbG8="}},
+        {"data": {"file": "not a file field"}},
+        {"files": {"picture": ("a.png", b"123", "image/png")}},
+    ],
+    ids=["raw-body", "json", "text-field", "wrong-field-name"],
+)
 def test_requests_without_a_file_field_are_422(client, request_kw):
     body = assert_problem(client.post("/v1/predict", **request_kw), 422, "invalid-request")
     assert "multipart/form-data" in body["detail"]
 
 
 def test_malformed_multipart_is_400(client):
-    response = client.post("/v1/predict", content=b"--nope\r\ngarbage",
-                           headers={"content-type": "multipart/form-data; boundary=XyZ"})
+    response = client.post(
+        "/v1/predict", content=b"--nope\r\ngarbage", headers={"content-type": "multipart/form-data; boundary=XyZ"}
+    )
     assert_problem(response, 400)
 
 
@@ -320,8 +355,9 @@ def test_unknown_route_and_wrong_method_are_problems(client):
 
 
 IMAGE_ODDITIES = {
-    "gif-animated": lambda: png_bytes(Image.new("L", (40, 40), 255), "GIF", save_all=True,
-                                      append_images=[Image.new("L", (40, 40), 0)]),
+    "gif-animated": lambda: png_bytes(
+        Image.new("L", (40, 40), 255), "GIF", save_all=True, append_images=[Image.new("L", (40, 40), 0)]
+    ),
     "png-16-bit": lambda: png_bytes(Image.fromarray(np.full((40, 40), 60000, np.uint16))),
     "jpeg-cmyk": lambda: png_bytes(Image.new("CMYK", (40, 40), (0, 0, 0, 0)), "JPEG"),
     "palette": lambda: png_bytes(Image.new("P", (40, 40), 3)),
@@ -348,6 +384,7 @@ def test_random_bytes_never_give_500(client, data):
 
 
 # ---- operations ----------------------------------------------------------------------------------
+
 
 def test_health_ready_and_model(client, tiny_checkpoint):
     assert client.get("/healthz").json() == {"status": "ok"}
@@ -438,11 +475,19 @@ def test_openapi_and_docs(client):
 
 # ---- the page ------------------------------------------------------------------------------------
 
+
 def test_page_and_its_assets_are_served(client):
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    for needle in ('<canvas id="pad"', 'id="file"', 'id="undo"', 'id="clear"', 'name="viewport"',
-                   'src="/static/app.js"', 'href="/static/style.css"'):
+    for needle in (
+        '<canvas id="pad"',
+        'id="file"',
+        'id="undo"',
+        'id="clear"',
+        'name="viewport"',
+        'src="/static/app.js"',
+        'href="/static/style.css"',
+    ):
         assert needle in page.text
     assert client.get("/static/app.js").status_code == 200
     assert client.get("/static/style.css").status_code == 200
@@ -457,6 +502,7 @@ def test_page_needs_nothing_from_the_network():
 
 
 # ---- micro-batching ------------------------------------------------------------------------------
+
 
 class CountingRecognizer:
     """Wraps a Recognizer and records the size of every model call (classify)."""
@@ -484,8 +530,9 @@ def test_concurrent_requests_share_one_model_call(recognizer, mnist):
             batcher = MicroBatcher(counting, pool, max_batch=32)
             await batcher.start()
             try:
-                return await asyncio.gather(*(batcher.predict(img, f"{i}.png", top_k=2 + i % 2)
-                                              for i, img in enumerate(images)))
+                return await asyncio.gather(
+                    *(batcher.predict(img, f"{i}.png", top_k=2 + i % 2) for i, img in enumerate(images))
+                )
             finally:
                 await batcher.stop()
 
@@ -504,8 +551,12 @@ def test_one_bad_image_in_a_micro_batch_fails_alone(recognizer, digit_png):
             batcher = MicroBatcher(recognizer, pool)
             await batcher.start()
             try:
-                return await asyncio.gather(batcher.predict(digit_png), batcher.predict(NOT_AN_IMAGE),
-                                            batcher.predict(BLANK_PNG), return_exceptions=True)
+                return await asyncio.gather(
+                    batcher.predict(digit_png),
+                    batcher.predict(NOT_AN_IMAGE),
+                    batcher.predict(BLANK_PNG),
+                    return_exceptions=True,
+                )
             finally:
                 await batcher.stop()
 
@@ -528,8 +579,12 @@ def test_a_bug_hit_by_one_image_fails_only_its_own_request(recognizer, digit_png
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-                return await asyncio.gather(*(c.post("/v1/predict", files={"file": (n, digit_png, "image/png")})
-                                              for n in ("a.png", "poison.png", "b.png")))
+                return await asyncio.gather(
+                    *(
+                        c.post("/v1/predict", files={"file": (n, digit_png, "image/png")})
+                        for n in ("a.png", "poison.png", "b.png")
+                    )
+                )
 
     a, poison, b = asyncio.run(go())
     assert a.status_code == b.status_code == 200
@@ -544,8 +599,9 @@ def test_concurrent_http_requests_get_their_own_answers(recognizer, mnist):
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-                return await asyncio.gather(*(c.post("/v1/predict", files={"file": (n, d, "image/png")})
-                                              for n, d in images.items()))
+                return await asyncio.gather(
+                    *(c.post("/v1/predict", files={"file": (n, d, "image/png")}) for n, d in images.items())
+                )
 
     for response in asyncio.run(go()):
         body = response.json()
@@ -554,10 +610,17 @@ def test_concurrent_http_requests_get_their_own_answers(recognizer, mnist):
 
 # ---- the command -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("flags, message", [
-    (["--port", "0"], "--port"), (["--port", "70000"], "--port"), (["--workers", "0"], "--workers"),
-    (["--max-upload-mb", "0"], "--max-upload-mb"), (["--host", "no.such.host.invalid"], "--host"),
-])
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--port", "0"], "--port"),
+        (["--port", "70000"], "--port"),
+        (["--workers", "0"], "--workers"),
+        (["--max-upload-mb", "0"], "--max-upload-mb"),
+        (["--host", "no.such.host.invalid"], "--host"),
+    ],
+)
 def test_serve_refuses_bad_flags_in_one_line(capsys, flags, message):
     assert cli_main(["serve", *flags]) == 2
     err = capsys.readouterr().err
@@ -599,6 +662,7 @@ def test_worker_factory_reads_its_settings_from_the_environment(monkeypatch, tin
 
 # ---- preprocessing in a process of its own ------------------------------------------------------
 
+
 def test_preprocessing_in_its_own_process_answers_exactly_as_in_process_and_survives_its_death(mnist):
     import os
     import signal
@@ -613,14 +677,19 @@ def test_preprocessing_in_its_own_process_answers_exactly_as_in_process_and_surv
             assert service.preprocess is not None and service.batcher.preprocess is service.preprocess
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-                answers = await asyncio.gather(*(c.post("/v1/predict", files={"file": (n, d, "image/png")})
-                                                 for n, d in images.items()))
-                odd = [await c.post("/v1/predict", files={"file": (n, d, "image/png")})
-                       for n, d in (("a.png", NOT_AN_IMAGE), ("b.png", truncated(images["0.png"])), ("c.png", BLANK_PNG))]
+                answers = await asyncio.gather(
+                    *(c.post("/v1/predict", files={"file": (n, d, "image/png")}) for n, d in images.items())
+                )
+                odd = [
+                    await c.post("/v1/predict", files={"file": (n, d, "image/png")})
+                    for n, d in (("a.png", NOT_AN_IMAGE), ("b.png", truncated(images["0.png"])), ("c.png", BLANK_PNG))
+                ]
                 # The preprocessing process dies (a decoder crash, the OOM killer): the service carries on.
                 for pid in list(service.preprocess._pool._processes):
                     os.kill(pid, signal.SIGKILL)
-                later = [await c.post("/v1/predict", files={"file": (n, images[n], "image/png")}) for n in ("1.png", "2.png")]
+                later = [
+                    await c.post("/v1/predict", files={"file": (n, images[n], "image/png")}) for n in ("1.png", "2.png")
+                ]
                 assert service.batcher.preprocess is None
         return answers, odd, later
 

@@ -3,7 +3,8 @@
 The browser tests draw on the canvas with a mouse and with touch, use undo and clear, upload
 files, and check what the page shows against what the API answers for the same image. They need
 /usr/bin/chromium (`apt-get install chromium`; `.ci/run` installs it): outside CI they are skipped
-with that reason when it is missing; in CI (CI=true) they must run.
+with that reason when it is missing; where they must run (`.ci/run` sets DIGITREC_REQUIRE_BROWSER=1,
+and CI=true counts too) a missing browser is a failure, so CI cannot pass without them.
 
 Set DIGITREC_SCREENSHOTS=docs to save the README screenshots (docs/screenshot.png and
 docs/screenshot-number.png).
@@ -26,7 +27,9 @@ from PIL import Image
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-IN_CI = os.environ.get("CI", "").lower() == "true"
+# A skip would let CI pass without ever opening the page, so where the browser tests must run
+# (.ci/run, or any CI=true environment) a missing browser fails them instead.
+REQUIRE_BROWSER = os.environ.get("DIGITREC_REQUIRE_BROWSER") == "1" or os.environ.get("CI", "").lower() == "true"
 SCREENSHOTS = os.environ.get("DIGITREC_SCREENSHOTS")
 
 
@@ -42,8 +45,11 @@ def server(tmp_path_factory) -> str:
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "digitrec", "serve", "--port", str(port),
-                                    "--log-level", "warning"], stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "digitrec", "serve", "--port", str(port), "--log-level", "warning"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -70,6 +76,7 @@ def server(tmp_path_factory) -> str:
 
 # ---- the real server, without a browser ------------------------------------------------------------
 
+
 def test_real_server_answers_and_reports_its_model(server):
     assert httpx.get(f"{server}/healthz").json() == {"status": "ok"}
     model = httpx.get(f"{server}/v1/model").json()
@@ -80,8 +87,10 @@ def test_real_server_answers_and_reports_its_model(server):
 def test_real_server_refuses_an_oversized_upload_before_it_is_sent(server):
     """A declared 200 MB body is answered 413 after the headers, while the client is still sending."""
     host, port = server.removeprefix("http://").split(":")
-    head = (f"POST /v1/predict HTTP/1.1\r\nHost: {host}\r\nContent-Length: {200 * 1024 * 1024}\r\n"
-            "Content-Type: multipart/form-data; boundary=XyZ\r\n\r\n").encode()
+    head = (
+        f"POST /v1/predict HTTP/1.1\r\nHost: {host}\r\nContent-Length: {200 * 1024 * 1024}\r\n"
+        "Content-Type: multipart/form-data; boundary=XyZ\r\n\r\n"
+    ).encode()
     with socket.create_connection((host, int(port)), timeout=30) as conn:
         conn.sendall(head + b"--XyZ\r\n" + b"x" * 65536)
         reply = conn.recv(65536).decode("latin-1")
@@ -89,17 +98,26 @@ def test_real_server_refuses_an_oversized_upload_before_it_is_sent(server):
     assert "application/problem+json" in reply
 
 
-@pytest.mark.parametrize("part, status", [
-    (b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\n'
-     b"Content-Type: image/png\r\n\r\n", "413"),
-    (b"this is not multipart at all\r\n", "400"),
-], ids=["too-large", "malformed"])
+@pytest.mark.parametrize(
+    "part, status",
+    [
+        (
+            b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n",
+            "413",
+        ),
+        (b"this is not multipart at all\r\n", "400"),
+    ],
+    ids=["too-large", "malformed"],
+)
 def test_real_server_stops_reading_a_huge_chunked_upload(server, part, status):
     """No Content-Length: the server stops reading once the body passes the limit (5 MB), or
     once it knows the body is malformed, and closes the connection instead of draining it."""
     host, port = server.removeprefix("http://").split(":")
-    head = (f"POST /v1/predict HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n"
-            "Content-Type: multipart/form-data; boundary=XyZ\r\n\r\n").encode()
+    head = (
+        f"POST /v1/predict HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n"
+        "Content-Type: multipart/form-data; boundary=XyZ\r\n\r\n"
+    ).encode()
     chunk = 256 * 1024
     piece = f"{chunk:x}\r\n".encode() + b"y" * chunk + b"\r\n"
     sent = 0
@@ -124,12 +142,16 @@ def test_real_server_stops_reading_a_huge_chunked_upload(server, part, status):
 
 # ---- the page in Chromium --------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
         message = "headless Chromium is not installed at /usr/bin/chromium (apt-get install chromium chromium-driver)"
-        if IN_CI:
-            pytest.fail(f"CI=true but {message}; .ci/run should have installed it")
+        if REQUIRE_BROWSER:
+            pytest.fail(
+                f"the browser tests must run here (DIGITREC_REQUIRE_BROWSER=1 or CI=true) but {message}; "
+                ".ci/run installs it"
+            )
         pytest.skip(message)
     from playwright.sync_api import sync_playwright
 
@@ -147,8 +169,10 @@ def page(browser, server):
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("requestfailed", lambda request: errors.append(f"{request.url} failed"))
     page.goto(server)
-    page.wait_for_function("document.getElementById('model-info').textContent.includes('Model: ') "
-                           "&& !document.getElementById('model-info').textContent.includes('loading')")
+    page.wait_for_function(
+        "document.getElementById('model-info').textContent.includes('Model: ') "
+        "&& !document.getElementById('model-info').textContent.includes('loading')"
+    )
     yield page
     seen = list(errors)  # before closing: closing aborts whatever is still in flight
     context.close()
@@ -183,8 +207,9 @@ def draw_with_touch(page, points: list[tuple[float, float]]) -> None:
 
 # Strokes as fractions of the drawing area; `w` narrows them for the wide number pad (2:1).
 def zero(cx: float = 0.5, w: float = 1.0) -> list[tuple[float, float]]:
-    return [(cx + 0.17 * w * math.sin(2 * math.pi * i / 48), 0.5 - 0.3 * math.cos(2 * math.pi * i / 48))
-            for i in range(49)]
+    return [
+        (cx + 0.17 * w * math.sin(2 * math.pi * i / 48), 0.5 - 0.3 * math.cos(2 * math.pi * i / 48)) for i in range(49)
+    ]
 
 
 def one(cx: float = 0.5, w: float = 1.0) -> list[tuple[float, float]]:
@@ -313,8 +338,9 @@ def test_a_file_that_is_not_an_image_shows_the_error(page, tmp_path):
 
 
 def test_the_page_works_on_a_phone_screen(browser, server):
-    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True,
-                                  device_scale_factor=2)
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True, device_scale_factor=2
+    )
     page = context.new_page()
     page.goto(server)
     try:

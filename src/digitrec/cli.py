@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn, Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
 import digitrec
-
 from digitrec import __version__
 from digitrec.commands import COMMANDS
 from digitrec.errors import DigitrecError

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from digitrec.runtime.backends import BACKENDS
 from digitrec.device import DEVICE_CHOICES
+from digitrec.runtime.backends import BACKENDS
 
 
 def add_image_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,5 +18,6 @@ def add_image_arguments(parser: argparse.ArgumentParser) -> None:
 def add_data_arguments(parser: argparse.ArgumentParser, device_default: str | None = "auto") -> None:
     """--data-dir --device: where MNIST is and what computes."""
     parser.add_argument("--data-dir", help="directory holding the four MNIST .gz files (or set DIGITREC_DATA)")
-    parser.add_argument("--device", choices=DEVICE_CHOICES, default=device_default,
-                        help="compute device (default auto)")
+    parser.add_argument(
+        "--device", choices=DEVICE_CHOICES, default=device_default, help="compute device (default auto)"
+    )

@@ -16,9 +16,12 @@ HELP = "export a model (ONNX, torch.export or TorchScript) with its preprocessin
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="PATH", help="checkpoint to export (default: the shipped model)")
-    parser.add_argument("--format", choices=FORMATS,
-                        help=f"export format (default: from the suffix of --out: {', '.join(SUFFIXES)}); "
-                             "torchscript is deprecated in PyTorch")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        help=f"export format (default: from the suffix of --out: {', '.join(SUFFIXES)}); "
+        "torchscript is deprecated in PyTorch",
+    )
     parser.add_argument("--out", metavar="FILE", required=True, help="file to write (replaced atomically)")
     parser.add_argument("--json", action="store_true", help="print one JSON object describing the export")
 
@@ -31,11 +34,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"digitrec export: note: {note}", file=sys.stderr)
     meta = result.metadata
     if args.json:
-        print(json.dumps({"path": str(result.path), "format": result.format, "bytes": result.size_bytes,
-                          "metadata": asdict(meta)}))
+        print(
+            json.dumps(
+                {
+                    "path": str(result.path),
+                    "format": result.format,
+                    "bytes": result.size_bytes,
+                    "metadata": asdict(meta),
+                }
+            )
+        )
     else:
         temperature = "uncalibrated" if meta.temperature is None else f"temperature {meta.temperature:.3f}"
-        print(f"wrote {result.path} ({result.format}, {result.size_bytes / 1e6:.2f} MB): {meta.arch}, "
-              f"input (B, 1, 28, 28) normalised with mean {meta.mean} std {meta.std}, {temperature}, "
-              f"weights sha256 {meta.weights_sha256[:12]}")
+        print(
+            f"wrote {result.path} ({result.format}, {result.size_bytes / 1e6:.2f} MB): {meta.arch}, "
+            f"input (B, 1, 28, 28) normalised with mean {meta.mean} std {meta.std}, {temperature}, "
+            f"weights sha256 {meta.weights_sha256[:12]}"
+        )
     return 0

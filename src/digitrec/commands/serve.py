@@ -7,35 +7,62 @@ import os
 import socket
 import sys
 
-from digitrec.runtime.backends import BACKENDS
 from digitrec.errors import ConfigError
+from digitrec.runtime.backends import BACKENDS
 
 NAME = "serve"
 HELP = "serve the web page and the HTTP API (upload or draw a digit or a number)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes it to the network)",
+    )
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     parser.add_argument("--model", metavar="PATH", help="checkpoint to serve (default: the shipped model)")
     parser.add_argument("--backend", choices=BACKENDS, default="torch", help="inference backend (default torch)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="worker processes, each with its own copy of the model (default 1)")
-    parser.add_argument("--max-upload-mb", type=float, default=5.0, metavar="MB",
-                        help="largest accepted upload per file, in MiB (default 5)")
-    parser.add_argument("--threads", type=int, default=1, metavar="N",
-                        help="torch threads per worker (default 1: concurrent requests are the parallelism, "
-                             "and more threads than free cores make every model call wait)")
-    parser.add_argument("--micro-batch", type=int, default=32, metavar="N",
-                        help="most concurrent /v1/predict images answered by one model call; 1 turns "
-                             "micro-batching off (default 32)")
-    parser.add_argument("--preprocess-processes", type=int, default=None, metavar="N",
-                        help="processes that preprocess /v1/predict images beside each worker, so HTTP and "
-                             "preprocessing use different cores (default: 1 with one worker on a multi-core "
-                             "machine, else 0: preprocessing on the worker's inference thread)")
-    parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
-                        help="uvicorn log level; below info there is no access log (default info)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes, each with its own copy of the model (default 1)"
+    )
+    parser.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=5.0,
+        metavar="MB",
+        help="largest accepted upload per file, in MiB (default 5)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="torch threads per worker (default 1: concurrent requests are the parallelism, "
+        "and more threads than free cores make every model call wait)",
+    )
+    parser.add_argument(
+        "--micro-batch",
+        type=int,
+        default=32,
+        metavar="N",
+        help="most concurrent /v1/predict images answered by one model call; 1 turns micro-batching off (default 32)",
+    )
+    parser.add_argument(
+        "--preprocess-processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes that preprocess /v1/predict images beside each worker, so HTTP and "
+        "preprocessing use different cores (default: 1 with one worker on a multi-core "
+        "machine, else 0: preprocessing on the worker's inference thread)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="uvicorn log level; below info there is no access log (default info)",
+    )
 
 
 def check_args(args: argparse.Namespace) -> int:
@@ -80,25 +107,49 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: the web stack is for this command only, and every other
+    # command (and `digitrec --help`) imports this module to build the parser.
     import uvicorn
 
-    from digitrec.server.app import (ENV_BACKEND, ENV_MAX_UPLOAD, ENV_MICRO_BATCH, ENV_MODEL, ENV_PREPROCESS, ENV_THREADS,
-                              ServerSettings, create_app, load_recognizer, set_torch_threads)
+    from digitrec.server.app import create_app, set_torch_threads
+    from digitrec.server.service import (
+        ENV_BACKEND,
+        ENV_MAX_UPLOAD,
+        ENV_MICRO_BATCH,
+        ENV_MODEL,
+        ENV_PREPROCESS,
+        ENV_THREADS,
+        ServerSettings,
+        load_recognizer,
+    )
 
     max_upload_bytes = check_args(args)
     check_port_free(args.host, args.port)
     set_torch_threads(args.threads)
-    settings = ServerSettings(args.model, args.backend, max_upload_bytes, micro_batch=args.micro_batch)
+    settings = ServerSettings(
+        model_path=args.model, backend=args.backend, max_upload_bytes=max_upload_bytes, micro_batch=args.micro_batch
+    )
     # Load once here so a bad --model fails with one line before anything listens. With one
     # worker this is the model the server uses; with several, each worker loads its own copy.
     recognizer = load_recognizer(settings)
     url = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
     print(f"digitrec: serving {recognizer.checkpoint.path} on {url}/ (API docs at {url}/docs)", file=sys.stderr)
-    common = dict(host=args.host, port=args.port, log_level=args.log_level,
-                  access_log=args.log_level in ("info", "debug"), timeout_graceful_shutdown=10)
+    common = dict(
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=args.log_level in ("info", "debug"),
+        timeout_graceful_shutdown=10,
+    )
     if args.workers == 1:
-        app = create_app(args.model, recognizer=recognizer, max_upload_bytes=max_upload_bytes, backend=args.backend,
-                         micro_batch=args.micro_batch, preprocess_processes=preprocess_processes(args))
+        app = create_app(
+            args.model,
+            recognizer=recognizer,
+            max_upload_bytes=max_upload_bytes,
+            backend=args.backend,
+            micro_batch=args.micro_batch,
+            preprocess_processes=preprocess_processes(args),
+        )
         uvicorn.run(app, **common)
     else:
         # Worker processes import the app by name, so the settings travel in the environment.

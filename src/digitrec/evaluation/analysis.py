@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from digitrec.evaluation.calibration import DEFAULT_BINS, expected_calibration_error, probabilities, validation_indices
+from digitrec.evaluation.calibration import DEFAULT_BINS, expected_calibration_error, probabilities
 from digitrec.models.checkpoint import Checkpoint
-from digitrec.training.data import Mnist
+from digitrec.training.data import Mnist, checkpoint_split
 from digitrec.errors import ConfigError
 from digitrec.training.metrics import predict_logits
 
@@ -115,7 +115,7 @@ def predict_split(checkpoint: Checkpoint, data: Mnist, split: str = "test", devi
         indices = torch.arange(len(data.test_labels))
         images_all, labels_all = data.test_images, data.test_labels
     elif split == "val":
-        indices = validation_indices(checkpoint.meta, data.train_labels)
+        _, indices = checkpoint_split(checkpoint.meta, data.train_labels)
         images_all, labels_all = data.train_images, data.train_labels
     else:
         raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
@@ -123,7 +123,8 @@ def predict_split(checkpoint: Checkpoint, data: Mnist, split: str = "test", devi
         indices = indices[:limit]
     images, labels = images_all[indices], labels_all[indices]
     logits = predict_logits(checkpoint.model, images, checkpoint.normalization, device)  # (N, 10)
-    return Predictions(split, indices, images, labels, logits, checkpoint.temperature)
+    return Predictions(split=split, indices=indices, images=images, labels=labels, logits=logits,
+                       temperature=checkpoint.temperature)
 
 
 def class_metrics(labels: np.ndarray, predicted: np.ndarray) -> tuple[list[ClassMetrics], tuple[float, float, float]]:
@@ -132,10 +133,10 @@ def class_metrics(labels: np.ndarray, predicted: np.ndarray) -> tuple[list[Class
     slice without some digit is not penalised for it)."""
     precision, recall, f1, support = precision_recall_fscore_support(
         labels, predicted, labels=list(CLASSES), zero_division=0)
-    per_class = [ClassMetrics(c, float(p), float(r), float(f), int(s))
+    per_class = [ClassMetrics(digit=c, precision=float(p), recall=float(r), f1=float(f), support=int(s))
                  for c, p, r, f, s in zip(CLASSES, precision, recall, f1, support)]
-    macro = precision_recall_fscore_support(labels, predicted, average="macro", zero_division=0)[:3]
-    return per_class, tuple(float(m) for m in macro)
+    macro_p, macro_r, macro_f1, _ = precision_recall_fscore_support(labels, predicted, average="macro", zero_division=0)
+    return per_class, (float(macro_p), float(macro_r), float(macro_f1))
 
 
 def confused_pairs(confusion: np.ndarray, top: int | None = 10) -> list[ConfusedPair]:
@@ -144,7 +145,7 @@ def confused_pairs(confusion: np.ndarray, top: int | None = 10) -> list[Confused
     cells = [(int(confusion[t, p]), t, p) for t in range(len(confusion)) for p in range(len(confusion))
              if t != p and confusion[t, p] > 0]
     cells.sort(key=lambda c: (-c[0], c[1], c[2]))
-    return [ConfusedPair(t, p, count, count / int(row_totals[t])) for count, t, p in cells[:top]]
+    return [ConfusedPair(true=t, predicted=p, count=count, rate=count / int(row_totals[t])) for count, t, p in cells[:top]]
 
 
 def find_mistakes(probs: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor | None = None,
@@ -156,8 +157,9 @@ def find_mistakes(probs: torch.Tensor, labels: torch.Tensor, indices: torch.Tens
     if limit is not None:
         order = order[:limit]
     indices = torch.arange(len(labels)) if indices is None else indices
-    return [Mistake(i, int(indices[i]), int(labels[i]), int(predicted[i]), float(confidence[i]),
-                    float(probs[i, labels[i]])) for i in order.tolist()]
+    return [Mistake(position=i, index=int(indices[i]), true=int(labels[i]), predicted=int(predicted[i]),
+                    confidence=float(confidence[i]), true_probability=float(probs[i, labels[i]]))
+            for i in order.tolist()]
 
 
 def analyze(predictions: Predictions, top_pairs: int | None = 10, n_bins: int = DEFAULT_BINS) -> Analysis:

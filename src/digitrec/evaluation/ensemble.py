@@ -81,4 +81,5 @@ def load_ensemble(paths: Sequence[str | os.PathLike | None], tta: bool = False, 
     arch = "+".join(c.arch for c in checkpoints) + (" (TTA)" if tta else "")
     meta = dict(first.meta, calibration={"temperature": 1.0 if len(checkpoints) > 1 else first.temperature},
                 members=[c.path for c in checkpoints])
-    return Checkpoint(model.eval(), arch, {}, first.normalization, meta, first.path)
+    return Checkpoint(model=model.eval(), arch=arch, arch_kwargs={}, normalization=first.normalization, meta=meta,
+                      path=first.path)

@@ -88,7 +88,8 @@ def write_report(out_dir: str | os.PathLike, predictions: Predictions, analysis:
     html_path = out / REPORT_HTML
     images = {"confusion": confusion, "misclassified": gallery, "reliability": rel}
     atomic_write_text(html_path, render_html(metrics, images))
-    return ReportFiles(out, metrics_path, confusion, gallery, rel, html_path)
+    return ReportFiles(directory=out, metrics=metrics_path, confusion_matrix=confusion, misclassified=gallery,
+                       reliability=rel, html=html_path)
 
 
 def _data_uri(path: Path) -> str:

@@ -215,4 +215,5 @@ def load_checkpoint(path: str | os.PathLike | None = None, device: torch.device 
     skip = {"state_dict", "format", "format_version", "arch", "arch_kwargs", "normalization"}
     meta = {k: v for k, v in payload.items() if k not in skip}
     _check_calibration(meta, str(path))
-    return Checkpoint(model, payload["arch"], dict(payload.get("arch_kwargs", {})), normalization, meta, str(path))
+    return Checkpoint(model=model, arch=payload["arch"], arch_kwargs=dict(payload.get("arch_kwargs", {})),
+                      normalization=normalization, meta=meta, path=str(path))

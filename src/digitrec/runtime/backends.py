@@ -10,6 +10,8 @@ fast convolution kernels (2-4x faster than the default NCHW layout for these sma
 2-core CPU). The ONNX backend exports the checkpoint with the dynamo exporter once and caches
 the file under the user cache directory, keyed by the export metadata (weights checksum,
 architecture, versions), so later processes start in milliseconds instead of seconds.
+
+`load_export` loads any digitrec export back for CPU inference (ONNX through `OnnxBackend`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ import contextlib
 import hashlib
 import json
 import os
+import warnings
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -25,9 +31,10 @@ import numpy as np
 import torch
 
 from digitrec.atomic import atomic_write_bytes
-from digitrec.models.checkpoint import Checkpoint
 from digitrec.errors import CheckpointError, ConfigError
-from digitrec.runtime.export import ExportMetadata, inference_model, onnx_bytes, prepare
+from digitrec.models.checkpoint import Checkpoint
+from digitrec.runtime.convert import inference_model, onnx_bytes, prepare
+from digitrec.runtime.metadata import METADATA_FILE, ExportMetadata
 
 BACKENDS = ("torch", "onnx")
 
@@ -93,7 +100,9 @@ class OnnxBackend:
 
     name = "onnx"
 
-    def __init__(self, model: bytes | str | os.PathLike, *, threads: int | None = None, where: str = "ONNX model") -> None:
+    def __init__(
+        self, model: bytes | str | os.PathLike, *, threads: int | None = None, where: str = "ONNX model"
+    ) -> None:
         import onnxruntime as ort
 
         source = model if isinstance(model, bytes) else str(model)
@@ -108,7 +117,7 @@ class OnnxBackend:
         self.output_name = self.session.get_outputs()[0].name
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, *, threads: int | None = None) -> "OnnxBackend":
+    def from_file(cls, path: str | os.PathLike, *, threads: int | None = None) -> OnnxBackend:
         if not Path(path).is_file():
             raise CheckpointError(f"{path}: no such ONNX model file")
         return cls(path, threads=threads, where=str(path))
@@ -121,7 +130,7 @@ class OnnxBackend:
         threads: int | None = None,
         cache_dir: str | os.PathLike | None = None,
         use_cache: bool = True,
-    ) -> "OnnxBackend":
+    ) -> OnnxBackend:
         """Export `checkpoint` to ONNX (or reuse the cached export of the same weights)."""
         model, metadata = prepare(checkpoint)
         if not use_cache:
@@ -160,3 +169,80 @@ def create_backend(name: str, checkpoint: Checkpoint) -> Backend:
     if name == "onnx":
         return OnnxBackend.from_checkpoint(checkpoint)
     raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
+# ---- reading exports back (parity tests, `OnnxBackend.from_file`, users' own scripts) ----
+
+
+@dataclass
+class LoadedExport:
+    """An exported model loaded for inference: `logits(x)` maps (B, 1, 28, 28) -> (B, 10)."""
+
+    format: str
+    metadata: ExportMetadata
+    path: Path
+    _run: Callable[[np.ndarray], np.ndarray]
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return self._run(np.ascontiguousarray(x, dtype=np.float32))
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """Which export format (onnx, exported-program, torchscript) a file holds, from its content (not its name)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such exported model file")
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise CheckpointError(f"{path}: unreadable archive: {exc}") from None
+        if any(name.endswith("archive_format") for name in names):
+            return "exported-program"
+        if any(name.endswith(f"extra/{METADATA_FILE}") for name in names):
+            return "torchscript"
+        raise CheckpointError(f"{path}: a zip archive but not a digitrec export")
+    return "onnx"
+
+
+def read_onnx_metadata(path: str | os.PathLike) -> ExportMetadata:
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises assorted types for garbage input
+        raise CheckpointError(
+            f"{path}: not a readable ONNX model: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
+        ) from None
+    return ExportMetadata.from_props({p.key: p.value for p in proto.metadata_props}, str(path))
+
+
+def load_export(path: str | os.PathLike) -> LoadedExport:
+    """Load any digitrec export for CPU inference (ONNX through ONNX Runtime)."""
+    path = Path(path)
+    fmt = detect_format(path)
+    if fmt == "onnx":
+        backend = OnnxBackend.from_file(path)
+        return LoadedExport(format=fmt, metadata=backend.metadata, path=path, _run=backend.logits)
+    extra = {METADATA_FILE: ""}
+    try:
+        if fmt == "exported-program":
+            module = torch.export.load(path, extra_files=extra).module()
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except (RuntimeError, OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(f"{path}: cannot load {fmt}: {str(exc).strip().splitlines()[0][:200]}") from None
+    try:
+        props = json.loads(extra[METADATA_FILE] or "{}")
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path}: corrupt {METADATA_FILE}") from None
+    metadata = ExportMetadata.from_props(props, str(path))
+
+    @torch.inference_mode()
+    def run(x: np.ndarray) -> np.ndarray:
+        return module(torch.from_numpy(x)).float().numpy()
+
+    return LoadedExport(format=fmt, metadata=metadata, path=path, _run=run)

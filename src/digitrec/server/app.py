@@ -2,6 +2,8 @@
 
 The model is loaded once, in the lifespan handler (or handed in ready-made as `recognizer=`, which
 is how tests swap in a tiny model), and reaches the routes through the `get_service` dependency.
+The settings and the `Service` the routes are handed live in service.py, below this module and the
+routes, so that the routes never import the app that includes them.
 All model work runs on one inference thread behind a micro-batcher, so the event loop only
 parses and writes HTTP; `preprocess_processes=1` moves the preprocessing of /v1/predict images
 to a process of its own (a second core), which `digitrec serve` does on a multi-core machine.
@@ -9,87 +11,40 @@ to a process of its own (a second core), which `digitrec serve` does on a multi-
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from digitrec import __version__
 from digitrec.server.batching import MicroBatcher, PreprocessPool
-from digitrec.server.limits import MULTIPART_OVERHEAD, UploadLimitMiddleware
+from digitrec.server.limits import UploadLimitMiddleware
 from digitrec.server.metrics import MetricsMiddleware, ServiceMetrics
-from digitrec.server.problems import format_bytes, install_problem_handlers
+from digitrec.server.problems import install_problem_handlers
+from digitrec.server.routes import api, health, page
+from digitrec.server.service import (
+    DEFAULT_MAX_UPLOAD_BYTES,
+    ENV_BACKEND,
+    ENV_MAX_UPLOAD,
+    ENV_MICRO_BATCH,
+    ENV_MODEL,
+    ENV_PREPROCESS,
+    ENV_THREADS,
+    ServerSettings,
+    Service,
+    load_recognizer,
+    model_info,
+)
 
 if TYPE_CHECKING:
     from digitrec.reading.recognize import Recognizer
 
 log = logging.getLogger("digitrec.server")
-
-DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024 * 1024
-# Environment variables through which `digitrec serve --workers N` configures each worker process.
-ENV_MODEL = "DIGITREC_SERVE_MODEL"
-ENV_BACKEND = "DIGITREC_SERVE_BACKEND"
-ENV_MAX_UPLOAD = "DIGITREC_SERVE_MAX_UPLOAD_BYTES"
-ENV_MICRO_BATCH = "DIGITREC_SERVE_MICRO_BATCH"
-ENV_THREADS = "DIGITREC_SERVE_THREADS"
-ENV_PREPROCESS = "DIGITREC_SERVE_PREPROCESS_PROCESSES"
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    model_path: str | None = None         # None: the shipped default model
-    backend: str = "torch"
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES  # per file
-    max_batch_files: int = 64              # files per POST /v1/predict/batch
-    micro_batch: int = 32                  # most images per model call; 1 turns micro-batching off
-    preprocess_processes: int = 0          # processes preprocessing /v1/predict images; 0: the inference thread
-
-    def __post_init__(self) -> None:
-        if self.max_upload_bytes < 1:
-            raise ValueError("max_upload_bytes must be positive")
-        if self.max_batch_files < 1 or self.micro_batch < 1:
-            raise ValueError("max_batch_files and micro_batch must be at least 1")
-        if self.preprocess_processes < 0:
-            raise ValueError("preprocess_processes must be 0 or more")
-
-    def body_limit(self, path: str) -> tuple[int, str] | None:
-        """Largest request body per route (the per-file limit plus the multipart envelope)."""
-        per_file = f"an upload may be at most {format_bytes(self.max_upload_bytes)} per file"
-        if path == "/v1/predict/batch":
-            return (self.max_batch_files * (self.max_upload_bytes + MULTIPART_OVERHEAD),
-                    f"{per_file} and {self.max_batch_files} files per batch")
-        if path in ("/v1/predict", "/v1/read"):
-            return self.max_upload_bytes + MULTIPART_OVERHEAD, per_file
-        return MULTIPART_OVERHEAD, "this route takes no upload"
-
-
-@dataclass
-class Service:
-    """What the routes need, held on `app.state.service` and handed out by `get_service`."""
-
-    settings: ServerSettings
-    metrics: ServiceMetrics
-    recognizer: Recognizer | None = None   # loaded in the lifespan, or handed to create_app
-    executor: ThreadPoolExecutor | None = None
-    batcher: MicroBatcher | None = None
-    preprocess: PreprocessPool | None = None
-    ready: bool = False
-
-    async def run_model(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a model call on the inference thread."""
-        assert self.executor is not None
-        return await asyncio.get_running_loop().run_in_executor(self.executor, lambda: fn(*args, **kwargs))
-
-
-def load_recognizer(settings: ServerSettings) -> Recognizer:
-    from digitrec.reading.recognize import Recognizer
-
-    return Recognizer.load(settings.model_path, backend=settings.backend, device="cpu")
 
 
 @asynccontextmanager
@@ -100,9 +55,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if service.recognizer is None:
             # Loaded once per process, before the server accepts its first request.
             service.recognizer = await service.run_model(load_recognizer, service.settings)
-        service.preprocess = await start_preprocess_pool(service.settings, service.recognizer)
-        service.batcher = MicroBatcher(service.recognizer, service.executor, service.settings.micro_batch,
-                                       on_batch=service.metrics.batch_size.observe, preprocess=service.preprocess)
+        recognizer = service.loaded_recognizer()
+        service.preprocess = await start_preprocess_pool(service.settings, recognizer)
+        service.batcher = MicroBatcher(
+            recognizer,
+            service.executor,
+            service.settings.micro_batch,
+            on_batch=service.metrics.batch_size.observe,
+            preprocess=service.preprocess,
+        )
         await service.batcher.start()
         info = model_info(service)
         service.metrics.model_info.labels(info["arch"], info["weights_sha256"] or "", __version__).set(1)
@@ -126,6 +87,7 @@ async def start_preprocess_pool(settings: ServerSettings, recognizer: Recognizer
     so a recognizer handed in ready-made (tests) or with its own `prepare` keeps it in-process."""
     if settings.preprocess_processes == 0:
         return None
+    # Imported here, not at the top: it brings torch, which only a process that serves a model needs.
     from digitrec.reading.recognize import Recognizer
 
     path = settings.model_path or getattr(recognizer.checkpoint, "path", None)
@@ -145,47 +107,44 @@ async def start_preprocess_pool(settings: ServerSettings, recognizer: Recognizer
     return pool
 
 
-def model_info(service: Service) -> dict[str, Any]:
-    """What GET /v1/model reports, from the checkpoint's own metadata."""
-    recognizer = service.recognizer
-    checkpoint = recognizer.checkpoint
-    return {
-        "arch": checkpoint.arch,
-        "arch_kwargs": dict(checkpoint.arch_kwargs),
-        "metrics": checkpoint.meta.get("metrics", {}),
-        "weights_sha256": checkpoint.meta.get("weights_sha256"),
-        "version": __version__,
-        "backend": getattr(getattr(recognizer, "backend", None), "name", service.settings.backend),
-        "temperature": checkpoint.temperature,
-        "model_path": checkpoint.path,
-    }
-
-
-def create_app(model_path: str | os.PathLike | None = None, recognizer: Recognizer | None = None,
-               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, *, backend: str = "torch",
-               max_batch_files: int = 64, micro_batch: int = 32, preprocess_processes: int = 0) -> FastAPI:
+def create_app(
+    model_path: str | os.PathLike | None = None,
+    recognizer: Recognizer | None = None,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    *,
+    backend: str = "torch",
+    max_batch_files: int = 64,
+    micro_batch: int = 32,
+    preprocess_processes: int = 0,
+) -> FastAPI:
     """Build the app. Pass `recognizer` to serve an already loaded model (tests), else the
     checkpoint at `model_path` (default: the shipped model) is loaded at start-up.
     `preprocess_processes` > 0 preprocesses /v1/predict images in that many processes of their own."""
-    from digitrec.server.routes import api, health, page
-
-    settings = ServerSettings(str(model_path) if model_path is not None else None, backend, max_upload_bytes,
-                              max_batch_files, micro_batch, preprocess_processes)
+    settings = ServerSettings(
+        model_path=str(model_path) if model_path is not None else None,
+        backend=backend,
+        max_upload_bytes=max_upload_bytes,
+        max_batch_files=max_batch_files,
+        micro_batch=micro_batch,
+        preprocess_processes=preprocess_processes,
+    )
     app = FastAPI(
         title="digitrec",
         version=__version__,
         summary="Recognise handwritten digits and whole numbers on an ordinary CPU.",
         description="Upload an image as multipart/form-data. Errors are RFC 9457 problem details "
-                    "(`application/problem+json`): 413 too large, 415 not an image, 422 unusable image.",
+        "(`application/problem+json`): 413 too large, 415 not an image, 422 unusable image.",
         lifespan=lifespan,
         redoc_url=None,
     )
-    app.state.service = Service(settings, ServiceMetrics(), recognizer)
+    app.state.service = Service(settings=settings, metrics=ServiceMetrics(), recognizer=recognizer)
     install_problem_handlers(app)
     app.include_router(api.router)
     app.include_router(health.router)
     page.mount(app)
-    known = frozenset(route.path for router in (api.router, health.router) for route in router.routes)
+    known = frozenset(
+        route.path for router in (api.router, health.router) for route in router.routes if isinstance(route, APIRoute)
+    )
     # Added last = outermost: metrics see every request, including those refused for size.
     app.add_middleware(UploadLimitMiddleware, body_limit=settings.body_limit)
     app.add_middleware(MetricsMiddleware, metrics=app.state.service.metrics, known_paths=known)
@@ -197,7 +156,7 @@ def set_torch_threads(n: int) -> None:
     training keep their own setting). A small CNN on one image gains nothing from more threads,
     and on a busy machine extra threads wait for each other: one 28x28 image took 47 ms with 2
     threads and 0.2 ms with 1 on the shared 2-core test machine."""
-    import torch
+    import torch  # here, not at the top: importing the server package does not load torch
 
     torch.set_num_threads(n)
 
@@ -207,7 +166,10 @@ def create_app_from_env() -> FastAPI:
     env = os.environ
     if env.get(ENV_THREADS):
         set_torch_threads(int(env[ENV_THREADS]))
-    return create_app(env.get(ENV_MODEL) or None,
-                      max_upload_bytes=int(env.get(ENV_MAX_UPLOAD) or DEFAULT_MAX_UPLOAD_BYTES),
-                      backend=env.get(ENV_BACKEND) or "torch", micro_batch=int(env.get(ENV_MICRO_BATCH) or 32),
-                      preprocess_processes=int(env.get(ENV_PREPROCESS) or 0))
+    return create_app(
+        env.get(ENV_MODEL) or None,
+        max_upload_bytes=int(env.get(ENV_MAX_UPLOAD) or DEFAULT_MAX_UPLOAD_BYTES),
+        backend=env.get(ENV_BACKEND) or "torch",
+        micro_batch=int(env.get(ENV_MICRO_BATCH) or 32),
+        preprocess_processes=int(env.get(ENV_PREPROCESS) or 0),
+    )

@@ -25,10 +25,11 @@ import multiprocessing
 import os
 import signal
 import sys
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 log = logging.getLogger("digitrec.server")
 
@@ -47,8 +48,14 @@ class MicroBatcher:
     `recognizer` needs `prepare(image, name) -> Prepared` (raising ImageError for a bad image)
     and `classify(list[Prepared], top_k) -> list[Prediction]` (one model call)."""
 
-    def __init__(self, recognizer: Any, executor: ThreadPoolExecutor, max_batch: int = 32,
-                 on_batch: Callable[[int], None] | None = None, preprocess: "PreprocessPool | None" = None) -> None:
+    def __init__(
+        self,
+        recognizer: Any,
+        executor: ThreadPoolExecutor,
+        max_batch: int = 32,
+        on_batch: Callable[[int], None] | None = None,
+        preprocess: PreprocessPool | None = None,
+    ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self.recognizer = recognizer
@@ -198,8 +205,12 @@ class PreprocessPool:
         if processes < 1:
             raise ValueError("processes must be at least 1")
         self.model_path = model_path
-        self._pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_start_worker, initargs=(model_path, os.getpid()))
+        self._pool = ProcessPoolExecutor(
+            processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(model_path, os.getpid()),
+        )
 
     async def start(self) -> None:
         """Wait until the process has started and loaded what it needs (a few seconds)."""

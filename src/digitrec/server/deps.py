@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import Request, UploadFile
 
-from digitrec.server.app import Service
-from digitrec.server.problems import Problem, upload_too_large, format_bytes
+from digitrec.server.problems import Problem, format_bytes, upload_too_large
+from digitrec.server.service import Service
 
 
 # async, so FastAPI calls them on the event loop instead of hopping to a worker thread per request.
@@ -30,4 +30,6 @@ async def read_upload(file: UploadFile, service: Service, endpoint: str) -> byte
         if len(data) <= limit:
             return data
     service.metrics.image_errors.labels(endpoint, "413").inc()
-    raise upload_too_large(f"{file.filename or 'the upload'} is larger than the limit of {format_bytes(limit)} per file")
+    raise upload_too_large(
+        f"{file.filename or 'the upload'} is larger than the limit of {format_bytes(limit)} per file"
+    )

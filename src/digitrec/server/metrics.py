@@ -21,23 +21,49 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
-        self.requests = Counter("digitrec_http_requests", "HTTP requests answered",
-                                ["method", "route", "status"], registry=self.registry)
-        self.latency = Histogram("digitrec_http_request_duration_seconds", "Time from request to last response byte",
-                                 ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.predictions = Counter("digitrec_predictions", "Images answered, by endpoint and outcome "
-                                   "(accepted or rejected as not a digit / not a number)",
-                                   ["endpoint", "outcome"], registry=self.registry)
-        self.rejections = Counter("digitrec_rejections", "Images rejected instead of guessed, by endpoint",
-                                  ["endpoint"], registry=self.registry)
-        self.image_errors = Counter("digitrec_image_errors", "Uploads refused: 413 too large, 415 not an image, "
-                                    "422 unusable image", ["endpoint", "status"], registry=self.registry)
-        self.batch_size = Histogram("digitrec_inference_batch_size", "Images per model call (micro-batching)",
-                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry)
-        self.model_info = Gauge("digitrec_model_info", "The loaded model (value 1)",
-                                ["arch", "weights_sha256", "version"], registry=self.registry)
-        self.ready = Gauge("digitrec_ready", "1 once the model is loaded and the service answers",
-                           registry=self.registry)
+        self.requests = Counter(
+            "digitrec_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "digitrec_http_request_duration_seconds",
+            "Time from request to last response byte",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "digitrec_predictions",
+            "Images answered, by endpoint and outcome (accepted or rejected as not a digit / not a number)",
+            ["endpoint", "outcome"],
+            registry=self.registry,
+        )
+        self.rejections = Counter(
+            "digitrec_rejections",
+            "Images rejected instead of guessed, by endpoint",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.image_errors = Counter(
+            "digitrec_image_errors",
+            "Uploads refused: 413 too large, 415 not an image, 422 unusable image",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "digitrec_inference_batch_size",
+            "Images per model call (micro-batching)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=self.registry,
+        )
+        self.model_info = Gauge(
+            "digitrec_model_info",
+            "The loaded model (value 1)",
+            ["arch", "weights_sha256", "version"],
+            registry=self.registry,
+        )
+        self.ready = Gauge(
+            "digitrec_ready", "1 once the model is loaded and the service answers", registry=self.registry
+        )
 
     def count_outcome(self, endpoint: str, rejected: bool) -> None:
         self.predictions.labels(endpoint, "rejected" if rejected else "accepted").inc()

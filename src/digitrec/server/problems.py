@@ -9,6 +9,7 @@ as the RFC suggests. Bad input is always a 4xx; a 500 means a bug and is logged 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -31,8 +32,9 @@ class Problem(StarletteHTTPException):
     """An HTTP error with a problem type. Subclasses HTTPException so FastAPI re-raises it
     unchanged when it happens while parsing the request body (e.g. an upload over the limit)."""
 
-    def __init__(self, status: int, slug: str, detail: str, title: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, slug: str, detail: str, title: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(status_code=status, detail=detail, headers=headers)
         self.slug = slug
         self.title = title or HTTPStatus(status).phrase
@@ -51,8 +53,9 @@ def format_bytes(n: int) -> str:
     return f"{n} bytes"
 
 
-def problem_body(status: int, title: str, detail: str, type_: str = "about:blank",
-                 instance: str | None = None, **extra: Any) -> dict[str, Any]:
+def problem_body(
+    status: int, title: str, detail: str, type_: str = "about:blank", instance: str | None = None, **extra: Any
+) -> dict[str, Any]:
     body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
     if instance is not None:
         body["instance"] = instance
@@ -60,7 +63,7 @@ def problem_body(status: int, title: str, detail: str, type_: str = "about:blank
     return body
 
 
-def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+def problem_response(body: dict[str, Any], headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -89,13 +92,20 @@ def _http_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse
 
 def _validation_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
     # Only location, message and type: the offending input may be bytes or an UploadFile.
-    errors = [{"loc": [str(part) for part in err.get("loc", ())], "msg": str(err.get("msg", "")),
-               "type": str(err.get("type", ""))} for err in exc.errors()]
+    errors = [
+        {
+            "loc": [str(part) for part in err.get("loc", ())],
+            "msg": str(err.get("msg", "")),
+            "type": str(err.get("type", "")),
+        }
+        for err in exc.errors()
+    ]
     detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)
     if any(e["loc"][:1] == ["body"] for e in errors):
         detail = f"send the image as multipart/form-data in a field named 'file' (or 'files' for a batch) ({detail})"
-    body = problem_body(422, "Invalid request", detail, problem_type("invalid-request"), request.url.path,
-                        errors=errors)
+    body = problem_body(
+        422, "Invalid request", detail, problem_type("invalid-request"), request.url.path, errors=errors
+    )
     return problem_response(body)
 
 
@@ -109,14 +119,29 @@ def _digitrec_error_handler(request: Request, exc: DigitrecError) -> JSONRespons
 
 def _internal_error_handler(request: Request, exc: Exception) -> JSONResponse:
     # Starlette re-raises after this response, so uvicorn still logs the traceback.
-    return problem_response(problem_body(500, "Internal Server Error", "an unexpected error happened on the server; "
-                                         "it has been logged", problem_type("internal-error"), request.url.path))
+    return problem_response(
+        problem_body(
+            500,
+            "Internal Server Error",
+            "an unexpected error happened on the server; it has been logged",
+            problem_type("internal-error"),
+            request.url.path,
+        )
+    )
+
+
+# Each handler takes the exception class it is registered for; Starlette's signature says
+# `Exception` for all of them, hence `Any` here rather than a cast at every registration.
+_HANDLERS: list[tuple[type[Exception], Callable[[Request, Any], JSONResponse]]] = [
+    (Problem, _problem_handler),
+    (StarletteHTTPException, _http_handler),
+    (RequestValidationError, _validation_handler),
+    (ImageError, _image_error_handler),
+    (DigitrecError, _digitrec_error_handler),
+    (Exception, _internal_error_handler),
+]
 
 
 def install_problem_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(Problem, _problem_handler)
-    app.add_exception_handler(StarletteHTTPException, _http_handler)
-    app.add_exception_handler(RequestValidationError, _validation_handler)
-    app.add_exception_handler(ImageError, _image_error_handler)
-    app.add_exception_handler(DigitrecError, _digitrec_error_handler)
-    app.add_exception_handler(Exception, _internal_error_handler)
+    for exc_class, handler in _HANDLERS:
+        app.add_exception_handler(exc_class, handler)

@@ -31,8 +31,9 @@ class PredictionOut(BaseModel):
 class DigitOut(BaseModel):
     digit: int = Field(ge=0, le=9)
     confidence: float
-    box: list[int] = Field(description="[x0, y0, x1, y1] in the input image's pixel coordinates",
-                           min_length=4, max_length=4)
+    box: list[int] = Field(
+        description="[x0, y0, x1, y1] in the input image's pixel coordinates", min_length=4, max_length=4
+    )
 
 
 class ReadingOut(BaseModel):

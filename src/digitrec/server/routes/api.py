@@ -13,10 +13,10 @@ from fastapi import APIRouter, Depends, File, Query, UploadFile
 from fastapi.responses import JSONResponse
 
 from digitrec.errors import ImageError
-from digitrec.server.app import Service, model_info
 from digitrec.server.deps import get_ready_service, read_upload
 from digitrec.server.problems import Problem, image_error_body, problem_body, problem_type
 from digitrec.server.schemas import BatchProblemOut, ModelOut, PredictionOut, ProblemOut, ReadingOut
+from digitrec.server.service import Service, model_info
 
 router = APIRouter(prefix="/v1", tags=["recognition"])
 
@@ -31,14 +31,17 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 TopK = Query(3, ge=1, le=10, description="how many candidate digits to list")
 
 
-@router.post("/predict", summary="Read one image as a single digit",
-             responses={200: {"model": PredictionOut}, **ERRORS})
-async def predict(file: UploadFile = File(description="the image (PNG, JPEG, ...)"), top_k: int = TopK,
-                  service: Service = Depends(get_ready_service)) -> JSONResponse:
+@router.post(
+    "/predict", summary="Read one image as a single digit", responses={200: {"model": PredictionOut}, **ERRORS}
+)
+async def predict(
+    file: UploadFile = File(description="the image (PNG, JPEG, ...)"),
+    top_k: int = TopK,
+    service: Service = Depends(get_ready_service),
+) -> JSONResponse:
     data = await read_upload(file, service, "predict")
-    assert service.batcher is not None
     try:
-        prediction = await service.batcher.predict(data, file.filename, top_k)
+        prediction = await service.loaded_batcher().predict(data, file.filename, top_k)
     except ImageError as exc:
         service.metrics.image_errors.labels("predict", str(exc.status)).inc()
         raise
@@ -46,13 +49,17 @@ async def predict(file: UploadFile = File(description="the image (PNG, JPEG, ...
     return JSONResponse(prediction.to_dict())
 
 
-@router.post("/read", summary="Read one image as a whole number (1-20 digits on a line)",
-             responses={200: {"model": ReadingOut}, **ERRORS})
-async def read(file: UploadFile = File(description="the image (PNG, JPEG, ...)"),
-               service: Service = Depends(get_ready_service)) -> JSONResponse:
+@router.post(
+    "/read",
+    summary="Read one image as a whole number (1-20 digits on a line)",
+    responses={200: {"model": ReadingOut}, **ERRORS},
+)
+async def read(
+    file: UploadFile = File(description="the image (PNG, JPEG, ...)"), service: Service = Depends(get_ready_service)
+) -> JSONResponse:
     data = await read_upload(file, service, "read")
     try:
-        reading = await service.run_model(service.recognizer.read, data, name=file.filename)
+        reading = await service.run_model(service.loaded_recognizer().read, data, name=file.filename)
     except ImageError as exc:
         service.metrics.image_errors.labels("read", str(exc.status)).inc()
         raise
@@ -60,22 +67,29 @@ async def read(file: UploadFile = File(description="the image (PNG, JPEG, ...)")
     return JSONResponse(reading.to_dict())
 
 
-@router.post("/predict/batch", summary="Read several images, each as a single digit",
-             description="One entry per file, in order: the prediction, or a problem-details object "
-                         "(with `file`) for a file that is too large, not an image or unusable.",
-             responses={200: {"model": list[PredictionOut | BatchProblemOut]}, **ERRORS})
-async def predict_batch(files: list[UploadFile] = File(description="the images, in a repeated field `files`"),
-                        top_k: int = TopK, service: Service = Depends(get_ready_service)) -> JSONResponse:
+@router.post(
+    "/predict/batch",
+    summary="Read several images, each as a single digit",
+    description="One entry per file, in order: the prediction, or a problem-details object "
+    "(with `file`) for a file that is too large, not an image or unusable.",
+    responses={200: {"model": list[PredictionOut | BatchProblemOut]}, **ERRORS},
+)
+async def predict_batch(
+    files: list[UploadFile] = File(description="the images, in a repeated field `files`"),
+    top_k: int = TopK,
+    service: Service = Depends(get_ready_service),
+) -> JSONResponse:
     limit = service.settings.max_batch_files
     if len(files) > limit:
-        raise Problem(413, "too-many-files", f"a batch may hold at most {limit} files, got {len(files)}",
-                      title="Too many files")
-    assert service.batcher is not None
+        raise Problem(
+            413, "too-many-files", f"a batch may hold at most {limit} files, got {len(files)}", title="Too many files"
+        )
+    batcher = service.loaded_batcher()
 
     async def one(file: UploadFile) -> dict[str, Any]:
         try:
             data = await read_upload(file, service, "predict_batch")
-            prediction = await service.batcher.predict(data, file.filename, top_k)
+            prediction = await batcher.predict(data, file.filename, top_k)
         except Problem as exc:  # this file is over the size limit
             return problem_body(exc.status_code, exc.title, str(exc.detail), problem_type(exc.slug), file=file.filename)
         except ImageError as exc:

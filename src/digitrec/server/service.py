@@ -1,0 +1,119 @@
+"""What the server runs on: its settings, the `Service` the routes are handed, and the model.
+
+This module sits below the app factory (app.py) and the routes (routes/*.py): both import it, it
+imports neither, so the routes can name `Service` without importing the app that includes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from digitrec import __version__
+from digitrec.server.batching import MicroBatcher, PreprocessPool
+from digitrec.server.limits import MULTIPART_OVERHEAD
+from digitrec.server.metrics import ServiceMetrics
+from digitrec.server.problems import format_bytes
+
+if TYPE_CHECKING:
+    # Only a type here: the module itself (and torch behind it) is imported when a model is loaded,
+    # so importing the server package stays light.
+    from digitrec.reading.recognize import Recognizer
+
+DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+# Environment variables through which `digitrec serve --workers N` configures each worker process.
+ENV_MODEL = "DIGITREC_SERVE_MODEL"
+ENV_BACKEND = "DIGITREC_SERVE_BACKEND"
+ENV_MAX_UPLOAD = "DIGITREC_SERVE_MAX_UPLOAD_BYTES"
+ENV_MICRO_BATCH = "DIGITREC_SERVE_MICRO_BATCH"
+ENV_THREADS = "DIGITREC_SERVE_THREADS"
+ENV_PREPROCESS = "DIGITREC_SERVE_PREPROCESS_PROCESSES"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    model_path: str | None = None  # None: the shipped default model
+    backend: str = "torch"
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES  # per file
+    max_batch_files: int = 64  # files per POST /v1/predict/batch
+    micro_batch: int = 32  # most images per model call; 1 turns micro-batching off
+    preprocess_processes: int = 0  # processes preprocessing /v1/predict images; 0: the inference thread
+
+    def __post_init__(self) -> None:
+        if self.max_upload_bytes < 1:
+            raise ValueError("max_upload_bytes must be positive")
+        if self.max_batch_files < 1 or self.micro_batch < 1:
+            raise ValueError("max_batch_files and micro_batch must be at least 1")
+        if self.preprocess_processes < 0:
+            raise ValueError("preprocess_processes must be 0 or more")
+
+    def body_limit(self, path: str) -> tuple[int, str] | None:
+        """Largest request body per route (the per-file limit plus the multipart envelope)."""
+        per_file = f"an upload may be at most {format_bytes(self.max_upload_bytes)} per file"
+        if path == "/v1/predict/batch":
+            return (
+                self.max_batch_files * (self.max_upload_bytes + MULTIPART_OVERHEAD),
+                f"{per_file} and {self.max_batch_files} files per batch",
+            )
+        if path in ("/v1/predict", "/v1/read"):
+            return self.max_upload_bytes + MULTIPART_OVERHEAD, per_file
+        return MULTIPART_OVERHEAD, "this route takes no upload"
+
+
+class NotLoadedError(RuntimeError):
+    """The model was asked for before the lifespan loaded it: a bug, since the routes that use the
+    model only get a service that is ready (`get_ready_service`)."""
+
+
+@dataclass
+class Service:
+    """What the routes need, held on `app.state.service` and handed out by `get_service`."""
+
+    settings: ServerSettings
+    metrics: ServiceMetrics
+    recognizer: Recognizer | None = None  # loaded in the lifespan, or handed to create_app
+    executor: ThreadPoolExecutor | None = None
+    batcher: MicroBatcher | None = None
+    preprocess: PreprocessPool | None = None
+    ready: bool = False
+
+    def loaded_recognizer(self) -> Recognizer:
+        if self.recognizer is None:
+            raise NotLoadedError("the model is not loaded")
+        return self.recognizer
+
+    def loaded_batcher(self) -> MicroBatcher:
+        if self.batcher is None:
+            raise NotLoadedError("the micro-batcher is not running")
+        return self.batcher
+
+    async def run_model(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a model call on the inference thread."""
+        if self.executor is None:
+            raise NotLoadedError("the inference thread is not running")
+        return await asyncio.get_running_loop().run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+
+
+def load_recognizer(settings: ServerSettings) -> Recognizer:
+    # Imported here, not at the top: it brings torch, which only a process that serves a model needs.
+    from digitrec.reading.recognize import Recognizer
+
+    return Recognizer.load(settings.model_path, backend=settings.backend, device="cpu")
+
+
+def model_info(service: Service) -> dict[str, Any]:
+    """What GET /v1/model reports, from the checkpoint's own metadata."""
+    recognizer = service.loaded_recognizer()
+    checkpoint = recognizer.checkpoint
+    return {
+        "arch": checkpoint.arch,
+        "arch_kwargs": dict(checkpoint.arch_kwargs),
+        "metrics": checkpoint.meta.get("metrics", {}),
+        "weights_sha256": checkpoint.meta.get("weights_sha256"),
+        "version": __version__,
+        "backend": getattr(getattr(recognizer, "backend", None), "name", service.settings.backend),
+        "temperature": checkpoint.temperature,
+        "model_path": checkpoint.path,
+    }
