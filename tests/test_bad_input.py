@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitrec.reading import synth
 from digitrec.cli import main
 from digitrec.errors import BadImageError, NotAnImageError
+from digitrec.reading import synth
 from digitrec.reading.recognize import Recognizer
 
 
@@ -25,8 +25,13 @@ def recognizer() -> Recognizer:
 
 @pytest.fixture(scope="module")
 def digit_page(mnist) -> Image.Image:
-    return synth.render_digit(mnist.test_images[0].numpy(), np.random.default_rng(0), synth.clean_style(),
-                              canvas=(120, 120), height_fraction=(0.6, 0.6))  # a 7
+    return synth.render_digit(
+        mnist.test_images[0].numpy(),
+        np.random.default_rng(0),
+        synth.clean_style(),
+        canvas=(120, 120),
+        height_fraction=(0.6, 0.6),
+    )  # a 7
 
 
 def png_with_size(width: int, height: int) -> bytes:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitrec.reading import synth
 from digitrec.cli import main
+from digitrec.reading import synth
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +21,14 @@ def files(tmp_path_factory, mnist):
         image = synth.render_digit(mnist.test_images[i].numpy(), rng, synth.random_style(rng, "photo"))
         paths[f"digit{i}"] = folder / f"digit{i}.jpg"
         image.save(paths[f"digit{i}"], quality=92)
-    number = synth.render_number([mnist.test_images[i].numpy() for i in (0, 1, 2, 3)],
-                                 mnist.test_labels[:4].tolist(), rng, synth.clean_style(), height=70,
-                                 touch_probability=0)
+    number = synth.render_number(
+        [mnist.test_images[i].numpy() for i in (0, 1, 2, 3)],
+        mnist.test_labels[:4].tolist(),
+        rng,
+        synth.clean_style(),
+        height=70,
+        touch_probability=0,
+    )
     paths["number"] = folder / "number.png"
     number.image.save(paths["number"])
     paths["blank"] = folder / "blank.png"

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from digitrec.reading import ndexact as nx
+from digitrec.models.inputs import Normalization
+from digitrec.reading import ink as ik
 from digitrec.reading import preprocess as pp
 from digitrec.reading import synth
-from digitrec.models.inputs import Normalization
 
 
 def best_shift_correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -27,8 +27,9 @@ def best_shift_correlation(a: np.ndarray, b: np.ndarray) -> float:
     return best
 
 
-def page(digit: np.ndarray, kind: str = "scan", size: tuple[int, int] = (300, 260), fraction: float = 0.5,
-         seed: int = 0) -> Image.Image:
+def page(
+    digit: np.ndarray, kind: str = "scan", size: tuple[int, int] = (300, 260), fraction: float = 0.5, seed: int = 0
+) -> Image.Image:
     """A clean picture of an MNIST digit: black ink on white paper ("scan") or white on black ("chalk")."""
     rng = np.random.default_rng(seed)
     return synth.render_digit(digit, rng, synth.clean_style(kind), canvas=size, height_fraction=(fraction, fraction))
@@ -41,6 +42,7 @@ def to28(image) -> np.ndarray:
 
 
 # ---- golden cases ---------------------------------------------------------------------------------
+
 
 def test_a_rendered_mnist_digit_comes_back_as_the_mnist_digit(mnist):
     # Black-on-white at 6x the size, anywhere on a page: preprocessing must undo exactly what
@@ -104,13 +106,14 @@ def test_model_input_is_normalised_like_training():
 
 # ---- polarity, background, ink --------------------------------------------------------------------
 
+
 def test_polarity_dark_on_light_and_light_on_dark_give_the_same_digit(mnist):
     digit = mnist.test_images[3].numpy()
     dark = to28(page(digit, "scan"))
     light = to28(page(digit, "chalk"))
     assert best_shift_correlation(dark, light) > 0.97
-    assert pp.ink_is_dark(pp.to_gray(page(digit, "scan")))
-    assert not pp.ink_is_dark(pp.to_gray(page(digit, "chalk")))
+    assert ik.ink_is_dark(pp.to_gray(page(digit, "scan")))
+    assert not ik.ink_is_dark(pp.to_gray(page(digit, "chalk")))
 
 
 def test_background_removal_flattens_uneven_light():
@@ -120,7 +123,7 @@ def test_background_removal_flattens_uneven_light():
     gray = light.copy()
     gray[100:140, 40:46] *= 0.2  # a stroke in the dark half
     gray[100:140, 270:276] *= 0.2  # and one in the bright half
-    residual = pp.remove_background(1 - gray)
+    residual = ik.remove_background(1 - gray)
     paper = np.ones_like(gray, bool)
     paper[90:150, 30:56] = paper[90:150, 260:286] = False
     assert np.percentile(residual[paper], 99) < 0.05  # the lighting is gone
@@ -133,9 +136,20 @@ def test_noise_and_uneven_light_do_not_change_the_digit(mnist):
     digit = mnist.test_images[5].numpy()
     clean = to28(page(digit))
     rng = np.random.default_rng(1)
-    harsh = synth.Style("photo", paper=(0.85, 0.82, 0.75), ink=(0.1, 0.1, 0.3), ink_opacity=0.9, gradient=0.45,
-                        gradient_angle=0.7, vignette=0.35, shadow=0.3, texture=0.03, noise=0.03, blur=1.2,
-                        jpeg_quality=50)
+    harsh = synth.Style(
+        "photo",
+        paper=(0.85, 0.82, 0.75),
+        ink=(0.1, 0.1, 0.3),
+        ink_opacity=0.9,
+        gradient=0.45,
+        gradient_angle=0.7,
+        vignette=0.35,
+        shadow=0.3,
+        texture=0.03,
+        noise=0.03,
+        blur=1.2,
+        jpeg_quality=50,
+    )
     photo = synth.render_digit(digit, rng, harsh, canvas=(400, 300), height_fraction=(0.4, 0.4))
     assert best_shift_correlation(to28(synth.encode(photo, "JPEG", quality=80)), clean) > 0.85
 
@@ -148,10 +162,19 @@ def test_a_blank_page_has_no_ink(kind):
     elif kind == "gradient":
         image = Image.fromarray(np.linspace(90, 250, 300, dtype=np.uint8)[None, :].repeat(200, 0))
     else:
-        style = synth.Style("photo", paper=(0.9, 0.88, 0.8), gradient=0.4, vignette=0.35, shadow=0.3, texture=0.03,
-                            noise=0.03, blur=1.0, jpeg_quality=60)
+        style = synth.Style(
+            "photo",
+            paper=(0.9, 0.88, 0.8),
+            gradient=0.4,
+            vignette=0.35,
+            shadow=0.3,
+            texture=0.03,
+            noise=0.03,
+            blur=1.0,
+            jpeg_quality=60,
+        )
         image = synth.finish(synth.compose(np.zeros((240, 320), np.float32), style, rng), style)
-    ink = pp.extract_ink(synth.encode(image))
+    ink = ik.extract_ink(synth.encode(image))
     assert not ink.found
     assert pp.prepare_digit(synth.encode(image)).reason == "no ink found"
 
@@ -169,10 +192,11 @@ def test_a_ruled_line_is_not_ink_of_the_digit(mnist):
 
 def test_a_small_digit_in_a_big_photo_is_found(mnist):
     rng = np.random.default_rng(3)
-    big = synth.render_digit(mnist.test_images[1].numpy(), rng, synth.clean_style(), canvas=(2400, 1800),
-                             height_fraction=(0.06, 0.06))
+    big = synth.render_digit(
+        mnist.test_images[1].numpy(), rng, synth.clean_style(), canvas=(2400, 1800), height_fraction=(0.06, 0.06)
+    )
     result = pp.prepare_digit(synth.encode(big, "JPEG", quality=90))
-    assert result.ink.scale == pytest.approx(2400 / pp.WORK_MAX_SIDE, rel=0.01)  # processed at working size
+    assert result.ink.scale == pytest.approx(2400 / ik.WORK_MAX_SIDE, rel=0.01)  # processed at working size
     assert best_shift_correlation(result.digit28, to28(page(mnist.test_images[1].numpy()))) > 0.85
 
 
@@ -187,6 +211,7 @@ def test_thick_strokes_filling_the_frame_are_not_hollowed(mnist):
 
 # ---- decoding: modes, transparency, EXIF ------------------------------------------------------------
 
+
 def reference_digit(mnist) -> tuple[np.ndarray, np.ndarray]:
     """(gray page uint8 with a black digit on white, its 28x28)."""
     gray = np.asarray(page(mnist.test_images[0].numpy()).convert("L"))
@@ -198,8 +223,11 @@ def test_every_colour_mode_gives_the_same_digit(mnist, mode):
     gray, expected = reference_digit(mnist)
     image = Image.fromarray(gray)
     if mode in ("I;16", "I"):
-        converted = Image.fromarray(gray.astype(np.uint16) * 257) if mode == "I;16" else \
-            Image.fromarray(gray.astype(np.int32) * 257, "I")
+        converted = (
+            Image.fromarray(gray.astype(np.uint16) * 257)
+            if mode == "I;16"
+            else Image.fromarray(gray.astype(np.int32) * 257, "I")
+        )
     elif mode == "F":
         converted = Image.fromarray(gray.astype(np.float32) * 3.0 + 7.0, "F")  # any float range
     elif mode == "P":
@@ -235,8 +263,10 @@ def test_transparency_is_flattened_onto_paper(mnist):
     assert best_shift_correlation(to28(synth.encode(pal)), expected) > 0.9
 
 
-@pytest.mark.parametrize("orientation,undo", [(3, Image.Transpose.ROTATE_180), (6, Image.Transpose.ROTATE_90),
-                                              (8, Image.Transpose.ROTATE_270)])
+@pytest.mark.parametrize(
+    "orientation,undo",
+    [(3, Image.Transpose.ROTATE_180), (6, Image.Transpose.ROTATE_90), (8, Image.Transpose.ROTATE_270)],
+)
 def test_exif_rotation_of_phone_photos_is_applied(mnist, orientation, undo):
     upright = page(mnist.test_images[0].numpy(), size=(360, 240))
     expected = to28(upright)
@@ -253,8 +283,15 @@ def test_inputs_as_bytes_path_pil_and_array_agree(mnist, tmp_path):
     image = page(mnist.test_images[4].numpy())
     path = tmp_path / "digit.png"
     image.save(path)
-    variants = [path, str(path), path.read_bytes(), image, np.asarray(image), np.asarray(image.convert("L")),
-                np.asarray(image.convert("L")).astype(np.float32) / 255]
+    variants = [
+        path,
+        str(path),
+        path.read_bytes(),
+        image,
+        np.asarray(image),
+        np.asarray(image.convert("L")),
+        np.asarray(image.convert("L")).astype(np.float32) / 255,
+    ]
     results = [to28(v) for v in variants]
     for r in results[1:]:
         assert np.abs(r - results[0]).max() < 0.02
@@ -262,110 +299,7 @@ def test_inputs_as_bytes_path_pil_and_array_agree(mnist, tmp_path):
 
 def test_working_scale_keeps_small_images_and_shrinks_large_ones():
     small = np.zeros((100, 80), np.float32)
-    assert pp.working_scale(small)[1] == 1.0
+    assert ik.working_scale(small)[1] == 1.0
     large = np.zeros((3000, 1500), np.float32)
-    shrunk, scale = pp.working_scale(large)
-    assert max(shrunk.shape) == pp.WORK_MAX_SIDE and scale == pytest.approx(3000 / pp.WORK_MAX_SIDE, rel=0.01)
-
-
-# ---- the cheaper implementations (digitrec.ndexact) compute exactly what scipy / numpy would ---------------------------
-# Preprocessing runs once per request in the server, so its steps use cheaper equivalents of
-# scipy.ndimage and numpy calls. "Equivalent" means bit for bit: the digit a user gets must not
-# depend on these shortcuts. Arrays: noise, blobs, mostly-equal values (paper), every size parity.
-
-def random_masks(seed: int, count: int = 60):
-    rng = np.random.default_rng(seed)
-    for i in range(count):
-        h, w = (int(v) for v in rng.integers(8, 70, 2))
-        kind = i % 4
-        if kind == 0:
-            yield rng.random((h, w)) < rng.uniform(0.05, 0.95)
-        elif kind == 1:  # thick blobs with holes
-            yield ndimage.binary_dilation(rng.random((h, w)) < 0.02, iterations=int(rng.integers(1, 6)))
-        elif kind == 2:  # nearly all ink
-            mask = np.ones((h, w), bool)
-            mask[rng.integers(0, h), rng.integers(0, w)] = rng.random() < 0.5
-            yield mask
-        else:  # smooth shapes: rings and loops
-            yield ndimage.gaussian_filter(rng.random((h, w)), 2) > 0.5
-
-
-def random_values(seed: int, count: int = 200):
-    rng = np.random.default_rng(seed)
-    for i in range(count):
-        n = int(rng.integers(1, 3000))
-        values = rng.random(n).astype(np.float32 if i % 4 else np.float64)
-        if i % 3 == 0:  # mostly equal values, like paper after background removal
-            values[rng.random(n) < 0.8] = 0
-        yield values
-
-
-def test_filters_are_scipys_to_the_bit():
-    rng = np.random.default_rng(0)
-    for mask in random_masks(1, 20):
-        image = rng.random(mask.shape).astype(np.float32) * mask
-        for sigma in (0.7, 1.0, 2.5, float(rng.uniform(0.3, 6))):
-            assert np.array_equal(nx.gaussian_filter(image, sigma), ndimage.gaussian_filter(image, sigma=sigma))
-        for size in (3, 4, 9, int(rng.integers(2, 40))):
-            assert np.array_equal(nx.uniform_filter(image, size), ndimage.uniform_filter(image, size=size))
-
-
-def test_fill_holes_and_thickness_bound_agree_with_scipy():
-    for mask in random_masks(2):
-        assert np.array_equal(pp.fill_holes(mask), ndimage.binary_fill_holes(mask))
-        assert pp.thickest_bound(mask) >= pp.thickest(mask)
-
-
-def test_order_statistics_are_numpys_to_the_bit():
-    for values in random_values(3):
-        n = values.size
-        median = nx.median_of(nx.partition(values, nx.median_ranks(n)), n)
-        assert median == np.median(values) and median.dtype == np.median(values).dtype
-        for q in (0.005, 0.5, 50, 90, 99.95, 100):
-            i, j, t = nx.percentile_ranks(n, q)
-            part = nx.partition(values, {i, j})
-            assert nx.lerp(part[i], part[j], t, in_dtype=True) == float(np.percentile(values, q))
-            assert nx.lerp(part[i], part[j], t, in_dtype=False) == float(np.percentile(values, [q, 50])[0])
-
-
-def test_digit_ink_is_the_isin_and_dilation_it_replaces():
-    rng = np.random.default_rng(4)
-    for mask in random_masks(5, 40):
-        labels, n = ndimage.label(mask, structure=pp.EIGHT)
-        ink = rng.random(mask.shape).astype(np.float32)
-        ids = sorted({int(v) for v in rng.integers(1, n + 2, size=int(rng.integers(1, 4)))})
-        h, w = mask.shape
-        box = (int(rng.integers(0, w // 2)), int(rng.integers(0, h // 2)), int(rng.integers(w // 2 + 1, w + 1)),
-               int(rng.integers(h // 2 + 1, h + 1)))
-        for halo in (0, 1, 2):
-            x0, y0 = max(0, box[0] - halo), max(0, box[1] - halo)
-            x1, y1 = min(w, box[2] + halo), min(h, box[3] + halo)
-            lab = labels[y0:y1, x0:x1]
-            want = np.isin(lab, ids)
-            keep = ndimage.binary_dilation(want, structure=pp.EIGHT, iterations=halo) if halo else want.copy()
-            keep &= ~((lab > 0) & ~want)
-            crop, got = pp.digit_ink(ink, labels, ids, box, halo)
-            assert np.array_equal(got, want)
-            assert np.array_equal(crop, np.where(keep, ink[y0:y1, x0:x1], 0).astype(np.float32))
-
-
-def test_padding_and_square_dilation_are_numpys_and_scipys():
-    rng = np.random.default_rng(6)
-    for mask in random_masks(7, 30):
-        image = rng.random(mask.shape).astype(np.float32)
-        for pad in (1, 9, 27):
-            assert np.array_equal(nx.edge_pad(image, pad), np.pad(image, pad, mode="edge"))
-        for radius in (1, 2, 3):
-            assert np.array_equal(nx.dilate_square(mask, radius),
-                                  ndimage.binary_dilation(mask, structure=pp.EIGHT, iterations=radius))
-
-
-def test_background_opening_is_scipys_to_the_bit():
-    rng = np.random.default_rng(8)
-    for i, mask in enumerate(random_masks(9, 40)):
-        image = (np.round(rng.random(mask.shape) * 65536) / 65536).astype(np.float32) * (0.5 + 0.5 * mask)
-        k = int(rng.integers(3, 30))  # odd and even widths
-        pad, smooth = k + k // 2, max(3, k // 2)
-        expected = ndimage.uniform_filter(ndimage.grey_opening(np.pad(image, pad, mode="edge"), size=(k, k)),
-                                          size=smooth)[pad:-pad, pad:-pad]
-        assert np.array_equal(pp._smooth_opening(image, k, pad, smooth), expected)
+    shrunk, scale = ik.working_scale(large)
+    assert max(shrunk.shape) == ik.WORK_MAX_SIDE and scale == pytest.approx(3000 / ik.WORK_MAX_SIDE, rel=0.01)

@@ -29,15 +29,16 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from digitrec.reading import preprocess as pp
 from digitrec.errors import BadImageError, ImageError
+from digitrec.reading import preprocess as pp
 from digitrec.reading.recognize import Prepared, Reading, Recognizer
 
 CORPUS = Path(__file__).resolve().parent / "fuzz" / "corpus"
 # Pillow warns (and carries on) when it skips a broken EXIF block in a mutated file.
 pytestmark = pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")
-SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-                derandomize=True)  # the same examples on every run: CI failures reproduce locally
+SETTINGS = dict(
+    deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture], derandomize=True
+)  # the same examples on every run: CI failures reproduce locally
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -54,6 +55,7 @@ def recognizer() -> Recognizer:
 
 
 # ---- what every outcome must look like ------------------------------------------------------------
+
 
 def outcome(recognizer: Recognizer, image) -> Prepared | ImageError:
     """prepare(image): the Prepared, or the ImageError it raised. Anything else propagates and
@@ -102,8 +104,7 @@ def make_array(seed: int, h: int, w: int, channels: int | None, dtype: str, patt
     elif pattern == "constant":
         a = np.full(shape, rng.random())
     elif pattern == "gradient":
-        a = np.broadcast_to(np.linspace(0, 1, w)[None, :] * rng.random() + rng.random() * 0.5,
-                            (h, w)).copy()
+        a = np.broadcast_to(np.linspace(0, 1, w)[None, :] * rng.random() + rng.random() * 0.5, (h, w)).copy()
         a = np.clip(a if channels is None else np.repeat(a[..., None], channels, axis=2), 0, 1)
     elif pattern == "dots":
         a = np.ones(shape)
@@ -116,9 +117,9 @@ def make_array(seed: int, h: int, w: int, channels: int | None, dtype: str, patt
             x0, x1 = sorted(rng.integers(0, w, 2))
             t = max(1, int(rng.integers(1, max(2, min(h, w) // 8 + 1))))
             if rng.random() < 0.5:
-                a[y0:y0 + t, x0:x1 + 1] = rng.uniform(0, 0.4)
+                a[y0 : y0 + t, x0 : x1 + 1] = rng.uniform(0, 0.4)
             else:
-                a[y0:y1 + 1, x0:x0 + t] = rng.uniform(0, 0.4)
+                a[y0 : y1 + 1, x0 : x0 + t] = rng.uniform(0, 0.4)
     else:  # "specials": values at and beyond the edges of the range, NaN and inf for floats
         a = rng.choice([0.0, 1.0, -1.0, 2.0, 0.5, np.nan, np.inf, -np.inf], size=shape)
     if dtype == "bool":
@@ -188,8 +189,13 @@ def test_a_16_bit_colour_array_is_the_same_picture_as_its_8_bit_values(recognize
 
 
 @settings(max_examples=30, **SETTINGS)
-@given(seed=st.integers(0, 2**32 - 1), h=st.integers(1, 400), w=st.integers(1, 400),
-       dtype=st.sampled_from(DTYPES), channels=st.sampled_from([None, 3, 4]))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    h=st.integers(1, 400),
+    w=st.integers(1, 400),
+    dtype=st.sampled_from(DTYPES),
+    channels=st.sampled_from([None, 3, 4]),
+)
 def test_a_picture_without_variation_has_no_ink(recognizer, seed, h, w, dtype, channels):
     array = make_array(seed, h, w, channels, dtype, "constant")
     result = outcome(recognizer, array)
@@ -212,16 +218,38 @@ def test_read_on_random_arrays_never_fails(recognizer, array):
 
 # ---- random PIL modes and encodings ---------------------------------------------------------------
 
-MODES = ("1", "L", "P", "RGB", "RGBA", "LA", "La", "RGBa", "PA", "RGBX", "CMYK", "YCbCr", "HSV", "LAB",
-         "I", "I;16", "F")
+MODES = (
+    "1",
+    "L",
+    "P",
+    "RGB",
+    "RGBA",
+    "LA",
+    "La",
+    "RGBa",
+    "PA",
+    "RGBX",
+    "CMYK",
+    "YCbCr",
+    "HSV",
+    "LAB",
+    "I",
+    "I;16",
+    "F",
+)
 Image.init()
 ENCODINGS = tuple(f for f in pp.FORMATS if f in Image.SAVE)  # every format we decode that Pillow writes
 
 
 @settings(max_examples=80, **SETTINGS)
-@given(seed=st.integers(0, 2**32 - 1), h=st.integers(1, 200), w=st.integers(1, 200),
-       pattern=st.sampled_from(("noise", "strokes", "gradient", "constant", "dots")),
-       mode=st.sampled_from(MODES), encoding=st.sampled_from((None,) + ENCODINGS))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    h=st.integers(1, 200),
+    w=st.integers(1, 200),
+    pattern=st.sampled_from(("noise", "strokes", "gradient", "constant", "dots")),
+    mode=st.sampled_from(MODES),
+    encoding=st.sampled_from((None,) + ENCODINGS),
+)
 def test_any_mode_in_any_format(recognizer, seed, h, w, pattern, mode, encoding):
     rgb = (make_array(seed, h, w, 3, "float64", pattern) * 255).astype(np.uint8)
     try:
@@ -245,15 +273,29 @@ def test_any_mode_in_any_format(recognizer, seed, h, w, pattern, mode, encoding)
 
 # ---- mutated files ------------------------------------------------------------------------------------
 
-VALID_FILES = ("digit.png", "digit.jpg", "digit.gif", "digit.tiff", "digit.webp", "digit.bmp",
-               "digit_16bit.png", "digit_cmyk.jpg", "digit_palette_transparent.png", "digit_exif6.jpg",
-               "digit_float.tiff", "digit_progressive.jpg")
+VALID_FILES = (
+    "digit.png",
+    "digit.jpg",
+    "digit.gif",
+    "digit.tiff",
+    "digit.webp",
+    "digit.bmp",
+    "digit_16bit.png",
+    "digit_cmyk.jpg",
+    "digit_palette_transparent.png",
+    "digit_exif6.jpg",
+    "digit_float.tiff",
+    "digit_progressive.jpg",
+)
 
 
 @settings(max_examples=300, **SETTINGS)
-@given(name=st.sampled_from(VALID_FILES), cut=st.one_of(st.none(), st.floats(0.0, 1.0)),
-       flips=st.lists(st.tuples(st.floats(0.0, 1.0, exclude_max=True), st.integers(1, 255)), max_size=12),
-       insert=st.one_of(st.none(), st.tuples(st.floats(0.0, 1.0), st.binary(min_size=1, max_size=64))))
+@given(
+    name=st.sampled_from(VALID_FILES),
+    cut=st.one_of(st.none(), st.floats(0.0, 1.0)),
+    flips=st.lists(st.tuples(st.floats(0.0, 1.0, exclude_max=True), st.integers(1, 255)), max_size=12),
+    insert=st.one_of(st.none(), st.tuples(st.floats(0.0, 1.0), st.binary(min_size=1, max_size=64))),
+)
 def test_mutated_files_give_a_result_or_a_documented_error(recognizer, name, cut, flips, insert):
     data = bytearray((CORPUS / name).read_bytes())
     for where, mask in flips:
@@ -262,14 +304,29 @@ def test_mutated_files_give_a_result_or_a_documented_error(recognizer, name, cut
         at = int(insert[0] * len(data))
         data[at:at] = insert[1]
     if cut is not None:
-        del data[int(cut * len(data)):]
+        del data[int(cut * len(data)) :]
     outcome(recognizer, bytes(data))
 
 
 @settings(max_examples=100, **SETTINGS)
-@given(prefix=st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"GIF87a", b"BM",
-                               b"II*\x00", b"MM\x00*", b"RIFF\x00\x00\x00\x00WEBP", b"P5\n", b"P6\n8 8\n255\n"]),
-       body=st.binary(max_size=512))
+@given(
+    prefix=st.sampled_from(
+        [
+            b"",
+            b"\x89PNG\r\n\x1a\n",
+            b"\xff\xd8\xff",
+            b"GIF89a",
+            b"GIF87a",
+            b"BM",
+            b"II*\x00",
+            b"MM\x00*",
+            b"RIFF\x00\x00\x00\x00WEBP",
+            b"P5\n",
+            b"P6\n8 8\n255\n",
+        ]
+    ),
+    body=st.binary(max_size=512),
+)
 def test_garbage_behind_a_real_signature_is_refused_cleanly(recognizer, prefix, body):
     result = outcome(recognizer, prefix + body)
     assume(not isinstance(result, Prepared))  # a few byte strings happen to be tiny valid images
@@ -278,28 +335,35 @@ def test_garbage_behind_a_real_signature_is_refused_cleanly(recognizer, prefix, 
 
 # ---- polarity and position ----------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def digits(mnist) -> np.ndarray:
     return mnist.test_images[:500].numpy()
 
 
-def on_paper(digit28: np.ndarray, scale: int, page: tuple[int, int], at: tuple[int, int],
-             paper: float, ink: float) -> np.ndarray:
+def on_paper(
+    digit28: np.ndarray, scale: int, page: tuple[int, int], at: tuple[int, int], paper: float, ink: float
+) -> np.ndarray:
     """An MNIST digit written with `ink` on `paper` (grey levels 0-1), `scale` times larger, at
     `at` (fractions of the free space) on a page of `page` extra pixels: float32 (H, W)."""
-    big = np.asarray(Image.fromarray(digit28.astype(np.float32) / 255, "F").resize((28 * scale, 28 * scale),
-                                                                                    Image.BILINEAR))
+    big = np.asarray(
+        Image.fromarray(digit28.astype(np.float32) / 255, "F").resize((28 * scale, 28 * scale), Image.BILINEAR)
+    )
     big = np.clip(big, 0, 1)
     h, w = big.shape[0] + page[0], big.shape[1] + page[1]
     out = np.full((h, w), paper, np.float32)
     y, x = int(at[0] * page[0]), int(at[1] * page[1])
-    out[y:y + big.shape[0], x:x + big.shape[1]] = paper + (ink - paper) * big
+    out[y : y + big.shape[0], x : x + big.shape[1]] = paper + (ink - paper) * big
     return out
 
 
-written = dict(index=st.integers(0, 499), scale=st.integers(1, 6),
-               page=st.tuples(st.integers(8, 120), st.integers(8, 120)),
-               paper=st.floats(0.6, 1.0), ink=st.floats(0.0, 0.35))
+written = dict(
+    index=st.integers(0, 499),
+    scale=st.integers(1, 6),
+    page=st.tuples(st.integers(8, 120), st.integers(8, 120)),
+    paper=st.floats(0.6, 1.0),
+    ink=st.floats(0.0, 0.35),
+)
 
 
 @settings(max_examples=40, **SETTINGS)

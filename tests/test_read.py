@@ -7,9 +7,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from digitrec.reading import features, synth
+from digitrec.reading import pieces as pc
+from digitrec.reading import seams as sm
 from digitrec.reading import segment as sg
-from digitrec.reading import synth
+from digitrec.reading.ink import extract_ink
 from digitrec.reading.recognize import Recognizer
+from digitrec.reading.verifier import Verifier, load_verifier
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +91,7 @@ def test_broken_strokes_of_one_digit_are_merged(recognizer, mnist):
         page[35 : 35 + cov.shape[0], x : x + cov.shape[1]] = cov
         x += cov.shape[1] + 50
     image = Image.fromarray(((1 - page) * 255).astype(np.uint8))
-    labels, found = sg.pp.pieces(sg.pp.extract_ink(image, sg.READ_MAX_SIDE).mask)
+    labels, found = pc.pieces(extract_ink(image, sg.READ_MAX_SIDE).mask)
     assert len(found) >= 6  # the strokes really are separate pieces
     reading = recognizer.read(image)
     assert reading.text == "5714", reading
@@ -123,14 +127,16 @@ def test_boxes_are_in_the_input_pixels_of_a_large_photo(recognizer, mnist):
 def test_twenty_digits_are_read_and_more_are_refused(recognizer, mnist):
     rng = np.random.default_rng(11)
     images, labels = digits_of(mnist, rng, 20)
-    number = synth.render_number(images, labels, rng, synth.clean_style(), height=48, touch_probability=0,
-                                 gap=(0.25, 0.4))
+    number = synth.render_number(
+        images, labels, rng, synth.clean_style(), height=48, touch_probability=0, gap=(0.25, 0.4)
+    )
     reading = recognizer.read(number.image)
     assert not reading.rejected and len(reading.digits) == 20
     assert sum(a == b for a, b in zip(reading.text, number.text)) >= 18
     images, labels = digits_of(mnist, rng, 23)
-    longer = synth.render_number(images, labels, rng, synth.clean_style(), height=48, touch_probability=0,
-                                 gap=(0.25, 0.4))
+    longer = synth.render_number(
+        images, labels, rng, synth.clean_style(), height=48, touch_probability=0, gap=(0.25, 0.4)
+    )
     refused = recognizer.read(longer.image)
     assert refused.rejected and refused.reason == "more than 20 digits" and refused.text == ""
 
@@ -142,8 +148,13 @@ def test_a_blank_page_and_two_lines_are_rejected(recognizer, mnist):
     lines = []
     for _ in range(2):
         images, labels = digits_of(mnist, rng, 3)
-        lines.append(np.asarray(synth.render_number(images, labels, rng, synth.clean_style(), height=60,
-                                                    touch_probability=0).image.convert("L")))
+        lines.append(
+            np.asarray(
+                synth.render_number(
+                    images, labels, rng, synth.clean_style(), height=60, touch_probability=0
+                ).image.convert("L")
+            )
+        )
     width = max(line.shape[1] for line in lines)
     stacked = np.vstack([np.pad(line, ((0, 0), (0, width - line.shape[1])), constant_values=255) for line in lines])
     two = recognizer.read(stacked)
@@ -197,7 +208,7 @@ def joined_line(covs: list[np.ndarray], joined: list[bool], gap: int = 40) -> Im
 JOINED_PAIRS = ((4, 1), (1, 4), (7, 7), (1, 7), (3, 0), (0, 1), (6, 6), (2, 5))
 
 
-def joined_pair_readings(recognizer, mnist, sample: int) -> list[tuple[str, "object"]]:
+def joined_pair_readings(recognizer, mnist, sample: int) -> list[tuple[str, object]]:
     """An 8, then a pair of digits whose ink is joined, for each pair in JOINED_PAIRS: (true text,
     reading). The k-th MNIST test digit of each class is used, k = sample."""
     labels = mnist.test_labels.numpy()
@@ -206,14 +217,14 @@ def joined_pair_readings(recognizer, mnist, sample: int) -> list[tuple[str, "obj
         chosen = [np.nonzero(labels == d)[0][sample + (3 if n == 2 else 0)] for n, d in enumerate((8, a, b))]
         covs = [synth.ink_coverage(mnist.test_images[i].numpy(), 80) for i in chosen]
         image = joined_line(covs, [False, True])
-        found = sg.pp.pieces(sg.pp.extract_ink(image, sg.READ_MAX_SIDE).mask)[1]
+        found = pc.pieces(extract_ink(image, sg.READ_MAX_SIDE).mask)[1]
         assert len(found) == 2  # the pair really is one piece of ink
         out.append((f"8{a}{b}", recognizer.read(image)))
     return out
 
 
 @pytest.fixture(scope="module")
-def joined_readings(recognizer, mnist) -> list[tuple[str, "object"]]:
+def joined_readings(recognizer, mnist) -> list[tuple[str, object]]:
     return [item for sample in range(4) for item in joined_pair_readings(recognizer, mnist, sample)]
 
 
@@ -246,12 +257,12 @@ def one_band_seam(mask, centre, drift):
     """The seam of one band, carved on its own: the plain dynamic programme `seams` must equal."""
     h, w = mask.shape
     lo, hi = max(0, centre - drift), min(w, centre + drift + 1)
-    energy = np.where(mask[:, lo:hi], sg.INK_COST, 1.0)
+    energy = np.where(mask[:, lo:hi], sm.INK_COST, 1.0)
     total, back = energy[0].copy(), np.zeros(energy.shape, np.int64)
     for y in range(1, h):
         new = np.empty_like(total)
         for x in range(hi - lo):
-            steps = [(total[x + d] + sg.DIAGONAL * abs(d), d) for d in (-1, 0, 1) if 0 <= x + d < hi - lo]
+            steps = [(total[x + d] + sm.DIAGONAL * abs(d), d) for d in (-1, 0, 1) if 0 <= x + d < hi - lo]
             cost, d = min(steps, key=lambda s: s[0])
             new[x], back[y, x] = energy[y, x] + cost, x + d
         total = new
@@ -266,29 +277,28 @@ def test_seams_are_the_cheapest_path_in_each_band(seed):
     rng = np.random.default_rng(seed)
     mask = rng.random((30, 40)) < 0.3
     centres = np.array([0, 5, 17, 39])  # bands cut off by both sides, and inside
-    costs, paths = sg.seams(mask, centres, drift=6)
+    costs, paths = sm.seams(mask, centres, drift=6)
     for centre, cost, xs in zip(centres, costs, paths):
         want_cost, want_xs = one_band_seam(mask, int(centre), 6)
         assert cost == pytest.approx(want_cost)
-        assert np.all(np.abs(np.diff(xs)) <= sg.SEAM_STEP) and np.all(np.abs(xs - centre) <= 6)
-        energy = np.where(mask[np.arange(30), xs], sg.INK_COST, 1.0).sum() + sg.DIAGONAL * np.abs(np.diff(xs)).sum()
+        assert np.all(np.abs(np.diff(xs)) <= sm.SEAM_STEP) and np.all(np.abs(xs - centre) <= 6)
+        energy = np.where(mask[np.arange(30), xs], sm.INK_COST, 1.0).sum() + sm.DIAGONAL * np.abs(np.diff(xs)).sum()
         assert energy == pytest.approx(want_cost)  # the path returned costs what it says
 
 
-def test_seams_carved_in_batches_are_the_same(monkeypatch):
+def test_seams_carved_in_batches_are_the_same():
     rng = np.random.default_rng(9)
     mask = rng.random((25, 50)) < 0.3
     centres = np.arange(3, 47, 2)
-    whole = sg.seams(mask, centres, drift=5)
-    monkeypatch.setattr(sg, "SEAM_CELLS", 25 * 11 * 3)  # three bands at a time
-    batched = sg.seams(mask, centres, drift=5)
+    whole = sm.seams(mask, centres, drift=5)
+    batched = sm.seams(mask, centres, drift=5, cells=25 * 11 * 3)  # three bands at a time
     assert np.array_equal(whole[0], batched[0]) and np.array_equal(whole[1], batched[1])
 
 
 def test_a_seam_goes_round_ink_through_the_gap():
     mask = np.ones((20, 30), bool)
     mask[:, 14] = False  # one clean column between two blocks of ink
-    costs, paths = sg.seams(mask, np.array([12]), drift=5)
+    costs, paths = sm.seams(mask, np.array([12]), drift=5)
     assert costs[0] == 20 and np.all(paths[0] == 14)
 
 
@@ -300,3 +310,40 @@ def test_cut_line_needs_no_model_and_matches_the_reading(recognizer, mnist):
     assert cut.spans == analysed.spans and cut.boxes == analysed.boxes
     assert len(cut.digits28) == len(cut.spans) and cut.digits28[0].shape == (28, 28)
     assert analysed.digits28 is None and analysed.probs.shape == (len(cut.spans), 10)
+
+
+def test_candidate_features_are_columns_by_name(recognizer, mnist):
+    images, labels = digits_of(mnist, np.random.default_rng(14), 3)
+    number = synth.render_number(
+        images, labels, np.random.default_rng(15), synth.clean_style(), height=60, touch_probability=1.0
+    )
+    line = sg.analyse_line(recognizer, number.image)
+    rows = features.candidate_feature_dicts(line)
+    matrix = sg.candidate_features(line)
+    assert matrix.shape == (len(line.spans), len(sg.FEATURES)) and len(rows) == len(line.spans)
+    for row, values in zip(rows, matrix):
+        assert values.tolist() == [float(row[name]) for name in sg.FEATURES]
+    reordered = [dict(reversed(list(row.items()))) for row in rows]
+    assert np.array_equal(features.feature_matrix(reordered), matrix)  # columns by name, not by position
+    with pytest.raises(ValueError, match="flat"):  # a feature not computed is an error, not a shifted column
+        features.feature_matrix([{name: value for name, value in rows[0].items() if name != "flat"}])
+    with pytest.raises(ValueError, match="new_feature"):  # so is one FEATURES does not name
+        features.feature_matrix([{**rows[0], "new_feature": 1.0}])
+
+
+def test_the_verifier_is_passed_in(recognizer, mnist):
+    shipped = load_verifier()
+    assert recognizer.verifier == shipped and recognizer.reader.verifier is recognizer.verifier
+    images, labels = digits_of(mnist, np.random.default_rng(16), 4)
+    number = synth.render_number(images, labels, np.random.default_rng(17), synth.clean_style(), touch_probability=0)
+    line = sg.analyse_line(recognizer, number.image)
+    threshold = recognizer.reader.reject_threshold
+    reading = sg.decode_line(line, threshold, shipped, name="n.png")
+    assert reading == recognizer.read(number.image, name="n.png") and not reading.needs_review
+    paths = sg.best_paths(len(line.atoms), sg.candidate_scores(line, shipped), [a.small for a in line.atoms])
+    assert len(paths) > 1  # there is a runner-up reading ...
+    wary = Verifier(bias=shipped.bias, weights=shipped.weights, review_margin=1e9)
+    assert sg.decode_line(line, threshold, wary).needs_review  # ... which a huge review margin flags
+    custom = Recognizer(recognizer.checkpoint, reader=recognizer.reader.checkpoint, verifier=wary)
+    assert custom.verifier is wary and custom.read(number.image).needs_review
+    assert recognizer.verifier == shipped  # the shipped recognizer's is untouched

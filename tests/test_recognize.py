@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from digitrec.reading import synth
-from digitrec.models.checkpoint import load_checkpoint
 from digitrec.evaluation.calibration import choose_reject_threshold
+from digitrec.models.checkpoint import load_checkpoint
 from digitrec.probability import softmax
+from digitrec.reading import synth
 from digitrec.reading.recognize import DEFAULT_REJECT_THRESHOLD, Prediction, Recognizer
 
 
@@ -28,6 +28,7 @@ def paper() -> tuple[Image.Image, ImageDraw.ImageDraw]:
 
 
 # ---- the reject threshold (a pure function of validation probabilities) ---------------------------
+
 
 def test_threshold_keeps_everything_when_every_prediction_is_right():
     probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])
@@ -87,8 +88,11 @@ def test_confidence_is_the_tempered_softmax_and_the_threshold_comes_from_the_che
     checkpoint.meta["calibration"] = {"temperature": 3.0, "reject_threshold": 0.999999}
     recognizer = Recognizer(checkpoint)
     digit = mnist.test_images[0].numpy()
-    logits = recognizer.backend.logits(np.asarray(
-        (digit[None, None] / 255.0 - recognizer.normalization.mean) / recognizer.normalization.std, np.float32))
+    logits = recognizer.backend.logits(
+        np.asarray(
+            (digit[None, None] / 255.0 - recognizer.normalization.mean) / recognizer.normalization.std, np.float32
+        )
+    )
     prediction = recognizer.predict(digit, top_k=10)
     expected = softmax(logits, 3.0)[0]
     got = {t["digit"]: t["probability"] for t in prediction.top_k}
@@ -100,6 +104,7 @@ def test_confidence_is_the_tempered_softmax_and_the_threshold_comes_from_the_che
 
 
 # ---- accuracy on real handwriting, photographed ----------------------------------------------------
+
 
 def test_photographed_mnist_test_digits_are_recognised(recognizer, mnist):
     rng = np.random.default_rng(12345)
@@ -144,6 +149,7 @@ def test_prediction_fields(recognizer, mnist):
 
 # ---- reject instead of guessing --------------------------------------------------------------------
 
+
 def rejection(recognizer, image) -> Prediction:
     p = recognizer.predict(image)
     assert p.rejected and p.digit is None, p
@@ -183,8 +189,14 @@ def test_a_too_wide_mark_is_rejected(recognizer):
 
 def test_several_digits_are_rejected_with_a_pointer_to_read(recognizer, mnist):
     rng = np.random.default_rng(4)
-    number = synth.render_number([mnist.test_images[i].numpy() for i in (0, 1, 2)], [7, 2, 1], rng,
-                                 synth.clean_style(), height=80, touch_probability=0)
+    number = synth.render_number(
+        [mnist.test_images[i].numpy() for i in (0, 1, 2)],
+        [7, 2, 1],
+        rng,
+        synth.clean_style(),
+        height=80,
+        touch_probability=0,
+    )
     assert "digitrec read" in rejection(recognizer, number.image).reason
 
 

@@ -6,10 +6,11 @@ import argparse
 import json
 import sys
 
-from digitrec.errors import ConfigError, ImageError
-from digitrec.reading.recognize import Prediction, Prepared, Recognizer
 from digitrec.commands.arguments import add_image_arguments
 from digitrec.commands.read import read_input
+from digitrec.errors import ConfigError, ImageError
+from digitrec.reading.recognize import Recognizer
+from digitrec.reading.results import Prediction, Prepared
 
 NAME = "predict"
 HELP = "recognise one handwritten digit per image (photos, scans, drawings)"

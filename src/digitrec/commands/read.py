@@ -10,10 +10,11 @@ from pathlib import Path
 from PIL import Image
 
 from digitrec.atomic import atomic_write
-from digitrec.errors import BadImageError, ConfigError, ImageError
-from digitrec.reading.preprocess import MAX_FILE_BYTES, read_file
-from digitrec.reading.recognize import Reading, Recognizer
 from digitrec.commands.arguments import add_image_arguments
+from digitrec.errors import BadImageError, ConfigError, ImageError
+from digitrec.reading.decode import MAX_FILE_BYTES, read_file
+from digitrec.reading.recognize import Recognizer
+from digitrec.reading.results import Reading
 
 NAME = "read"
 HELP = "read a handwritten number (1-20 digits on one line) from each image"
@@ -21,13 +22,19 @@ HELP = "read a handwritten number (1-20 digits on one line) from each image"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_image_arguments(parser)
-    parser.add_argument("--reader", metavar="PATH",
-                        help="checkpoint that classifies the digits cut out of a number (default: the shipped "
-                             "reading model with the shipped model; a custom --model reads with itself)")
+    parser.add_argument(
+        "--reader",
+        metavar="PATH",
+        help="checkpoint that classifies the digits cut out of a number (default: the shipped "
+        "reading model with the shipped model; a custom --model reads with itself)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
-    parser.add_argument("--overlay", metavar="OUT.png",
-                        help="draw the boxes and readings: with one image, the file to write; with several, "
-                             "a directory that receives NAME.overlay.png per image")
+    parser.add_argument(
+        "--overlay",
+        metavar="OUT.png",
+        help="draw the boxes and readings: with one image, the file to write; with several, "
+        "a directory that receives NAME.overlay.png per image",
+    )
 
 
 def read_input(path: str) -> bytes:

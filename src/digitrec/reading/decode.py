@@ -15,14 +15,13 @@ import os
 import struct
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from digitrec.errors import BadImageError, NotAnImageError
 
-ImageInput = Union[bytes, bytearray, memoryview, str, os.PathLike, Image.Image, np.ndarray]
+ImageInput = bytes | bytearray | memoryview | str | os.PathLike | Image.Image | np.ndarray
 
 # --- limits (why: a phone photo is at most ~50 MP; anything beyond is a mistake or an attack) ---
 MAX_FILE_BYTES = 50 * 1024 * 1024  # bytes read from a file or upload
@@ -38,6 +37,7 @@ FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 # ------------------------------------------------------------------------------------------------
 # decode
 # ------------------------------------------------------------------------------------------------
+
 
 def read_file(source: str | os.PathLike) -> bytes:
     """The bytes of an image file, every failure (missing, directory, too large) as a one-line BadImageError."""
@@ -65,9 +65,12 @@ def _check_dimensions(width: int, height: int) -> None:
     if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
         raise BadImageError(
             f"image is {width}x{height} pixels, beyond the limit ({MAX_SIDE} per side, "
-            f"{MAX_PIXELS // 1_000_000} megapixels); possibly a decompression bomb")
+            f"{MAX_PIXELS // 1_000_000} megapixels); possibly a decompression bomb"
+        )
     if width < MIN_SIDE or height < MIN_SIDE:
-        raise BadImageError(f"image is {width}x{height} pixels, too small to hold a digit (at least {MIN_SIDE}x{MIN_SIDE})")
+        raise BadImageError(
+            f"image is {width}x{height} pixels, too small to hold a digit (at least {MIN_SIDE}x{MIN_SIDE})"
+        )
 
 
 def _from_array(array: np.ndarray) -> Image.Image:
@@ -114,7 +117,9 @@ def decode(image: ImageInput) -> Image.Image:
         if not data:
             raise NotAnImageError("empty file (0 bytes)")
         if len(data) > MAX_FILE_BYTES:
-            raise BadImageError(f"upload is {len(data) / 2**20:.0f} MB, larger than the {MAX_FILE_BYTES // 2**20} MB limit")
+            raise BadImageError(
+                f"upload is {len(data) / 2**20:.0f} MB, larger than the {MAX_FILE_BYTES // 2**20} MB limit"
+            )
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -173,6 +178,7 @@ _ROTATED = (2, 3, 4, 5, 6, 7, 8)  # EXIF orientations that exif_transpose turns 
 # ------------------------------------------------------------------------------------------------
 # grayscale
 # ------------------------------------------------------------------------------------------------
+
 
 def _luminance(rgb: np.ndarray) -> np.ndarray:
     # ITU-R 601 luma, as Pillow's convert("L")

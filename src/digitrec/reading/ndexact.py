@@ -19,6 +19,7 @@ from scipy import ndimage
 # between passes), called without the per-call set-up that dominates on a small image: the
 # preprocessing of a 72x72 upload is ~40 filter calls, and the server does one per request.
 
+
 @functools.lru_cache(maxsize=64)
 def gaussian_weights(sigma: float) -> np.ndarray:
     """The 1-D kernel `ndimage.gaussian_filter(x, sigma)` correlates with along each axis (truncate
@@ -47,6 +48,7 @@ def uniform_filter(image: np.ndarray, size: int) -> np.ndarray:
 # Order statistics read off np.partition, each exactly the value np.median / np.percentile (linear
 # interpolation) return, so that one partial sort serves several of them: on a small image, the
 # set-up of each np.percentile call costs more than the partial sort itself.
+
 
 def partition(values: np.ndarray, ranks) -> np.ndarray:
     """np.partition(values, ranks) with the largest value's rank added, as np.median does: numpy's
@@ -79,18 +81,19 @@ def percentile_ranks(n: int, q: float) -> tuple[int, int, float]:
     return below, below + 1, virtual - below
 
 
-def lerp(a: np.generic, b: np.generic, t: float, in_dtype: bool) -> float:
+def lerp(a: np.floating, b: np.floating, t: float, in_dtype: bool) -> float:
     """np.percentile's interpolation between ranks a and b (numpy's `lerp`): in the array's dtype
     for a scalar q (`in_dtype`), in float64 for a list of q."""
     if in_dtype:
-        diff = b - a
-        return float(b - diff * type(a)(1 - t) if t >= 0.5 else a + diff * type(a)(t))
+        step = b - a  # in the array's dtype
+        return float(b - step * type(a)(1 - t) if t >= 0.5 else a + step * type(a)(t))
     diff = float(b - a)
     return float(b) - diff * (1 - t) if t >= 0.5 else float(a) + diff * t
 
 
 # Padding and dilation by slice copies: np.pad's and ndimage's set-up cost more than copying a
 # small image.
+
 
 def edge_pad(image: np.ndarray, pad: int) -> np.ndarray:
     """`np.pad(image, pad, mode="edge")` for a 2-D array, by slice copies (np.pad's set-up costs

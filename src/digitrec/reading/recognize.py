@@ -1,33 +1,40 @@
 """Recognise one digit per image (`predict`) or a whole number on a line (`read`).
 
-Both go through `digitrec.preprocess` (the one path from an image to the model's input) and a
-backend (`digitrec.backends`: eager torch or ONNX Runtime), and turn logits into calibrated
-probabilities: softmax(logits / T) with the checkpoint's temperature T (1.0 until calibrated).
+Both go through `digitrec.reading.preprocess` (the one path from an image to the model's input)
+and a backend (`digitrec.runtime.backends`: eager torch or ONNX Runtime), and turn logits into
+calibrated probabilities: softmax(logits / T) with the checkpoint's temperature T (1.0 until
+calibrated). Numbers are segmented by `digitrec.reading.segment`, scored with a segment verifier
+(`digitrec.reading.verifier`, the shipped one unless another is given). The results are the types
+of `digitrec.reading.results`, importable from here too.
 
 Reject instead of guessing: a picture is rejected, with a reason, when there is no ink, when the
 ink is not shaped like one digit (runs off the image, too wide, a filled blob, several marks side
 by side) or when the model's confidence is below the reject threshold. The threshold is stored in
 the checkpoint by calibration (`meta["calibration"]["reject_threshold"]`, chosen with
-`digitrec.evaluation.calibration.choose_reject_threshold` on the validation split); without one, `DEFAULT_REJECT_THRESHOLD`.
+`digitrec.evaluation.calibration.choose_reject_threshold` on the validation split); without one,
+`DEFAULT_REJECT_THRESHOLD`.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from digitrec.models.checkpoint import Checkpoint, load_checkpoint
 from digitrec.probability import softmax
 from digitrec.reading import preprocess as pp
+from digitrec.reading.overlay import draw_reading
+from digitrec.reading.pieces import Piece, box_union
+from digitrec.reading.results import Prediction, Prepared, Reading, scale_box
+from digitrec.reading.segment import read_number
+from digitrec.reading.verifier import Verifier, load_verifier
 from digitrec.runtime.backends import create_backend
-from digitrec.models.checkpoint import Checkpoint, load_checkpoint
 from digitrec.weights import CHECKER_PATH, DEFAULT_MODEL_PATH, READER_PATH
-
 
 # The reject threshold when the checkpoint has none (not calibrated): choose_reject_threshold(p, y)
 # with the defaults below, on the 5000-image validation split, for the shipped fast_bn_cnn
@@ -45,51 +52,10 @@ SIDE_BY_SIDE_HEIGHT = 0.75  # two pieces this tall (fraction of the digit) ...
 SIDE_BY_SIDE_OVERLAP = 0.3  # ... overlapping horizontally less than this are two digits
 
 
-@dataclass
-class Prediction:
-    """One digit per image. `digit` is None when rejected; `top_k` lists {digit, probability}."""
-
-    file: str | None
-    digit: int | None
-    confidence: float
-    top_k: list[dict] = field(default_factory=list)
-    rejected: bool = False
-    reason: str | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class Reading:
-    """A number on a line. `digits` lists {digit, confidence, box: [x0, y0, x1, y1]} (input
-    image pixels, upright after EXIF rotation, x1/y1 exclusive), left to right."""
-
-    file: str | None
-    text: str
-    digits: list[dict] = field(default_factory=list)
-    needs_review: bool = False
-    rejected: bool = False
-    reason: str | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class Prepared:
-    """One image after preprocessing: the 28x28 digit, or the reason it was rejected."""
-
-    name: str | None
-    digit28: np.ndarray | None  # (28, 28) float 0-1, MNIST polarity
-    reason: str | None = None
-    box: tuple[int, int, int, int] | None = None  # input pixels
-
-
 def check_single_digit(digit: pp.DigitImage) -> str | None:
     """Why this ink is not one written digit, or None when it may be."""
     ink, chosen, rest = digit.ink, digit.chosen, digit.rest
-    box = pp.box_union([p.box for p in chosen])
+    box = box_union([p.box for p in chosen])
     w, h = box[2] - box[0], box[3] - box[1]
     height, width = ink.mask.shape
     sides = (box[0] == 0) + (box[1] == 0) + (box[2] >= width) + (box[3] >= height)
@@ -113,7 +79,7 @@ def check_single_digit(digit: pp.DigitImage) -> str | None:
     return None
 
 
-def marks_inside_loop(labels: np.ndarray, chosen: list[pp.Piece]) -> bool:
+def marks_inside_loop(labels: np.ndarray, chosen: list[Piece]) -> bool:
     """Does a piece lie inside a loop of the largest piece (the eyes of a face)? A digit's loops
     (0, 6, 8, 9) are empty."""
     if len(chosen) < 2:
@@ -132,8 +98,14 @@ def marks_inside_loop(labels: np.ndarray, chosen: list[pp.Piece]) -> bool:
 class Recognizer:
     """A checkpoint plus a backend: predict digits and read numbers from images."""
 
-    def __init__(self, checkpoint: Checkpoint, backend: str = "torch",
-                 reader: Checkpoint | str | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        backend: str = "torch",
+        reader: Checkpoint | str | None = None,
+        device: str = "cpu",
+        verifier: Verifier | None = None,
+    ) -> None:
         self.checkpoint = checkpoint
         self.backend_name = backend
         self.backend = create_backend(backend, checkpoint)
@@ -145,35 +117,51 @@ class Recognizer:
         self._companions: dict[str, Recognizer | None] = {}  # reader, checker: loaded on first use
         self._lock = threading.Lock()  # the server reads from several threads
         self._device = device
+        # The segment verifier reading numbers scores with: the shipped one unless given.
+        self.verifier = verifier if verifier is not None else load_verifier()
 
     @classmethod
-    def load(cls, path: str | None = None, backend: str = "torch", device: str = "cpu",
-             reader: str | None = None) -> "Recognizer":
+    def load(
+        cls,
+        path: str | None = None,
+        backend: str = "torch",
+        device: str = "cpu",
+        reader: str | None = None,
+        verifier: Verifier | None = None,
+    ) -> Recognizer:
         """`path` None loads the shipped model, which reads numbers with the shipped reading
-        model; `reader` names a reading model explicitly (a custom `path` alone reads with itself)."""
+        model; `reader` names a reading model explicitly (a custom `path` alone reads with itself).
+        `verifier` None reads numbers with the shipped segment verifier."""
         shipped = path is None or Path(path).resolve() == DEFAULT_MODEL_PATH.resolve()
         if reader is None and shipped and READER_PATH.is_file():
             reader = str(READER_PATH)
-        return cls(load_checkpoint(path, device), backend, reader, device)
+        return cls(load_checkpoint(path, device), backend=backend, reader=reader, device=device, verifier=verifier)
 
-    def _companion(self, role: str, source: Checkpoint | str | Path | None) -> "Recognizer | None":
+    def _companion(self, role: str, source: Checkpoint | str | Path | None) -> Recognizer | None:
         """A second model for reading numbers, loaded once on first use (a process that only
         predicts never pays for it)."""
         with self._lock:
             if role not in self._companions:
-                checkpoint = (source if isinstance(source, Checkpoint) or source is None
-                              else load_checkpoint(source, self._device))
-                self._companions[role] = (Recognizer(checkpoint, self.backend_name, device=self._device)
-                                          if checkpoint is not None else None)
+                checkpoint = (
+                    source
+                    if isinstance(source, Checkpoint) or source is None
+                    else load_checkpoint(source, self._device)
+                )
+                # The companions share this recognizer's verifier rather than reading the file again.
+                self._companions[role] = (
+                    Recognizer(checkpoint, self.backend_name, device=self._device, verifier=self.verifier)
+                    if checkpoint is not None
+                    else None
+                )
             return self._companions[role]
 
     @property
-    def reader(self) -> "Recognizer":
+    def reader(self) -> Recognizer:
         """The recogniser of the candidate digits cut out of a number: the reading model, or this one."""
         return self._companion("reader", self._reader_source) or self
 
     @property
-    def checker(self) -> "Recognizer | None":
+    def checker(self) -> Recognizer | None:
         """The segmenter's one-digit checker (the same for every model); None when not installed."""
         return self._companion("checker", CHECKER_PATH if CHECKER_PATH.is_file() else None)
 
@@ -195,64 +183,61 @@ class Recognizer:
     def prepare(self, image: pp.ImageInput, name: str | None = None) -> Prepared:
         """Preprocess one image (raises NotAnImageError / BadImageError for unusable input)."""
         digit = pp.prepare_digit(image)
-        if digit.digit28 is None:
-            return Prepared(name, None, digit.reason or "no ink found")
+        if digit.digit28 is None or digit.box is None:  # the box is None only when there is no digit
+            return Prepared(name=name, digit28=None, reason=digit.reason or "no ink found")
         box = scale_box(digit.box, digit.ink.scale, digit.ink.input_size)
         reason = check_single_digit(digit)
         if reason:
-            return Prepared(name, None, reason, box)
-        return Prepared(name, digit.digit28, None, box)
+            return Prepared(name=name, digit28=None, reason=reason, box=box)
+        return Prepared(name=name, digit28=digit.digit28, box=box)
 
     def classify(self, prepared: Sequence[Prepared], top_k: int = 3) -> list[Prediction]:
         """Prepared images -> predictions; every usable digit goes through the model in one call."""
         top_k = max(1, min(10, int(top_k)))
-        usable = [p for p in prepared if p.digit28 is not None]
-        probs = self.probabilities([p.digit28 for p in usable])
-        by_id = {id(p): row for p, row in zip(usable, probs)}
+        usable = [(p, p.digit28) for p in prepared if p.digit28 is not None]
+        probs = self.probabilities([digit28 for _, digit28 in usable])
+        by_id = {id(p): row for (p, _), row in zip(usable, probs)}
         out = []
         for p in prepared:
             if p.digit28 is None:
-                out.append(Prediction(p.name, None, 0.0, [], True, p.reason))
+                out.append(Prediction(file=p.name, digit=None, confidence=0.0, rejected=True, reason=p.reason))
                 continue
             row = by_id[id(p)]
             ranked = np.argsort(-row, kind="stable")[:top_k]
             top = [{"digit": int(d), "probability": float(row[d])} for d in ranked]
             confidence = float(row[ranked[0]])
             if confidence < self.reject_threshold:
-                out.append(Prediction(p.name, None, confidence, top, True, "low confidence"))
+                out.append(
+                    Prediction(
+                        file=p.name,
+                        digit=None,
+                        confidence=confidence,
+                        top_k=top,
+                        rejected=True,
+                        reason="low confidence",
+                    )
+                )
             else:
-                out.append(Prediction(p.name, int(ranked[0]), confidence, top, False, None))
+                out.append(Prediction(file=p.name, digit=int(ranked[0]), confidence=confidence, top_k=top))
         return out
 
     def predict(self, image: pp.ImageInput, top_k: int = 3, name: str | None = None) -> Prediction:
         return self.classify([self.prepare(image, name)], top_k)[0]
 
-    def predict_many(self, images: list, top_k: int = 3, names: list[str] | None = None) -> list[Prediction]:
+    def predict_many(self, images: list, top_k: int = 3, names: Sequence[str | None] | None = None) -> list[Prediction]:
         """Several images, batched through the model in one call. An unusable image raises (use
         `prepare` + `classify` to handle errors per image, as the CLI does)."""
-        names = list(names) if names is not None else [None] * len(images)
-        if len(names) != len(images):
+        named: list[str | None] = list(names) if names is not None else [None] * len(images)
+        if len(named) != len(images):
             raise ValueError("need one name per image")
-        return self.classify([self.prepare(image, name) for image, name in zip(images, names)], top_k)
+        return self.classify([self.prepare(image, name) for image, name in zip(images, named)], top_k)
 
     # --- a number per image ----------------------------------------------------------------------
 
     def read(self, image: pp.ImageInput, name: str | None = None) -> Reading:
-        from digitrec.reading.segment import read_number
-
-        return read_number(self, image, name)
+        return read_number(self, image, name=name)
 
     def draw_overlay(self, image: pp.ImageInput, reading: Reading) -> Image.Image:
         """The (upright) input image with each digit's box and reading drawn on it: green when
         confident, orange when the digit needs a person's look."""
-        from digitrec.reading.segment import draw_reading
-
         return draw_reading(pp.decode(image), reading, self.reject_threshold)
-
-
-def scale_box(box: tuple[int, int, int, int], scale: float, size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """A working-resolution box -> input image pixels, clipped to the image."""
-    w, h = size
-    x0, y0, x1, y1 = box
-    return (max(0, int(np.floor(x0 * scale))), max(0, int(np.floor(y0 * scale))),
-            min(w, int(np.ceil(x1 * scale))), min(h, int(np.ceil(y1 * scale))))

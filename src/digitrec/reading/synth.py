@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -53,32 +53,58 @@ def random_style(rng: np.random.Generator, kind: str | None = None) -> Style:
     ink_choices = [(0.05, 0.05, 0.07), (0.08, 0.10, 0.35), (0.12, 0.12, 0.14), (0.25, 0.08, 0.10)]
     if kind == "scan":
         white = rng.uniform(0.93, 1.0)
-        return Style(kind, paper=(white, white, white), ink=ink_choices[rng.integers(len(ink_choices))],
-                     ink_opacity=rng.uniform(0.8, 1.0), texture=rng.uniform(0, 0.01),
-                     noise=rng.uniform(0, 0.01), blur=rng.uniform(0.3, 0.8), rotation=rng.uniform(-4, 4),
-                     pen_sharpness=rng.uniform(0.6, 1.0),
-                     jpeg_quality=int(rng.integers(80, 96)) if rng.random() < 0.5 else None)
+        return Style(
+            kind=kind,
+            paper=(white, white, white),
+            ink=ink_choices[rng.integers(len(ink_choices))],
+            ink_opacity=rng.uniform(0.8, 1.0),
+            texture=rng.uniform(0, 0.01),
+            noise=rng.uniform(0, 0.01),
+            blur=rng.uniform(0.3, 0.8),
+            rotation=rng.uniform(-4, 4),
+            pen_sharpness=rng.uniform(0.6, 1.0),
+            jpeg_quality=int(rng.integers(80, 96)) if rng.random() < 0.5 else None,
+        )
     if kind == "chalk":
         board = rng.uniform(0.08, 0.25)
         chalk = rng.uniform(0.8, 0.95)
-        return Style(kind, paper=(board * 0.9, board, board * 0.95), ink=(chalk, chalk, chalk * 0.97),
-                     ink_opacity=rng.uniform(0.75, 0.95), gradient=rng.uniform(0, 0.3),
-                     gradient_angle=rng.uniform(0, 2 * math.pi), vignette=rng.uniform(0, 0.3),
-                     texture=rng.uniform(0.01, 0.04), noise=rng.uniform(0.005, 0.03),
-                     blur=rng.uniform(0.3, 1.2), rotation=rng.uniform(-6, 6), pen_sharpness=rng.uniform(0.4, 0.9),
-                     jpeg_quality=int(rng.integers(50, 95)))
+        return Style(
+            kind=kind,
+            paper=(board * 0.9, board, board * 0.95),
+            ink=(chalk, chalk, chalk * 0.97),
+            ink_opacity=rng.uniform(0.75, 0.95),
+            gradient=rng.uniform(0, 0.3),
+            gradient_angle=rng.uniform(0, 2 * math.pi),
+            vignette=rng.uniform(0, 0.3),
+            texture=rng.uniform(0.01, 0.04),
+            noise=rng.uniform(0.005, 0.03),
+            blur=rng.uniform(0.3, 1.2),
+            rotation=rng.uniform(-6, 6),
+            pen_sharpness=rng.uniform(0.4, 0.9),
+            jpeg_quality=int(rng.integers(50, 95)),
+        )
     tint = rng.uniform(-0.04, 0.02, size=3)
-    paper = tuple(float(np.clip(rng.uniform(0.82, 0.97) + t, 0, 1)) for t in tint)
-    return Style("photo", paper=paper, ink=ink_choices[rng.integers(len(ink_choices))],
-                 ink_opacity=rng.uniform(0.75, 1.0), gradient=rng.uniform(0, 0.45),
-                 gradient_angle=rng.uniform(0, 2 * math.pi), vignette=rng.uniform(0, 0.35),
-                 shadow=rng.uniform(0.15, 0.35) if rng.random() < 0.25 else 0.0,
-                 texture=rng.uniform(0, 0.03), noise=rng.uniform(0.004, 0.03), blur=rng.uniform(0.3, 1.5),
-                 rotation=rng.uniform(-6, 6), pen_sharpness=rng.uniform(0.5, 1.0),
-                 jpeg_quality=int(rng.integers(45, 95)))
+    red, green, blue = (float(np.clip(rng.uniform(0.82, 0.97) + t, 0, 1)) for t in tint)
+    return Style(
+        kind="photo",
+        paper=(red, green, blue),
+        ink=ink_choices[rng.integers(len(ink_choices))],
+        ink_opacity=rng.uniform(0.75, 1.0),
+        gradient=rng.uniform(0, 0.45),
+        gradient_angle=rng.uniform(0, 2 * math.pi),
+        vignette=rng.uniform(0, 0.35),
+        shadow=rng.uniform(0.15, 0.35) if rng.random() < 0.25 else 0.0,
+        texture=rng.uniform(0, 0.03),
+        noise=rng.uniform(0.004, 0.03),
+        blur=rng.uniform(0.3, 1.5),
+        rotation=rng.uniform(-6, 6),
+        pen_sharpness=rng.uniform(0.5, 1.0),
+        jpeg_quality=int(rng.integers(45, 95)),
+    )
 
 
 # --- the ink layer ------------------------------------------------------------------------------
+
 
 def crop_to_ink(digit: np.ndarray) -> np.ndarray:
     """A 28x28 MNIST digit (uint8 or 0-1 float) -> float 0-1 cropped to its non-zero pixels."""
@@ -91,8 +117,9 @@ def crop_to_ink(digit: np.ndarray) -> np.ndarray:
     return d[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
 
 
-def ink_coverage(digit: np.ndarray, height: int, sharpness: float = 1.0, rotation: float = 0.0,
-                 max_width: int | None = None) -> np.ndarray:
+def ink_coverage(
+    digit: np.ndarray, height: int, sharpness: float = 1.0, rotation: float = 0.0, max_width: int | None = None
+) -> np.ndarray:
     """MNIST digit -> ink coverage (h, w) float 0-1 with the digit's ink `height` pixels tall
     (less if that would make it wider than `max_width`).
 
@@ -106,7 +133,7 @@ def ink_coverage(digit: np.ndarray, height: int, sharpness: float = 1.0, rotatio
         scale = min(scale, max_width / crop.shape[1])
     width = max(1, round(crop.shape[1] * scale))
     height = max(1, round(crop.shape[0] * scale))
-    big = np.asarray(Image.fromarray(crop, mode="F").resize((width, height), Image.BICUBIC))
+    big = np.asarray(Image.fromarray(crop, mode="F").resize((width, height), Image.Resampling.BICUBIC))
     big = np.clip(big, 0, 1)
     if sharpness > 0:
         # smoothstep over a band whose width shrinks with sharpness: 1.0 keeps a 0.2-wide band
@@ -125,11 +152,12 @@ def ink_coverage(digit: np.ndarray, height: int, sharpness: float = 1.0, rotatio
 
 # --- paper, light and camera ----------------------------------------------------------------------
 
+
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cell: float) -> np.ndarray:
     """Low-frequency noise, zero mean, unit-ish amplitude, features about `cell` pixels wide."""
     h, w = shape
     small = rng.standard_normal((max(2, int(h / cell) + 2), max(2, int(w / cell) + 2))).astype(np.float32)
-    return np.asarray(Image.fromarray(small, mode="F").resize((w, h), Image.BICUBIC))
+    return np.asarray(Image.fromarray(small, mode="F").resize((w, h), Image.Resampling.BICUBIC))
 
 
 def lighting(rng: np.random.Generator, shape: tuple[int, int], style: Style) -> np.ndarray:
@@ -155,7 +183,7 @@ def compose(coverage: np.ndarray, style: Style, rng: np.random.Generator) -> Ima
     """Ink coverage (H, W) 0-1 placed on paper -> an RGB picture as a camera or scanner sees it."""
     shape = coverage.shape
     light = lighting(rng, shape, style)
-    paper = np.array(style.paper, np.float32)[None, None, :] * np.ones(shape + (1,), np.float32)
+    paper: np.ndarray = np.array(style.paper, np.float32)[None, None, :] * np.ones(shape + (1,), np.float32)
     if style.texture:
         paper = paper * (1 + style.texture * _smooth_noise(rng, shape, cell=rng.uniform(4, 30)))[..., None]
     alpha = (coverage * style.ink_opacity)[..., None]
@@ -185,6 +213,7 @@ def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
 
 
 # --- single digits and numbers ------------------------------------------------------------------
+
 
 def render_digit(
     digit: np.ndarray,
@@ -248,8 +277,11 @@ def render_number(
         # People write the digits of a number about equally tall; a flat digit (MNIST has a few,
         # up to twice as wide as tall) is written less tall rather than twice as wide as the others.
         h = max(10, int(height * rng.uniform(0.88, 1.12)))
-        pieces.append(ink_coverage(digit, h, style.pen_sharpness, style.rotation + rng.uniform(-3, 3),
-                                   max_width=int(1.1 * height)))
+        pieces.append(
+            ink_coverage(
+                digit, h, style.pen_sharpness, style.rotation + rng.uniform(-3, 3), max_width=int(1.1 * height)
+            )
+        )
     margin_x = int(height * rng.uniform(0.3, 1.2))
     margin_y = int(height * rng.uniform(0.3, 0.9))
     xs, touching, x = [], 0, margin_x
@@ -273,11 +305,11 @@ def render_number(
         np.maximum(region, piece, out=region)  # overlapping strokes are one ink layer
         boxes.append((x0, y0, x0 + piece.shape[1], y0 + piece.shape[0]))
     image = finish(compose(page, style, rng), style)
-    return SynthNumber(image, "".join(str(int(v)) for v in labels), boxes, touching)
+    return SynthNumber(image=image, text="".join(str(int(v)) for v in labels), boxes=boxes, touching=touching)
 
 
 def clean_style(kind: str = "scan") -> Style:
     """A noiseless, unrotated style (golden tests): black ink on white, or white on black."""
     if kind == "chalk":
-        return Style("chalk", paper=(0.0, 0.0, 0.0), ink=(1.0, 1.0, 1.0), ink_opacity=1.0)
-    return replace(Style(kind), paper=(1.0, 1.0, 1.0), ink=(0.0, 0.0, 0.0), ink_opacity=1.0)
+        return Style(kind="chalk", paper=(0.0, 0.0, 0.0), ink=(1.0, 1.0, 1.0), ink_opacity=1.0)
+    return replace(Style(kind=kind), paper=(1.0, 1.0, 1.0), ink=(0.0, 0.0, 0.0), ink_opacity=1.0)

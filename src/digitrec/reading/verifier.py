@@ -1,6 +1,6 @@
 """The segment verifier: is a candidate cut out of a number exactly one written digit?
 
-A score linear in the candidate's named features (`digitrec.reading.segment.FEATURES`): its
+A score linear in the candidate's named features (`digitrec.reading.features.FEATURES`): its
 log-odds is `bias + sum(weights[name] * feature[name])`. A number whose best reading scores less
 than `review_margin` above the next best is flagged `needs_review`. The numbers live in
 `weights/verifier.json`, written by `digitrec build-weights` (fitted on numbers made of
@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from digitrec.atomic import atomic_write_text
 from digitrec.errors import CheckpointError
@@ -44,17 +45,27 @@ class Verifier:
         return [float(self.weights[n]) for n in names]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"bias": self.bias, "weights": dict(self.weights), "review_margin": self.review_margin,
-                "fit": dict(self.fit)}
+        return {
+            "bias": self.bias,
+            "weights": dict(self.weights),
+            "review_margin": self.review_margin,
+            "fit": dict(self.fit),
+        }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Verifier":
-        return cls(bias=float(data["bias"]), weights={str(k): float(v) for k, v in data["weights"].items()},
-                   review_margin=float(data["review_margin"]), fit=dict(data.get("fit", {})))
+    def from_dict(cls, data: Mapping[str, Any]) -> Verifier:
+        return cls(
+            bias=float(data["bias"]),
+            weights={str(k): float(v) for k, v in data["weights"].items()},
+            review_margin=float(data["review_margin"]),
+            fit=dict(data.get("fit", {})),
+        )
 
     def save(self, path: str | os.PathLike = VERIFIER_PATH) -> Path:
-        about = ("bias + sum(weights[name] * feature[name]) is the log-odds that a candidate is exactly one "
-                 "digit; readings closer than review_margin to the next best are flagged needs_review")
+        about = (
+            "bias + sum(weights[name] * feature[name]) is the log-odds that a candidate is exactly one "
+            "digit; readings closer than review_margin to the next best are flagged needs_review"
+        )
         return atomic_write_text(path, json.dumps({"about": about, **self.to_dict()}, indent=1) + "\n")
 
 

@@ -1,0 +1,177 @@
+"""What the segment verifier looks at: each candidate digit's features, by name.
+
+A candidate (a run of atoms) is described by how confidently and as what it reads, its width and
+height against the line and against MNIST's widths for its class, the gaps and cuts at its sides,
+the pieces it joins, how well it splits into two digits, and what the one-digit checker says. The
+verifier (`digitrec.reading.verifier.Verifier`) weighs them by name; the matrix the weights meet
+(and that benchmarks/fit_segmenter.py fits on) has the columns in `FEATURES` order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from digitrec.reading.atoms import Atom, internal_gap
+from digitrec.reading.candidates import FLAT_WIDTH, LineAnalysis
+
+# log(width / height) of each MNIST training class is about normal with these (mean, std), e.g. a
+# "1" is 0.4 as wide as tall, a "0" 0.9 (binarised at 0.5): half a "0" is too narrow for a "6",
+# two touching digits too wide for any.
+LOG_ASPECT = (
+    (-0.118, 0.22),
+    (-0.995, 0.48),
+    (-0.082, 0.245),
+    (-0.26, 0.228),
+    (-0.269, 0.229),
+    (-0.09, 0.288),
+    (-0.359, 0.23),
+    (-0.291, 0.233),
+    (-0.312, 0.235),
+    (-0.431, 0.216),
+)
+ASPECT_MEAN, ASPECT_STD = np.array(LOG_ASPECT).T
+WIDE = math.log(1.5)
+
+FEATURES = (
+    "log_p1",  # log-probability of the top class
+    "log_margin",  # log p1 - log p2: how clearly it is that class
+    "log_width",  # log(width / line height)
+    "log_width_sq",
+    "width_z_excess",  # how far outside MNIST's widths for the top class (std beyond 1)
+    "short",  # how much shorter than 0.8 line heights
+    "internal_gap",  # widest horizontal gap between its atoms, line heights
+    "joined",  # separate full-height pieces it joins
+    "atoms",  # atoms it is made of, minus one
+    "cut_left",  # its left side is a cut through a piece (1/0) ...
+    "cut_left_strokes",  # ... crossing this many strokes
+    "cut_right",
+    "cut_right_strokes",
+    "gap_left",  # free space to the nearest ink on the left, line heights (capped at 1)
+    "gap_right",
+    "off_centre",  # vertical distance of its centre from the line's centre, line heights
+    "rel_width",  # log(width / the line's typical digit width)
+    "rel_width_excess",  # how far beyond 1.5x the typical digit width (log units)
+    "split_conf",  # 5 + the weaker log p1 of its two sides at its most convincing internal cut
+    "flat",  # "short", for a short candidate at least FLAT_WIDTH wide (a flat digit, not a fragment)
+    "checker",  # the one-digit checker's log-odds (0 without a checker)
+)
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class LineScale:
+    """What every candidate of a line is measured against."""
+
+    height: float  # the line's digit height
+    centre_y: float  # the line's centre: the median centre of its full-height atoms
+    typical: float  # the line's typical digit width (`typical_width`)
+
+
+def typical_width(atoms: list[Atom], height: float) -> float:
+    """The line's typical digit width: the median width of the whole (uncut, full-height) pieces
+    no wider than the line is tall; 0.7 line heights when there are none."""
+    cut = {a.piece for a in atoms if a.id != a.piece}
+    widths = [a.box[2] - a.box[0] for a in atoms if a.full and a.piece not in cut and a.box[2] - a.box[0] <= height]
+    return float(np.median(widths)) if widths else 0.7 * height
+
+
+def split_confidence(line: LineAnalysis, index: dict[tuple[int, int], int], i: int, j: int) -> float:
+    """5 + max over the cuts inside atoms i..j of min(log p1 left side, log p1 right side), floored
+    at 0 (0 also when it contains no cut): high when the candidate splits into two confident digits."""
+    best = 0.0
+    for k in range(i, j):
+        if line.atoms[k + 1].piece != line.atoms[k].piece:
+            continue
+        left, right = index.get((i, k)), index.get((k + 1, j))
+        if left is None or right is None:
+            continue
+        weaker = min(line.probs[left].max(), line.probs[right].max())
+        best = max(best, 5.0 + math.log(max(weaker, 1e-12)))
+    return max(0.0, best)
+
+
+def class_features(probs: np.ndarray, box: Box, height: float) -> dict[str, float]:
+    """How it reads (class probabilities (10,)), and whether its width suits the class it reads as."""
+    order = np.argsort(-probs)
+    log_p = np.log(np.maximum(probs[order[:2]], 1e-12))
+    log_w = math.log(max(box[2] - box[0], 1) / height)
+    z = abs(log_w - ASPECT_MEAN[order[0]]) / ASPECT_STD[order[0]]
+    return {
+        "log_p1": log_p[0],
+        "log_margin": log_p[0] - log_p[1],
+        "log_width": log_w,
+        "log_width_sq": log_w * log_w,
+        "width_z_excess": max(0.0, z - 1.0),
+    }
+
+
+def shape_features(run: list[Atom], box: Box, scale: LineScale) -> dict[str, float]:
+    """Its size and place against the line's, and how many atoms and pieces it is made of."""
+    height = scale.height
+    short = max(0.0, 0.8 - (box[3] - box[1]) / height)
+    rel_w = math.log(max(box[2] - box[0], 1) / scale.typical)
+    return {
+        "short": short,
+        "internal_gap": internal_gap(run) / height,
+        "joined": max(0, len({a.piece for a in run if a.full}) - 1),
+        "atoms": len(run) - 1,
+        "off_centre": abs((box[1] + box[3]) / 2 - scale.centre_y) / height,
+        "rel_width": rel_w,
+        "rel_width_excess": max(0.0, rel_w - WIDE),
+        "flat": short if box[2] - box[0] >= FLAT_WIDTH * height else 0.0,
+    }
+
+
+def side_features(atoms: list[Atom], i: int, j: int, box: Box, height: float) -> dict[str, float]:
+    """Its sides (atoms i..j of the line): cuts through a piece, and free space to the neighbours."""
+    cut_left = i > 0 and atoms[i].piece == atoms[i - 1].piece
+    cut_right = j + 1 < len(atoms) and atoms[j + 1].piece == atoms[j].piece
+    others_left = [a.box[2] for a in atoms[:i]]
+    others_right = [a.box[0] for a in atoms[j + 1 :]]
+    return {
+        "cut_left": float(cut_left),
+        "cut_left_strokes": atoms[i].cut_strokes if cut_left else 0.0,
+        "cut_right": float(cut_right),
+        "cut_right_strokes": atoms[j + 1].cut_strokes if cut_right else 0.0,
+        "gap_left": min(1.0, (box[0] - max(others_left)) / height) if others_left else 1.0,
+        "gap_right": min(1.0, (min(others_right) - box[2]) / height) if others_right else 1.0,
+    }
+
+
+def candidate_feature_dicts(line: LineAnalysis) -> list[dict[str, float]]:
+    """{feature name: value} for every candidate digit of an analysed line, in `line.spans` order."""
+    atoms, height = line.atoms, line.height
+    centre_y = float(np.median([(a.box[1] + a.box[3]) / 2 for a in atoms if a.full] or [0.0]))
+    scale = LineScale(height=height, centre_y=centre_y, typical=typical_width(atoms, height))
+    index = {span: k for k, span in enumerate(line.spans)}
+    checker = line.one_digit if line.one_digit is not None else np.zeros(len(line.spans))
+    return [
+        {
+            **class_features(probs, box, height),
+            **shape_features(atoms[i : j + 1], box, scale),
+            **side_features(atoms, i, j, box, height),
+            "split_conf": split_confidence(line, index, i, j),
+            "checker": float(one),
+        }
+        for (i, j), box, probs, one in zip(line.spans, line.boxes, line.probs, checker)
+    ]
+
+
+def feature_matrix(rows: list[dict[str, float]]) -> np.ndarray:
+    """(len(rows), len(FEATURES)), column k holding feature FEATURES[k] whatever order a row was
+    built in. A row with a feature FEATURES does not name, or without one it names, is an error:
+    never a silently shifted or dropped column."""
+    names = set(FEATURES)
+    for row in rows:
+        if row.keys() != names:
+            raise ValueError(f"candidate features and FEATURES differ in {sorted(row.keys() ^ names)}")
+    return np.asarray([[row[name] for name in FEATURES] for row in rows], dtype=np.float64).reshape(-1, len(FEATURES))
+
+
+def candidate_features(line: LineAnalysis) -> np.ndarray:
+    """(len(spans), len(FEATURES)) description of every candidate digit, for the verifier."""
+    return feature_matrix(candidate_feature_dicts(line))
