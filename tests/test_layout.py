@@ -106,3 +106,16 @@ def test_modules_are_small(name: str) -> None:
 def test_every_module_is_in_a_layer() -> None:
     tops = {name.split(".")[1] for name in modules() if "." in name}
     assert tops <= set(LAYERS) | BOTTOM, f"modules in no layer (add them to LAYERS or BOTTOM): {tops - set(LAYERS) - BOTTOM}"
+
+
+def test_public_names_import_from_the_package_face() -> None:
+    import digitrec
+    from digitrec.models import create_model
+    from digitrec.reading.recognize import Recognizer
+    from digitrec.server import create_app
+
+    assert digitrec.Recognizer is Recognizer
+    assert digitrec.create_app is create_app
+    assert digitrec.create_model is create_model
+    with pytest.raises(AttributeError):
+        digitrec.no_such_name  # noqa: B018
