@@ -21,15 +21,15 @@ import statistics
 from pathlib import Path
 
 import torch
-
 from common import machine
+
 from digitrec.evaluation.analysis import predict_split
-from digitrec.models.checkpoint import load_checkpoint
-from digitrec.training.data import load_mnist
 from digitrec.evaluation.ensemble import load_ensemble
-from digitrec.training.metrics import evaluate
 from digitrec.models import create_model
+from digitrec.models.checkpoint import load_checkpoint
 from digitrec.models.inputs import Normalization
+from digitrec.training.data import load_mnist
+from digitrec.training.metrics import evaluate
 
 
 def last_epoch_model(run: Path) -> torch.nn.Module:
@@ -55,7 +55,9 @@ def main() -> None:
     args = parser.parse_args()
     data = load_mnist(allow_download=False)
     print(f"machine: {machine()}\n")
-    print("| run | epochs | epoch kept (best on val) | val acc % | test acc % (kept) | test acc % (last epoch) | train s |")
+    print(
+        "| run | epochs | epoch kept (best on val) | val acc % | test acc % (kept) | test acc % (last epoch) | train s |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     kept, last = [], []
     for run in args.runs:
@@ -63,8 +65,10 @@ def main() -> None:
         metrics = checkpoint.meta["metrics"]
         kept.append(100 * accuracy(predict_split(checkpoint, data)))
         last.append(100 * evaluate(last_epoch_model(run), data.test_images, data.test_labels, Normalization()).accuracy)
-        print(f"| {run.name} | {len(metrics['history'])} | {metrics['best_epoch']} | {100 * metrics['val']['accuracy']:.2f} | "
-              f"{kept[-1]:.2f} | {last[-1]:.2f} | {metrics['train_seconds']:.0f} |")
+        print(
+            f"| {run.name} | {len(metrics['history'])} | {metrics['best_epoch']} | {100 * metrics['val']['accuracy']:.2f} | "
+            f"{kept[-1]:.2f} | {last[-1]:.2f} | {metrics['train_seconds']:.0f} |"
+        )
     if len(args.runs) > 1:
         print(f"| mean | | | | {statistics.mean(kept):.2f} | {statistics.mean(last):.2f} | |")
         paths = [run / "model.pt" for run in args.runs]

@@ -56,6 +56,7 @@ def rss_self() -> int:
 
 # ---- the requests ---------------------------------------------------------------------------------
 
+
 def workload(n_digits: int = 100) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]], list[tuple[str, bytes]]]:
     """(digits, numbers, hostile files) as (name, bytes)."""
     from digitrec.training.data import load_mnist
@@ -142,9 +143,24 @@ def server_mode() -> tuple[Sender, Callable[[], int], Callable[[], None]]:
     port = free_port()
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"digitrec-memory-{os.getpid()}.log"
     with open(log, "ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "digitrec", "serve", "--host", "127.0.0.1", "--port",
-                                    str(port), "--log-level", "warning", "--workers", "1"],
-                                   stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "digitrec",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--workers",
+                "1",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     deadline = time.monotonic() + 120
     while True:
@@ -204,9 +220,16 @@ def measure(mode: str, requests: int, warmup: int, work: tuple) -> dict:
     # Slope of a least-squares line through the checkpoints: a leak is a trend, not a step.
     xs, ys = np.array([p[0] for p in points], float), np.array([p[1] for p in points], float)
     slope = float(np.polyfit(xs, ys, 1)[0]) * 1000 / MB if len(points) > 1 else float("nan")
-    return {"mode": mode, "requests": requests, "seconds": seconds, "rss_start_mb": start / MB, "rss_end_mb": end / MB,
-            "growth_mb": (end - start) / MB, "slope_mb_per_1000": slope,
-            "checkpoints_mb": [(n, round(b / MB, 1)) for n, b in points]}
+    return {
+        "mode": mode,
+        "requests": requests,
+        "seconds": seconds,
+        "rss_start_mb": start / MB,
+        "rss_end_mb": end / MB,
+        "growth_mb": (end - start) / MB,
+        "slope_mb_per_1000": slope,
+        "checkpoints_mb": [(n, round(b / MB, 1)) for n, b in points],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,21 +251,30 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", "Corrupt EXIF data")  # Pillow, on a corpus file: expected
     work = workload()
     print(f"machine: {machine()}")
-    print(f"{args.warmup} warm-up + {args.requests} measured requests per mode; mix: 85% digits to /v1/predict, "
-          f"5% numbers to /v1/read, 10% hostile files from the fuzz corpus; RSS after gc.collect()\n")
-    print(f"{'mode':8s} {'RSS start MB':>12s} {'RSS end MB':>10s} {'growth MB':>9s} {'MB/1000 req':>11s} "
-          f"{'req/s':>6s}  checkpoints (requests: MB)")
+    print(
+        f"{args.warmup} warm-up + {args.requests} measured requests per mode; mix: 85% digits to /v1/predict, "
+        f"5% numbers to /v1/read, 10% hostile files from the fuzz corpus; RSS after gc.collect()\n"
+    )
+    print(
+        f"{'mode':8s} {'RSS start MB':>12s} {'RSS end MB':>10s} {'growth MB':>9s} {'MB/1000 req':>11s} "
+        f"{'req/s':>6s}  checkpoints (requests: MB)"
+    )
     results = []
     for mode in args.modes:
         r = measure(mode, args.requests, args.warmup, work)
         results.append(r)
         points = ", ".join(f"{n}: {mb}" for n, mb in r["checkpoints_mb"])
-        print(f"{mode:8s} {r['rss_start_mb']:12.1f} {r['rss_end_mb']:10.1f} {r['growth_mb']:9.1f} "
-              f"{r['slope_mb_per_1000']:11.2f} {r['requests'] / r['seconds']:6.0f}  {points}", flush=True)
+        print(
+            f"{mode:8s} {r['rss_start_mb']:12.1f} {r['rss_end_mb']:10.1f} {r['growth_mb']:9.1f} "
+            f"{r['slope_mb_per_1000']:11.2f} {r['requests'] / r['seconds']:6.0f}  {points}",
+            flush=True,
+        )
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine(), "args": vars(args), "results": results}, indent=2))
     worst = max(r["growth_mb"] for r in results)
-    print(f"\nlargest growth: {worst:.1f} MB (limit {args.limit:.0f} MB): {'ok' if worst <= args.limit else 'TOO MUCH'}")
+    print(
+        f"\nlargest growth: {worst:.1f} MB (limit {args.limit:.0f} MB): {'ok' if worst <= args.limit else 'TOO MUCH'}"
+    )
     return 1 if args.check and worst > args.limit else 0
 
 

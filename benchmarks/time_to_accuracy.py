@@ -52,8 +52,21 @@ class Run:
 
 
 def train(recipe: str, seed: int, out: Path) -> Run:
-    command = [sys.executable, "-m", "digitrec", "train", "--recipe", recipe, "--seed", str(seed),
-               "--device", "cpu", "--out", str(out), "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "digitrec",
+        "train",
+        "--recipe",
+        recipe,
+        "--seed",
+        str(seed),
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--json",
+    ]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -61,8 +74,9 @@ def train(recipe: str, seed: int, out: Path) -> Run:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return Run(summary["test_accuracy"], summary["val_accuracy"], summary["train_seconds"], wall,
-               summary["epochs"], history)
+    return Run(
+        summary["test_accuracy"], summary["val_accuracy"], summary["train_seconds"], wall, summary["epochs"], history
+    )
 
 
 def main() -> None:
@@ -76,8 +90,11 @@ def main() -> None:
             for name in args.recipes:
                 run = train(name, seed, Path(tmp) / f"{name}-{seed}")
                 results[name].append(run)
-                print(f"  seed {seed} {name:9s} test {100 * run.test_accuracy:.2f}%  train {run.train_seconds:.1f}s"
-                      f"  wall {run.wall_seconds:.1f}s  ({run.epochs} epoch(s))", flush=True)
+                print(
+                    f"  seed {seed} {name:9s} test {100 * run.test_accuracy:.2f}%  train {run.train_seconds:.1f}s"
+                    f"  wall {run.wall_seconds:.1f}s  ({run.epochs} epoch(s))",
+                    flush=True,
+                )
 
     print(f"\nmachine: {machine()}")
     print(f"{args.seeds} seeds per recipe; train s = training loop only; wall s = the whole `digitrec train`\n")
@@ -92,9 +109,11 @@ def main() -> None:
             times = [r.seconds_to_target() for r in runs]
             to_target = statistics.mean(times) if all(t is not None for t in times) else None
         shown = f"{to_target:.1f}" if to_target is not None else "not reached"
-        print(f"| {name} | {runs[0].epochs} | {mean_std([r.train_seconds for r in runs])} | "
-              f"{mean_std([r.wall_seconds for r in runs])} | "
-              f"{mean_acc:.2f} ± {statistics.stdev(accs) if len(accs) > 1 else 0:.2f} | {min(accs):.2f} | {shown} |")
+        print(
+            f"| {name} | {runs[0].epochs} | {mean_std([r.train_seconds for r in runs])} | "
+            f"{mean_std([r.wall_seconds for r in runs])} | "
+            f"{mean_acc:.2f} ± {statistics.stdev(accs) if len(accs) > 1 else 0:.2f} | {min(accs):.2f} | {shown} |"
+        )
     if "reference" in results:
         reference = statistics.mean(r.train_seconds for r in results["reference"])
         print()

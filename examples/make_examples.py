@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from digitrec.reading import synth
-from digitrec.training.data import load_mnist
 from digitrec.reading.recognize import Recognizer
+from digitrec.training.data import load_mnist
 
 HERE = Path(__file__).resolve().parent
 
@@ -30,17 +30,33 @@ def main() -> None:
     data = load_mnist()
     images, labels = data.test_images.numpy(), data.test_labels.numpy()
     rng = np.random.default_rng(2024)
-    photo = synth.Style("photo", paper=(0.9, 0.88, 0.82), ink=(0.08, 0.1, 0.35), ink_opacity=0.95, gradient=0.35,
-                        gradient_angle=0.6, vignette=0.25, shadow=0.25, texture=0.015, noise=0.015, blur=1.0,
-                        rotation=-4, pen_sharpness=0.8, jpeg_quality=85)
+    photo = synth.Style(
+        "photo",
+        paper=(0.9, 0.88, 0.82),
+        ink=(0.08, 0.1, 0.35),
+        ink_opacity=0.95,
+        gradient=0.35,
+        gradient_angle=0.6,
+        vignette=0.25,
+        shadow=0.25,
+        texture=0.015,
+        noise=0.015,
+        blur=1.0,
+        rotation=-4,
+        pen_sharpness=0.8,
+        jpeg_quality=85,
+    )
     synth.render_digit(images[first_of(labels, 7)], rng, photo, canvas=(360, 300)).save(
-        HERE / "digit_7_photo.jpg", quality=85)
+        HERE / "digit_7_photo.jpg", quality=85
+    )
     chalk = synth.random_style(np.random.default_rng(7), "chalk")
     synth.render_digit(images[first_of(labels, 2)], rng, chalk, canvas=(300, 300)).save(
-        HERE / "digit_2_chalk.jpg", quality=85)
+        HERE / "digit_2_chalk.jpg", quality=85
+    )
     scan = synth.clean_style("scan")
     synth.render_digit(images[first_of(labels, 4)], rng, scan, canvas=(240, 240)).convert("L").save(
-        HERE / "digit_4_scan.png", optimize=True)
+        HERE / "digit_4_scan.png", optimize=True
+    )
     smudge = Image.new("L", (240, 240), 235)
     ImageDraw.Draw(smudge).ellipse([70, 60, 170, 180], fill=60)
     smudge.save(HERE / "smudge.png", optimize=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from digitrec.errors import ConfigError
 from digitrec.evaluation.analysis import Predictions, analyze, confused_pairs, find_mistakes, predict_split
 from digitrec.models.checkpoint import load_checkpoint
-from digitrec.errors import ConfigError
 
 # Ten images of digits 0-3 and what a model predicted for them (worked out by hand below).
 TRUE = [0, 0, 0, 1, 1, 2, 2, 2, 2, 3]
@@ -24,8 +24,14 @@ def _hand_predictions(temperature: float = 1.0) -> Predictions:
         probs[i, p] = c
     logits = probs.log().float()
     n = len(TRUE)
-    return Predictions("test", torch.arange(100, 100 + n), torch.zeros(n, 28, 28, dtype=torch.uint8),
-                       torch.tensor(TRUE), logits, temperature)
+    return Predictions(
+        "test",
+        torch.arange(100, 100 + n),
+        torch.zeros(n, 28, 28, dtype=torch.uint8),
+        torch.tensor(TRUE),
+        logits,
+        temperature,
+    )
 
 
 def test_metrics_match_a_hand_computed_case():
@@ -70,7 +76,10 @@ def test_confused_pairs_sorted_by_count_and_truncated():
 def test_mistakes_are_most_confident_first_with_source_indices():
     a = analyze(_hand_predictions())
     assert [(m.position, m.index, m.true, m.predicted) for m in a.mistakes] == [
-        (7, 107, 2, 0), (8, 108, 2, 3), (2, 102, 0, 1)]
+        (7, 107, 2, 0),
+        (8, 108, 2, 3),
+        (2, 102, 0, 1),
+    ]
     assert [m.confidence for m in a.mistakes] == pytest.approx([0.9, 0.75, 0.6], abs=1e-6)
     assert [m.true_probability for m in a.mistakes] == pytest.approx([0.1 / 9, 0.25 / 9, 0.4 / 9], abs=1e-6)
     probs = torch.softmax(_hand_predictions().logits, 1)

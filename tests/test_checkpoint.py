@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from digitrec.weights import DEFAULT_MODEL_PATH
-from digitrec.models.checkpoint import (load_checkpoint, read_payload, save_checkpoint,
-                                 save_payload)
 from digitrec.errors import CheckpointError
 from digitrec.models import create_model
+from digitrec.models.checkpoint import load_checkpoint, read_payload, save_checkpoint, save_payload
 from digitrec.models.inputs import Normalization, to_model_input
+from digitrec.weights import DEFAULT_MODEL_PATH
 
 
 @pytest.fixture
@@ -88,8 +87,12 @@ def test_inconsistent_checkpoints_are_refused(saved, tmp_path):
     cases = {
         "mismatch": dict(payload, arch="fast_ref_cnn"),
         "missing": dict(payload, state_dict={k: v for k, v in payload["state_dict"].items() if "0." not in k}),
-        "nan": dict(payload, state_dict={k: v.float().fill_(float("nan")) if k == "0.weight" else v
-                                         for k, v in payload["state_dict"].items()}),
+        "nan": dict(
+            payload,
+            state_dict={
+                k: v.float().fill_(float("nan")) if k == "0.weight" else v for k, v in payload["state_dict"].items()
+            },
+        ),
         "unknown": dict(payload, arch="no_such_arch"),
     }
     for name, bad in cases.items():

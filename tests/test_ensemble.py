@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from digitrec.models.checkpoint import load_checkpoint
-from digitrec.weights import DEFAULT_MODEL_PATH
 from digitrec.evaluation.ensemble import Ensemble, ShiftTTA, load_ensemble, shift
-from digitrec.training.metrics import evaluate
 from digitrec.models import create_model
+from digitrec.models.checkpoint import load_checkpoint
+from digitrec.training.metrics import evaluate
+from digitrec.weights import DEFAULT_MODEL_PATH
 
 
 def test_shift_moves_content_and_keeps_background():

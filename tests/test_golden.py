@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from golden_cases import GOLDEN, cli_cases, http_cases
 
 RECORDED = json.loads(GOLDEN.read_text())

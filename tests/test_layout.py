@@ -61,7 +61,7 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(edges.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()
@@ -92,8 +92,12 @@ def test_the_cycle_finder_finds_cycles() -> None:
 
 
 def test_imports_point_down_the_layers() -> None:
-    upward = [f"{module} -> {target}" for module, targets in graph().items() for target in targets
-              if rank(target) < rank(module) and module not in ("digitrec.__main__",)]
+    upward = [
+        f"{module} -> {target}"
+        for module, targets in graph().items()
+        for target in targets
+        if rank(target) < rank(module) and module not in ("digitrec.__main__",)
+    ]
     assert not upward, "imports that run up the layers: " + ", ".join(sorted(upward))
 
 
@@ -105,7 +109,9 @@ def test_modules_are_small(name: str) -> None:
 
 def test_every_module_is_in_a_layer() -> None:
     tops = {name.split(".")[1] for name in modules() if "." in name}
-    assert tops <= set(LAYERS) | BOTTOM, f"modules in no layer (add them to LAYERS or BOTTOM): {tops - set(LAYERS) - BOTTOM}"
+    assert tops <= set(LAYERS) | BOTTOM, (
+        f"modules in no layer (add them to LAYERS or BOTTOM): {tops - set(LAYERS) - BOTTOM}"
+    )
 
 
 def test_public_names_import_from_the_package_face() -> None:

@@ -20,8 +20,17 @@ def _code(nb) -> list[str]:
 
 def test_notebook_has_no_logic_of_its_own():
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    logic = (ast.FunctionDef, ast.ClassDef, ast.For, ast.While, ast.Lambda, ast.ListComp, ast.DictComp,
-             ast.GeneratorExp, ast.If)
+    logic = (
+        ast.FunctionDef,
+        ast.ClassDef,
+        ast.For,
+        ast.While,
+        ast.Lambda,
+        ast.ListComp,
+        ast.DictComp,
+        ast.GeneratorExp,
+        ast.If,
+    )
     for source in _code(nb):
         found = [type(node).__name__ for node in ast.walk(ast.parse(source)) if isinstance(node, logic)]
         assert not found, f"notebook cell has {found}; move the logic into digitrec:\n{source}"
@@ -32,8 +41,9 @@ def test_notebook_executes_on_the_shipped_model(tmp_path):
     for cell in nb.cells:  # start from a clean slate so stale saved outputs cannot pass the test
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-    nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbclient.NotebookClient(
+        nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")

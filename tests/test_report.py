@@ -11,16 +11,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from digitrec.cli import main
 from digitrec.evaluation import plots
 from digitrec.evaluation.analysis import analyze, predict_split
-from digitrec.models.checkpoint import load_checkpoint
-from digitrec.cli import main
 from digitrec.evaluation.report import model_info, write_report
+from digitrec.models.checkpoint import load_checkpoint
 from digitrec.training.tensorboard import TensorBoardLogger
 
 HISTORY = [
-    {"epoch": e, "train_loss": 1.0 / e, "train_accuracy": 1 - 0.1 / e, "val_loss": 1.2 / e,
-     "val_accuracy": 1 - 0.15 / e, "seconds": 3.0, "lr": 1e-3 * e}
+    {
+        "epoch": e,
+        "train_loss": 1.0 / e,
+        "train_accuracy": 1 - 0.1 / e,
+        "val_loss": 1.2 / e,
+        "val_accuracy": 1 - 0.15 / e,
+        "seconds": 3.0,
+        "lr": 1e-3 * e,
+    }
     for e in (1, 2, 3)
 ]
 
@@ -143,8 +150,9 @@ def test_evaluate_cli_json_keeps_test_fields(capsys):
 
 def test_evaluate_cli_val_split_with_report(tmp_path, capsys):
     checkpoint = load_checkpoint()
-    code = main(["evaluate", "--device", "cpu", "--split", "val", "--report", str(tmp_path / "rep"),
-                 "--max", "3", "--json"])
+    code = main(
+        ["evaluate", "--device", "cpu", "--split", "val", "--report", str(tmp_path / "rep"), "--max", "3", "--json"]
+    )
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert out["split"] == "val" and out["n"] == checkpoint.meta["split"]["n_val"]

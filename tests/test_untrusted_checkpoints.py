@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from digitrec.models.checkpoint import load_checkpoint, read_payload, save_checkpoint, save_payload
 from digitrec.cli import main as cli_main
 from digitrec.errors import CheckpointError
 from digitrec.models import create_model
+from digitrec.models.checkpoint import load_checkpoint, read_payload, save_checkpoint, save_payload
 from digitrec.models.inputs import Normalization, to_model_input
 from digitrec.reading.recognize import Recognizer
 
@@ -22,8 +22,9 @@ from digitrec.reading.recognize import Recognizer
 def payload(tmp_path_factory):
     torch.manual_seed(0)
     model = create_model("seed_cnn", hidden=64).eval()
-    path = save_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.pt", model, "seed_cnn", {"hidden": 64},
-                           Normalization(), {"metrics": {}})
+    path = save_checkpoint(
+        tmp_path_factory.mktemp("ckpt") / "m.pt", model, "seed_cnn", {"hidden": 64}, Normalization(), {"metrics": {}}
+    )
     return read_payload(path)
 
 

@@ -35,7 +35,6 @@ import struct
 import sys
 import zlib
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -46,6 +45,7 @@ DIGITS = (0, 1, 2)  # MNIST test-set indices (a 7, a 2 and a 1) used for the pic
 
 
 # ---- building blocks ----------------------------------------------------------------------------
+
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:
     buffer = io.BytesIO()
@@ -62,8 +62,9 @@ def chunk(kind: bytes, body: bytes, crc: int | None = None) -> bytes:
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def raw_png(width: int, height: int, bit_depth: int, colour_type: int, idat: bytes,
-            extra: tuple[bytes, ...] = ()) -> bytes:
+def raw_png(
+    width: int, height: int, bit_depth: int, colour_type: int, idat: bytes, extra: tuple[bytes, ...] = ()
+) -> bytes:
     """A PNG assembled chunk by chunk, so its header may say anything."""
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
     return PNG_SIGNATURE + chunk(b"IHDR", ihdr) + b"".join(extra) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
@@ -147,6 +148,7 @@ def build(digits: list[np.ndarray]) -> list[Entry]:
         length = struct.unpack(">I", bytes(data[at - 4 : at]))[0]
         data[at + 4 + length] ^= 0xFF  # first byte of the chunk's CRC
         return bytes(data)
+
     digit_gif = encode(Image.fromarray(seven), "GIF")
 
     ztxt_bomb = chunk(b"zTXt", b"Comment\0\0" + zeros_compressed(64 * 1024 * 1024))
@@ -156,116 +158,251 @@ def build(digits: list[np.ndarray]) -> list[Entry]:
         # --- not an image at all: 415 ---
         ("empty.png", "zero bytes", b"", error(415)),
         ("notes.txt", "plain text", b"The number is 42.\nPlease read it.\n", error(415)),
-        ("page.html", "an HTML page", b"<!DOCTYPE html>\n<html><body><img src='digit.png'></body></html>\n",
-         error(415)),
+        (
+            "page.html",
+            "an HTML page",
+            b"<!DOCTYPE html>\n<html><body><img src='digit.png'></body></html>\n",
+            error(415),
+        ),
         ("data.json", "a JSON document", json.dumps({"image": "7", "pixels": [0, 255]}).encode(), error(415)),
-        ("document.pdf", "a PDF header and a minimal PDF body",
-         b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n", error(415)),
-        ("drawing.svg", "an SVG drawing of a digit",
-         b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64">'
-         b'<text x="16" y="48" font-size="48">7</text></svg>\n', error(415)),
-        ("drawing.eps", "an EPS file (Pillow would hand it to Ghostscript; we must not)",
-         b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\nnewpath 8 8 moveto 56 56 lineto stroke\n"
-         b"showpage\n%%EOF\n", error(415)),
-        ("favicon.ico", "an ICO icon (not a format we decode)",
-         encode(Image.fromarray(seven).resize((32, 32)), "ICO"), error(415)),
+        (
+            "document.pdf",
+            "a PDF header and a minimal PDF body",
+            b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n",
+            error(415),
+        ),
+        (
+            "drawing.svg",
+            "an SVG drawing of a digit",
+            b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64">'
+            b'<text x="16" y="48" font-size="48">7</text></svg>\n',
+            error(415),
+        ),
+        (
+            "drawing.eps",
+            "an EPS file (Pillow would hand it to Ghostscript; we must not)",
+            b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\nnewpath 8 8 moveto 56 56 lineto stroke\n"
+            b"showpage\n%%EOF\n",
+            error(415),
+        ),
+        (
+            "favicon.ico",
+            "an ICO icon (not a format we decode)",
+            encode(Image.fromarray(seven).resize((32, 32)), "ICO"),
+            error(415),
+        ),
         ("random.bin", "4 KB of random bytes", rng.integers(0, 256, 4096, dtype=np.uint8).tobytes(), error(415)),
         ("archive.zip", "a ZIP archive header", b"PK\x03\x04" + bytes(26) + b"digit.png", error(415)),
         ("jpeg_soi_only.jpg", "a JPEG start-of-image marker and nothing else", b"\xff\xd8", error(415)),
-
         # --- an image we cannot use: 422 ---
         ("png_signature_only.png", "the 8-byte PNG signature and nothing else", PNG_SIGNATURE, error(415, 422)),
         ("truncated.png", "the first half of a PNG", digit_png[: len(digit_png) // 2], error(422)),
         ("truncated.jpg", "the first half of a JPEG", digit_jpg[: len(digit_jpg) // 2], error(422)),
-        ("jpeg_header_only.jpg", "a JPEG cut right after its headers, before any scan data",
-         digit_jpg[: digit_jpg.find(b"\xff\xda")], error(422)),
+        (
+            "jpeg_header_only.jpg",
+            "a JPEG cut right after its headers, before any scan data",
+            digit_jpg[: digit_jpg.find(b"\xff\xda")],
+            error(422),
+        ),
         ("bad_crc_ihdr.png", "a PNG whose header checksum is wrong", bad_crc(b"IHDR"), error(415, 422)),
-        ("bad_ihdr.png", "a PNG header with an impossible bit depth and colour type",
-         raw_png(64, 64, 7, 9, zlib.compress(bytes(64 * 65))), error(415, 422)),
-        ("no_idat.png", "a PNG with a header but no image data",
-         PNG_SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", 64, 64, 8, 0, 0, 0, 0)) + chunk(b"IEND", b""),
-         error(422)),
-        ("bomb.png", "a decompression bomb: 30 KB of deflated zeros declaring a 16000x16000 1-bit image",
-         raw_png(16000, 16000, 1, 0, zeros_compressed(16000 * (16000 // 8 + 1))), error(422)),
-        ("header_20000x20000.png", "a 20000x20000 header with a few bytes of data",
-         raw_png(20000, 20000, 8, 0, zlib.compress(bytes(64))), error(422)),
-        ("header_100000x10.png", "a 100000x10 header (one side over the limit)",
-         raw_png(100000, 10, 8, 0, zlib.compress(bytes(64))), error(422)),
-        ("ztxt_bomb.png", "a PNG whose compressed text chunk inflates to 64 MB",
-         raw_png(64, 64, 8, 0, zlib.compress(bytes(64 * 65)), extra=(ztxt_bomb,)), error(422)),
+        (
+            "bad_ihdr.png",
+            "a PNG header with an impossible bit depth and colour type",
+            raw_png(64, 64, 7, 9, zlib.compress(bytes(64 * 65))),
+            error(415, 422),
+        ),
+        (
+            "no_idat.png",
+            "a PNG with a header but no image data",
+            PNG_SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", 64, 64, 8, 0, 0, 0, 0)) + chunk(b"IEND", b""),
+            error(422),
+        ),
+        (
+            "bomb.png",
+            "a decompression bomb: 30 KB of deflated zeros declaring a 16000x16000 1-bit image",
+            raw_png(16000, 16000, 1, 0, zeros_compressed(16000 * (16000 // 8 + 1))),
+            error(422),
+        ),
+        (
+            "header_20000x20000.png",
+            "a 20000x20000 header with a few bytes of data",
+            raw_png(20000, 20000, 8, 0, zlib.compress(bytes(64))),
+            error(422),
+        ),
+        (
+            "header_100000x10.png",
+            "a 100000x10 header (one side over the limit)",
+            raw_png(100000, 10, 8, 0, zlib.compress(bytes(64))),
+            error(422),
+        ),
+        (
+            "ztxt_bomb.png",
+            "a PNG whose compressed text chunk inflates to 64 MB",
+            raw_png(64, 64, 8, 0, zlib.compress(bytes(64 * 65)), extra=(ztxt_bomb,)),
+            error(422),
+        ),
         ("one_pixel.png", "a 1x1 image", encode(Image.new("L", (1, 1), 0), "PNG"), error(422)),
-        ("needle_1x5000.png", "a 1x5000 image (huge aspect ratio)",
-         encode(Image.new("L", (1, 5000), 255), "PNG"), error(422)),
+        (
+            "needle_1x5000.png",
+            "a 1x5000 image (huge aspect ratio)",
+            encode(Image.new("L", (1, 5000), 255), "PNG"),
+            error(422),
+        ),
         ("animated.gif", "an animated GIF, 3 frames", animated(frames, "GIF", duration=100, loop=0), error(422)),
         ("animated.png", "an animated PNG (APNG), 3 frames", animated(frames, "PNG", duration=100), error(422)),
-        ("animated.webp", "an animated WebP, 3 frames",
-         animated(frames, "WEBP", duration=100, lossless=True), error(422)),
+        (
+            "animated.webp",
+            "an animated WebP, 3 frames",
+            animated(frames, "WEBP", duration=100, lossless=True),
+            error(422),
+        ),
         ("multipage.tiff", "a 3-page TIFF", animated(frames, "TIFF"), error(422)),
-        ("gif_no_frames.gif", "a GIF with a screen descriptor and a trailer but no frame", gif_no_frames,
-         error(415, 422)),
+        (
+            "gif_no_frames.gif",
+            "a GIF with a screen descriptor and a trailer but no frame",
+            gif_no_frames,
+            error(415, 422),
+        ),
         ("gif_cut_in_palette.gif", "a GIF cut inside its colour table", digit_gif[:200], error(415, 422)),
-        ("truncated.gif", "a GIF cut in the middle of its image data", digit_gif[: len(digit_gif) // 2],
-         error(422)),
-        ("bmp_huge_header.bmp", "a BMP header declaring 30000x30000 pixels",
-         b"BM" + struct.pack("<IHHI", 54, 0, 0, 54) + struct.pack("<IiiHHIIiiII", 40, 30000, 30000, 1, 24,
-                                                                  0, 0, 0, 0, 0, 0), error(422)),
-
+        ("truncated.gif", "a GIF cut in the middle of its image data", digit_gif[: len(digit_gif) // 2], error(422)),
+        (
+            "bmp_huge_header.bmp",
+            "a BMP header declaring 30000x30000 pixels",
+            b"BM"
+            + struct.pack("<IHHI", 54, 0, 0, 54)
+            + struct.pack("<IiiHHIIiiII", 40, 30000, 30000, 1, 24, 0, 0, 0, 0, 0, 0),
+            error(422),
+        ),
         # --- odd but valid pictures: a result (perhaps rejected) ---
         ("digit.png", "a handwritten 7 on white paper, 8-bit grey PNG", digit_png, result()),
-        ("bad_crc_idat.png", "the 7 as a PNG whose image-data checksum is wrong (the pixels are intact; "
-         "Pillow does not check it)", bad_crc(b"IDAT"), result(same_as="digit.png")),
-        ("digit_png_named.jpg", "the same PNG, named .jpg (wrong extension)", digit_png,
-         result(same_as="digit.png")),
-        ("digit_jpeg_named.png", "a JPEG of the 7, named .png (wrong extension)", digit_jpg,
-         result(same_as="digit.jpg")),
+        (
+            "bad_crc_idat.png",
+            "the 7 as a PNG whose image-data checksum is wrong (the pixels are intact; Pillow does not check it)",
+            bad_crc(b"IDAT"),
+            result(same_as="digit.png"),
+        ),
+        ("digit_png_named.jpg", "the same PNG, named .jpg (wrong extension)", digit_png, result(same_as="digit.png")),
+        (
+            "digit_jpeg_named.png",
+            "a JPEG of the 7, named .png (wrong extension)",
+            digit_jpg,
+            result(same_as="digit.jpg"),
+        ),
         ("digit.jpg", "the 7 as a grey JPEG", digit_jpg, result()),
-        ("digit_16bit.png", "the 7 as a 16-bit grey PNG (the same values times 257)", encode(sixteen, "PNG"),
-         result(same_as="digit.png")),
-        ("digit_rgb16.png", "the 7 as a 16-bit-per-channel RGB PNG", raw_png(124, 124, 16, 2,
-                                                                             zlib.compress(rgb16_rows)), result()),
+        (
+            "digit_16bit.png",
+            "the 7 as a 16-bit grey PNG (the same values times 257)",
+            encode(sixteen, "PNG"),
+            result(same_as="digit.png"),
+        ),
+        (
+            "digit_rgb16.png",
+            "the 7 as a 16-bit-per-channel RGB PNG",
+            raw_png(124, 124, 16, 2, zlib.compress(rgb16_rows)),
+            result(),
+        ),
         ("digit_cmyk.jpg", "the 7 as a CMYK JPEG", encode(cmyk, "JPEG", quality=90), result()),
-        ("digit_palette_transparent.png", "the 7 as a 16-colour palette PNG whose paper colour is transparent",
-         encode(palette_img, "PNG", transparency=background_index), result()),
-        ("digit_rgba_canvas.png", "the 7 as opaque strokes on a fully transparent canvas (drawing app)",
-         encode(Image.fromarray(rgba, "RGBA"), "PNG"), result()),
-        ("digit_exif6.jpg", "the 7 stored sideways with EXIF orientation 6 (phone held upright)",
-         exif_jpeg(seven, 6), result(orientation=6)),
-        ("digit_exif8.jpg", "the 7 stored sideways with EXIF orientation 8", exif_jpeg(seven, 8),
-         result(orientation=8)),
-        ("digit_exif3.jpg", "the 7 stored upside down with EXIF orientation 3", exif_jpeg(seven, 3),
-         result(orientation=3)),
-        ("digit_exif_garbage.jpg", "the 7 as a JPEG with a malformed EXIF block",
-         encode(Image.fromarray(seven), "JPEG", quality=90, exif=b"Exif\0\0MM\0*\0\0\0\x08\xff\xff\x01"),
-         result()),
+        (
+            "digit_palette_transparent.png",
+            "the 7 as a 16-colour palette PNG whose paper colour is transparent",
+            encode(palette_img, "PNG", transparency=background_index),
+            result(),
+        ),
+        (
+            "digit_rgba_canvas.png",
+            "the 7 as opaque strokes on a fully transparent canvas (drawing app)",
+            encode(Image.fromarray(rgba, "RGBA"), "PNG"),
+            result(),
+        ),
+        (
+            "digit_exif6.jpg",
+            "the 7 stored sideways with EXIF orientation 6 (phone held upright)",
+            exif_jpeg(seven, 6),
+            result(orientation=6),
+        ),
+        (
+            "digit_exif8.jpg",
+            "the 7 stored sideways with EXIF orientation 8",
+            exif_jpeg(seven, 8),
+            result(orientation=8),
+        ),
+        (
+            "digit_exif3.jpg",
+            "the 7 stored upside down with EXIF orientation 3",
+            exif_jpeg(seven, 3),
+            result(orientation=3),
+        ),
+        (
+            "digit_exif_garbage.jpg",
+            "the 7 as a JPEG with a malformed EXIF block",
+            encode(Image.fromarray(seven), "JPEG", quality=90, exif=b"Exif\0\0MM\0*\0\0\0\x08\xff\xff\x01"),
+            result(),
+        ),
         ("digit_1bit.png", "the 7 as a 1-bit PNG", encode(Image.fromarray(seven).convert("1"), "PNG"), result()),
-        ("digit_la.png", "the 7 as grey + alpha, fully opaque", encode(Image.fromarray(seven).convert("LA"), "PNG"),
-         result(same_as="digit.png")),
+        (
+            "digit_la.png",
+            "the 7 as grey + alpha, fully opaque",
+            encode(Image.fromarray(seven).convert("LA"), "PNG"),
+            result(same_as="digit.png"),
+        ),
         ("digit_float.tiff", "the 7 as a 32-bit float TIFF on 0-1", encode(tiff_float, "TIFF"), result()),
-        ("digit_int32.tiff", "the 7 as a 32-bit integer TIFF (values 0-255000)", encode(tiff_int32, "TIFF"),
-         result()),
-        ("digit.webp", "the 7 as a lossless WebP", encode(Image.fromarray(seven), "WEBP", lossless=True),
-         result(same_as="digit.png")),
+        ("digit_int32.tiff", "the 7 as a 32-bit integer TIFF (values 0-255000)", encode(tiff_int32, "TIFF"), result()),
+        (
+            "digit.webp",
+            "the 7 as a lossless WebP",
+            encode(Image.fromarray(seven), "WEBP", lossless=True),
+            result(same_as="digit.png"),
+        ),
         ("digit.bmp", "the 7 as a BMP", encode(Image.fromarray(seven), "BMP"), result(same_as="digit.png")),
         ("digit.gif", "the 7 as a single-frame GIF", digit_gif, result()),
-        ("digit.tiff", "the 7 as a single-page TIFF", encode(Image.fromarray(seven), "TIFF"),
-         result(same_as="digit.png")),
-        ("digit_progressive.jpg", "the 7 as a progressive JPEG",
-         encode(Image.fromarray(seven), "JPEG", quality=90, progressive=True), result()),
-        ("chalk.png", "a light 2 on a dark board (inverted polarity)", encode(Image.fromarray(255 - two), "PNG"),
-         result()),
+        (
+            "digit.tiff",
+            "the 7 as a single-page TIFF",
+            encode(Image.fromarray(seven), "TIFF"),
+            result(same_as="digit.png"),
+        ),
+        (
+            "digit_progressive.jpg",
+            "the 7 as a progressive JPEG",
+            encode(Image.fromarray(seven), "JPEG", quality=90, progressive=True),
+            result(),
+        ),
+        (
+            "chalk.png",
+            "a light 2 on a dark board (inverted polarity)",
+            encode(Image.fromarray(255 - two), "PNG"),
+            result(),
+        ),
         ("number_721.png", "the number 721 written on one line", encode(Image.fromarray(number), "PNG"), result()),
         ("all_white.png", "a blank white page", encode(Image.new("L", (96, 96), 255), "PNG"), result()),
         ("all_black.png", "an all-black picture", encode(Image.new("L", (96, 96), 0), "PNG"), result()),
-        ("transparent.png", "an RGBA image, fully transparent", encode(Image.new("RGBA", (96, 96), (0, 0, 0, 0)),
-                                                                        "PNG"), result()),
+        (
+            "transparent.png",
+            "an RGBA image, fully transparent",
+            encode(Image.new("RGBA", (96, 96), (0, 0, 0, 0)), "PNG"),
+            result(),
+        ),
         ("noise.png", "uniform random grey noise", encode(Image.fromarray(noise), "PNG"), result()),
-        ("noise_rgb.jpg", "random colour noise as a JPEG",
-         encode(Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)), "JPEG", quality=75), result()),
-        ("smallest_8x8.png", "an 8x8 picture (the smallest accepted size) with a dot of ink",
-         encode(Image.fromarray(np.pad(np.zeros((2, 2), np.uint8), 3, constant_values=255)), "PNG"), result()),
-        ("sliver_10x4000.png", "a 10x4000 strip with a line of ink (huge aspect ratio, still decodable)",
-         encode(Image.fromarray(np.pad(np.zeros((3990, 2), np.uint8), ((5, 5), (4, 4)), constant_values=255)),
-                "PNG"), result()),
+        (
+            "noise_rgb.jpg",
+            "random colour noise as a JPEG",
+            encode(Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)), "JPEG", quality=75),
+            result(),
+        ),
+        (
+            "smallest_8x8.png",
+            "an 8x8 picture (the smallest accepted size) with a dot of ink",
+            encode(Image.fromarray(np.pad(np.zeros((2, 2), np.uint8), 3, constant_values=255)), "PNG"),
+            result(),
+        ),
+        (
+            "sliver_10x4000.png",
+            "a 10x4000 strip with a line of ink (huge aspect ratio, still decodable)",
+            encode(
+                Image.fromarray(np.pad(np.zeros((3990, 2), np.uint8), ((5, 5), (4, 4)), constant_values=255)), "PNG"
+            ),
+            result(),
+        ),
         ("banner_4000x10.png", "a 4000x10 strip, blank", encode(Image.new("L", (4000, 10), 255), "PNG"), result()),
     ]
     return entries
@@ -297,8 +434,11 @@ def main(argv: list[str] | None = None) -> int:
     names = [e[0] for e in entries]
     assert len(set(names)) == len(names), "duplicate corpus file name"
     if args.check:
-        stale = [name for name, _, data, _ in entries
-                 if not (CORPUS / name).is_file() or (CORPUS / name).read_bytes() != data]
+        stale = [
+            name
+            for name, _, data, _ in entries
+            if not (CORPUS / name).is_file() or (CORPUS / name).read_bytes() != data
+        ]
         if stale:
             print(f"corpus differs from the generator: {', '.join(stale)}", file=sys.stderr)
             return 1

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
+from digitrec.commands.arguments import add_data_arguments
+from digitrec.device import pick_device
+from digitrec.errors import ConfigError
 from digitrec.evaluation.calibration import DEFAULT_BINS, calibrate_checkpoint
 from digitrec.training.data import load_mnist
-from digitrec.device import pick_device
-from digitrec.commands.arguments import add_data_arguments
-from digitrec.errors import ConfigError
 
 NAME = "calibrate"
 HELP = "fit temperature scaling on a checkpoint's validation split and store it in the file (weights unchanged)"
@@ -31,7 +31,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"model": args.model, **calibration}))
     else:
-        print(f"{args.model}: temperature {calibration['temperature']:.4f} fitted on {calibration['n_val']} "
-              f"validation images; ECE {100 * calibration['ece_before']:.2f}% -> {100 * calibration['ece_after']:.2f}%, "
-              f"NLL {calibration['nll_before']:.4f} -> {calibration['nll_after']:.4f}; checkpoint updated")
+        print(
+            f"{args.model}: temperature {calibration['temperature']:.4f} fitted on {calibration['n_val']} "
+            f"validation images; ECE {100 * calibration['ece_before']:.2f}% -> {100 * calibration['ece_after']:.2f}%, "
+            f"NLL {calibration['nll_before']:.4f} -> {calibration['nll_after']:.4f}; checkpoint updated"
+        )
     return 0

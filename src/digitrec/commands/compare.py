@@ -7,10 +7,10 @@ import json
 import sys
 from dataclasses import asdict
 
-from digitrec.evaluation.compare import compare, to_markdown, write_outputs
-from digitrec.training.data import load_mnist
 from digitrec.errors import ConfigError
+from digitrec.evaluation.compare import compare, to_markdown, write_outputs
 from digitrec.models import list_models
+from digitrec.training.data import load_mnist
 from digitrec.training.recipes import RECIPES, recipe
 
 NAME = "compare"
@@ -18,7 +18,9 @@ HELP = "train several models under the same budget; table of accuracy, cost and 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("models", nargs="+", metavar="MODEL", help=f"registry names, or 'all' ({', '.join(list_models())})")
+    parser.add_argument(
+        "models", nargs="+", metavar="MODEL", help=f"registry names, or 'all' ({', '.join(list_models())})"
+    )
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per model (default 3)")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=int, help="epochs per run (on the default recipe)")
@@ -44,9 +46,16 @@ def run(args: argparse.Namespace) -> int:
         base["limit_train"] = args.limit_train
     data = load_mnist(args.data_dir)
     log = sys.stderr if args.json else sys.stdout
-    rows = compare(models, data, base, args.seeds, args.out,
-                   on_run=lambda m, s, r: print(f"{m} seed {s}: test acc {r.test.accuracy:.4f} in {r.train_seconds:.1f}s",
-                                                file=log, flush=True))
+    rows = compare(
+        models,
+        data,
+        base,
+        args.seeds,
+        args.out,
+        on_run=lambda m, s, r: print(
+            f"{m} seed {s}: test acc {r.test.accuracy:.4f} in {r.train_seconds:.1f}s", file=log, flush=True
+        ),
+    )
     paths = write_outputs(rows, args.out)
     if args.json:
         for row in rows:

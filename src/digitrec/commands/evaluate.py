@@ -12,31 +12,49 @@ from __future__ import annotations
 import argparse
 import json
 
+from digitrec.commands.arguments import add_data_arguments
+from digitrec.device import pick_device
+from digitrec.errors import ConfigError
 from digitrec.evaluation.analysis import SPLITS, analyze, predict_split
 from digitrec.evaluation.ensemble import load_ensemble
-from digitrec.training.data import load_mnist
-from digitrec.device import pick_device
-from digitrec.commands.arguments import add_data_arguments
-from digitrec.errors import ConfigError
 from digitrec.evaluation.report import DEFAULT_GALLERY, model_info, write_report
+from digitrec.training.data import load_mnist
 
 NAME = "evaluate"
 HELP = "evaluate a checkpoint on the MNIST test set (or its validation split), optionally write a report"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", metavar="PATH", action="append",
-                        help="checkpoint to evaluate (default: the shipped model); repeat to evaluate an ensemble "
-                             "that averages the members' calibrated probabilities")
-    parser.add_argument("--tta", action="store_true",
-                        help="test-time augmentation: average over the image and its four one-pixel shifts")
-    parser.add_argument("--split", choices=SPLITS, default="test",
-                        help="test set (default) or the validation split recorded in the checkpoint")
-    parser.add_argument("--report", metavar="DIR",
-                        help="write metrics.json, confusion_matrix.png, misclassified.png, reliability.png "
-                             "and report.html into DIR")
-    parser.add_argument("--max", type=int, default=DEFAULT_GALLERY, metavar="N",
-                        help=f"misclassified images shown in the report gallery (default {DEFAULT_GALLERY})")
+    parser.add_argument(
+        "--model",
+        metavar="PATH",
+        action="append",
+        help="checkpoint to evaluate (default: the shipped model); repeat to evaluate an ensemble "
+        "that averages the members' calibrated probabilities",
+    )
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: average over the image and its four one-pixel shifts",
+    )
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="test",
+        help="test set (default) or the validation split recorded in the checkpoint",
+    )
+    parser.add_argument(
+        "--report",
+        metavar="DIR",
+        help="write metrics.json, confusion_matrix.png, misclassified.png, reliability.png and report.html into DIR",
+    )
+    parser.add_argument(
+        "--max",
+        type=int,
+        default=DEFAULT_GALLERY,
+        metavar="N",
+        help=f"misclassified images shown in the report gallery (default {DEFAULT_GALLERY})",
+    )
     add_data_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -68,13 +86,17 @@ def run(args: argparse.Namespace) -> int:
             out["report"] = str(files.html)
         print(json.dumps(out))
         return 0
-    print(f"{checkpoint.path} ({checkpoint.arch}) on the {analysis.split} set: loss {analysis.loss:.4f}  "
-          f"accuracy {analysis.accuracy:.4f} ({analysis.accuracy * 100:.2f}%)  n={analysis.n}  "
-          f"mistakes {len(analysis.mistakes)}")
+    print(
+        f"{checkpoint.path} ({checkpoint.arch}) on the {analysis.split} set: loss {analysis.loss:.4f}  "
+        f"accuracy {analysis.accuracy:.4f} ({analysis.accuracy * 100:.2f}%)  n={analysis.n}  "
+        f"mistakes {len(analysis.mistakes)}"
+    )
     print(f"macro F1 {analysis.macro_f1:.4f}; ECE {analysis.ece * 100:.2f}% at temperature {analysis.temperature:.3f}")
     if pairs:
-        print("most confused (true -> predicted: count): "
-              + ", ".join(f"{p.true}->{p.predicted}: {p.count}" for p in pairs))
+        print(
+            "most confused (true -> predicted: count): "
+            + ", ".join(f"{p.true}->{p.predicted}: {p.count}" for p in pairs)
+        )
     if files is not None:
         print(f"report written to {files.html}")
     return 0

@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from digitrec.errors import ConfigError
 from digitrec.evaluation.calibration import DEFAULT_BINS, expected_calibration_error, probabilities
 from digitrec.models.checkpoint import Checkpoint
 from digitrec.training.data import Mnist, checkpoint_split
-from digitrec.errors import ConfigError
 from digitrec.training.metrics import predict_logits
 
 SPLITS = ("test", "val")
@@ -89,15 +89,20 @@ class Analysis:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["per_class"] = {str(c.digit): {k: v for k, v in asdict(c).items() if k != "digit"} for c in self.per_class}
-        out["macro"] = {"precision": out.pop("macro_precision"), "recall": out.pop("macro_recall"),
-                        "f1": out.pop("macro_f1")}
+        out["macro"] = {
+            "precision": out.pop("macro_precision"),
+            "recall": out.pop("macro_recall"),
+            "f1": out.pop("macro_f1"),
+        }
         out["n_mistakes"] = len(self.mistakes)
         return out
 
     def per_class_table(self) -> str:
         """A plain-text table of the per-class metrics with the macro average."""
         lines = ["digit  precision  recall     f1  support"]
-        lines += [f"{c.digit:>5}  {c.precision:9.4f}  {c.recall:6.4f}  {c.f1:.4f}  {c.support:7d}" for c in self.per_class]
+        lines += [
+            f"{c.digit:>5}  {c.precision:9.4f}  {c.recall:6.4f}  {c.f1:.4f}  {c.support:7d}" for c in self.per_class
+        ]
         lines.append(f"macro  {self.macro_precision:9.4f}  {self.macro_recall:6.4f}  {self.macro_f1:.4f}  {self.n:7d}")
         return "\n".join(lines)
 
@@ -108,8 +113,13 @@ class Analysis:
         return "\n".join(lines)
 
 
-def predict_split(checkpoint: Checkpoint, data: Mnist, split: str = "test", device: torch.device | str = "cpu",
-                  limit: int | None = None) -> Predictions:
+def predict_split(
+    checkpoint: Checkpoint,
+    data: Mnist,
+    split: str = "test",
+    device: torch.device | str = "cpu",
+    limit: int | None = None,
+) -> Predictions:
     """Run the checkpoint over the test set or its recorded validation split (first `limit` images)."""
     if split == "test":
         indices = torch.arange(len(data.test_labels))
@@ -123,8 +133,9 @@ def predict_split(checkpoint: Checkpoint, data: Mnist, split: str = "test", devi
         indices = indices[:limit]
     images, labels = images_all[indices], labels_all[indices]
     logits = predict_logits(checkpoint.model, images, checkpoint.normalization, device)  # (N, 10)
-    return Predictions(split=split, indices=indices, images=images, labels=labels, logits=logits,
-                       temperature=checkpoint.temperature)
+    return Predictions(
+        split=split, indices=indices, images=images, labels=labels, logits=logits, temperature=checkpoint.temperature
+    )
 
 
 def class_metrics(labels: np.ndarray, predicted: np.ndarray) -> tuple[list[ClassMetrics], tuple[float, float, float]]:
@@ -132,9 +143,12 @@ def class_metrics(labels: np.ndarray, predicted: np.ndarray) -> tuple[list[Class
     means over the digits that occur as a label or a prediction (scikit-learn's convention, so a
     slice without some digit is not penalised for it)."""
     precision, recall, f1, support = precision_recall_fscore_support(
-        labels, predicted, labels=list(CLASSES), zero_division=0)
-    per_class = [ClassMetrics(digit=c, precision=float(p), recall=float(r), f1=float(f), support=int(s))
-                 for c, p, r, f, s in zip(CLASSES, precision, recall, f1, support)]
+        labels, predicted, labels=list(CLASSES), zero_division=0
+    )
+    per_class = [
+        ClassMetrics(digit=c, precision=float(p), recall=float(r), f1=float(f), support=int(s))
+        for c, p, r, f, s in zip(CLASSES, precision, recall, f1, support)
+    ]
     macro_p, macro_r, macro_f1, _ = precision_recall_fscore_support(labels, predicted, average="macro", zero_division=0)
     return per_class, (float(macro_p), float(macro_r), float(macro_f1))
 
@@ -142,14 +156,21 @@ def class_metrics(labels: np.ndarray, predicted: np.ndarray) -> tuple[list[Class
 def confused_pairs(confusion: np.ndarray, top: int | None = 10) -> list[ConfusedPair]:
     """Off-diagonal cells with at least one image, most frequent first (ties: by true, predicted)."""
     row_totals = confusion.sum(axis=1)
-    cells = [(int(confusion[t, p]), t, p) for t in range(len(confusion)) for p in range(len(confusion))
-             if t != p and confusion[t, p] > 0]
+    cells = [
+        (int(confusion[t, p]), t, p)
+        for t in range(len(confusion))
+        for p in range(len(confusion))
+        if t != p and confusion[t, p] > 0
+    ]
     cells.sort(key=lambda c: (-c[0], c[1], c[2]))
-    return [ConfusedPair(true=t, predicted=p, count=count, rate=count / int(row_totals[t])) for count, t, p in cells[:top]]
+    return [
+        ConfusedPair(true=t, predicted=p, count=count, rate=count / int(row_totals[t])) for count, t, p in cells[:top]
+    ]
 
 
-def find_mistakes(probs: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor | None = None,
-                  limit: int | None = None) -> list[Mistake]:
+def find_mistakes(
+    probs: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor | None = None, limit: int | None = None
+) -> list[Mistake]:
     """Misclassified images, the most confident mistakes first (the worst ones for a user)."""
     confidence, predicted = probs.max(dim=1)  # (N,), (N,)
     wrong = torch.nonzero(predicted != labels).flatten()
@@ -157,9 +178,17 @@ def find_mistakes(probs: torch.Tensor, labels: torch.Tensor, indices: torch.Tens
     if limit is not None:
         order = order[:limit]
     indices = torch.arange(len(labels)) if indices is None else indices
-    return [Mistake(position=i, index=int(indices[i]), true=int(labels[i]), predicted=int(predicted[i]),
-                    confidence=float(confidence[i]), true_probability=float(probs[i, labels[i]]))
-            for i in order.tolist()]
+    return [
+        Mistake(
+            position=i,
+            index=int(indices[i]),
+            true=int(labels[i]),
+            predicted=int(predicted[i]),
+            confidence=float(confidence[i]),
+            true_probability=float(probs[i, labels[i]]),
+        )
+        for i in order.tolist()
+    ]
 
 
 def analyze(predictions: Predictions, top_pairs: int | None = 10, n_bins: int = DEFAULT_BINS) -> Analysis:

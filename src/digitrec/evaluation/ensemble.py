@@ -7,14 +7,14 @@ softmax), so `argmax`, cross-entropy and every backend treat them like a single 
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from digitrec.models.checkpoint import Checkpoint, load_checkpoint
 from digitrec.errors import CheckpointError
+from digitrec.models.checkpoint import Checkpoint, load_checkpoint
 
 # One-pixel shifts: the variation MNIST's centring by centre of mass leaves in real digits.
 DEFAULT_SHIFTS: tuple[tuple[int, int], ...] = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
@@ -61,7 +61,9 @@ class Ensemble(nn.Module):
         return _mean_log_softmax([m(x) / t for m, t in zip(self.members, self.temperatures)])
 
 
-def load_ensemble(paths: Sequence[str | os.PathLike | None], tta: bool = False, device: str | torch.device = "cpu") -> Checkpoint:
+def load_ensemble(
+    paths: Sequence[str | os.PathLike | None], tta: bool = False, device: str | torch.device = "cpu"
+) -> Checkpoint:
     """One checkpoint, or several averaged, optionally with test-time augmentation.
 
     Members must share the input normalisation (they are fed the same tensor). The result keeps
@@ -74,12 +76,19 @@ def load_ensemble(paths: Sequence[str | os.PathLike | None], tta: bool = False, 
             raise CheckpointError(f"{other.path}: normalisation differs from {first.path}; cannot ensemble them")
     if len(checkpoints) == 1 and not tta:
         return first
-    model: nn.Module = (Ensemble([c.model for c in checkpoints], [c.temperature for c in checkpoints])
-                        if len(checkpoints) > 1 else first.model)
+    model: nn.Module = (
+        Ensemble([c.model for c in checkpoints], [c.temperature for c in checkpoints])
+        if len(checkpoints) > 1
+        else first.model
+    )
     if tta:
         model = ShiftTTA(model)
     arch = "+".join(c.arch for c in checkpoints) + (" (TTA)" if tta else "")
-    meta = dict(first.meta, calibration={"temperature": 1.0 if len(checkpoints) > 1 else first.temperature},
-                members=[c.path for c in checkpoints])
-    return Checkpoint(model=model.eval(), arch=arch, arch_kwargs={}, normalization=first.normalization, meta=meta,
-                      path=first.path)
+    meta = dict(
+        first.meta,
+        calibration={"temperature": 1.0 if len(checkpoints) > 1 else first.temperature},
+        members=[c.path for c in checkpoints],
+    )
+    return Checkpoint(
+        model=model.eval(), arch=arch, arch_kwargs={}, normalization=first.normalization, meta=meta, path=first.path
+    )

@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 from matplotlib.colors import LogNorm
@@ -57,9 +57,13 @@ def plot_curves(history: list[dict], path: str | os.PathLike) -> Path:
         ax.grid(alpha=0.3)
         ax.legend()
     best = max(history, key=lambda r: (r["val_accuracy"], -r["val_loss"]))
-    acc_ax.annotate(f"best val {100 * best['val_accuracy']:.2f}% (epoch {best['epoch']})",
-                    xy=(best["epoch"], 100 * best["val_accuracy"]), xytext=(0.35, 0.1),
-                    textcoords="axes fraction", arrowprops={"arrowstyle": "->", "alpha": 0.6})
+    acc_ax.annotate(
+        f"best val {100 * best['val_accuracy']:.2f}% (epoch {best['epoch']})",
+        xy=(best["epoch"], 100 * best["val_accuracy"]),
+        xytext=(0.35, 0.1),
+        textcoords="axes fraction",
+        arrowprops={"arrowstyle": "->", "alpha": 0.6},
+    )
     return _save(fig, path)
 
 
@@ -82,16 +86,22 @@ def _matrix_panel(ax, values: np.ndarray, text: Sequence[Sequence[str]], title: 
     ax.figure.colorbar(image, ax=ax, shrink=0.8)
 
 
-def plot_confusion_matrix(confusion: Sequence[Sequence[int]], path: str | os.PathLike,
-                          labels: Sequence[str] | None = None, title: str | None = None) -> Path:
+def plot_confusion_matrix(
+    confusion: Sequence[Sequence[int]],
+    path: str | os.PathLike,
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Path:
     """Counts (left) and row-normalised percentages (right); rows are true, columns predicted."""
     counts = np.asarray(confusion, dtype=np.int64)
     k = counts.shape[0]
     labels = [str(i) for i in range(k)] if labels is None else list(labels)
     row_pct = 100 * counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     count_text = [[str(c) if c else "" for c in row] for row in counts]
-    pct_text = [[(f"{p:.1f}" if p >= 0.05 else "<0.1") if c else "" for p, c in zip(prow, crow)]
-                for prow, crow in zip(row_pct, counts)]
+    pct_text = [
+        [(f"{p:.1f}" if p >= 0.05 else "<0.1") if c else "" for p, c in zip(prow, crow)]
+        for prow, crow in zip(row_pct, counts)
+    ]
     fig = Figure(figsize=CONFUSION_FIGSIZE, dpi=DPI, layout="constrained")
     left, right = fig.subplots(1, 2)
     _matrix_panel(left, counts.astype(float), count_text, "counts", labels)
@@ -112,9 +122,15 @@ def gallery_figsize(n_items: int, columns: int = GALLERY_COLUMNS) -> tuple[float
     return cols * GALLERY_CELL[0], rows * GALLERY_CELL[1] + GALLERY_HEADER
 
 
-def plot_misclassified(images: np.ndarray, true: Sequence[int], predicted: Sequence[int],
-                       confidence: Sequence[float], path: str | os.PathLike,
-                       columns: int = GALLERY_COLUMNS, title: str | None = None) -> Path:
+def plot_misclassified(
+    images: np.ndarray,
+    true: Sequence[int],
+    predicted: Sequence[int],
+    confidence: Sequence[float],
+    path: str | os.PathLike,
+    columns: int = GALLERY_COLUMNS,
+    title: str | None = None,
+) -> Path:
     """A grid of uint8 (K, 28, 28) images captioned true / predicted / confidence, in the given order.
 
     Digits are drawn dark on light (the reverse of MNIST's stored polarity) because that is how
@@ -127,13 +143,21 @@ def plot_misclassified(images: np.ndarray, true: Sequence[int], predicted: Seque
     rows, cols = gallery_shape(n, columns)
     fig = Figure(figsize=gallery_figsize(n, columns), dpi=DPI)
     height = fig.get_figheight()
-    fig.suptitle(title or f"{n} misclassified images, most confident mistakes first", fontsize=11,
-                 y=1 - 0.12 / height, va="top")
+    fig.suptitle(
+        title or f"{n} misclassified images, most confident mistakes first", fontsize=11, y=1 - 0.12 / height, va="top"
+    )
     # hspace is a fraction of the mean axes height; leave room for each caption above its image.
     cell_h = GALLERY_CELL[1]
-    grid = fig.add_gridspec(rows, cols, top=1 - (GALLERY_HEADER + GALLERY_CAPTION) / height,
-                            bottom=0.01, left=0.01, right=0.99, wspace=0.1,
-                            hspace=GALLERY_CAPTION / (cell_h - GALLERY_CAPTION))
+    grid = fig.add_gridspec(
+        rows,
+        cols,
+        top=1 - (GALLERY_HEADER + GALLERY_CAPTION) / height,
+        bottom=0.01,
+        left=0.01,
+        right=0.99,
+        wspace=0.1,
+        hspace=GALLERY_CAPTION / (cell_h - GALLERY_CAPTION),
+    )
     for i in range(rows * cols):
         ax = fig.add_subplot(grid[i // cols, i % cols])
         ax.set_axis_off()
@@ -162,8 +186,13 @@ def plot_reliability(curves: Mapping[str, Reliability], path: str | os.PathLike,
         top.plot(conf[keep], acc[keep], "o-", label=f"{name} (ECE {100 * rel.ece:.2f}%)")
         lefts = np.array(rel.edges[:-1]) + (k + 0.5) * width
         bottom.bar(lefts, rel.count, width=width, align="edge", label=name)
-    top.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="confidence (mean top-class probability in bin)",
-            ylabel="accuracy in bin", title=title or "reliability diagram")
+    top.set(
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        xlabel="confidence (mean top-class probability in bin)",
+        ylabel="accuracy in bin",
+        title=title or "reliability diagram",
+    )
     top.grid(alpha=0.3)
     top.legend(loc="upper left")
     bottom.set(xlim=(0, 1), xlabel="confidence bin", ylabel="predictions")
@@ -182,10 +211,16 @@ def plot_compare(rows: Sequence, path: str | os.PathLike) -> Path:
     ax = fig.subplots()
     for r in rows:
         error = 100 * (1 - r.test_accuracy)
-        ax.errorbar(r.train_seconds, error, xerr=r.train_seconds_std, yerr=100 * r.test_accuracy_std,
-                    fmt="o", capsize=3)
+        ax.errorbar(
+            r.train_seconds, error, xerr=r.train_seconds_std, yerr=100 * r.test_accuracy_std, fmt="o", capsize=3
+        )
         ax.annotate(r.model, (r.train_seconds, error), textcoords="offset points", xytext=(6, 4), fontsize=9)
-    ax.set(title="test error vs training time (mean ± std over seeds)", xlabel="training seconds",
-           ylabel="test error (%)", xscale="log", yscale="log")
+    ax.set(
+        title="test error vs training time (mean ± std over seeds)",
+        xlabel="training seconds",
+        ylabel="test error (%)",
+        xscale="log",
+        yscale="log",
+    )
     ax.grid(alpha=0.3, which="both")
     return _save(fig, path)

@@ -16,9 +16,9 @@ from typing import Any
 
 from digitrec.atomic import atomic_write_text
 from digitrec.evaluation.analysis import Analysis, Predictions
-from digitrec.evaluation.calibration import reliability, probabilities
-from digitrec.models.checkpoint import Checkpoint
+from digitrec.evaluation.calibration import probabilities, reliability
 from digitrec.evaluation.plots import plot_confusion_matrix, plot_misclassified, plot_reliability
+from digitrec.models.checkpoint import Checkpoint
 
 METRICS_JSON = "metrics.json"
 CONFUSION_PNG = "confusion_matrix.png"
@@ -57,8 +57,13 @@ def report_metrics(analysis: Analysis, predictions: Predictions, model: dict[str
     return out
 
 
-def write_report(out_dir: str | os.PathLike, predictions: Predictions, analysis: Analysis,
-                 model: dict[str, Any] | None = None, max_items: int = DEFAULT_GALLERY) -> ReportFiles:
+def write_report(
+    out_dir: str | os.PathLike,
+    predictions: Predictions,
+    analysis: Analysis,
+    model: dict[str, Any] | None = None,
+    max_items: int = DEFAULT_GALLERY,
+) -> ReportFiles:
     """Write metrics.json, confusion_matrix.png, misclassified.png, reliability.png, report.html."""
     if max_items < 0:
         raise ValueError(f"max_items must be >= 0, got {max_items}")
@@ -69,16 +74,21 @@ def write_report(out_dir: str | os.PathLike, predictions: Predictions, analysis:
     atomic_write_text(metrics_path, json.dumps(metrics, indent=1) + "\n")
 
     confusion = plot_confusion_matrix(
-        analysis.confusion, out / CONFUSION_PNG,
-        title=f"{analysis.split} set: {analysis.n} images, accuracy {100 * analysis.accuracy:.2f}%")
+        analysis.confusion,
+        out / CONFUSION_PNG,
+        title=f"{analysis.split} set: {analysis.n} images, accuracy {100 * analysis.accuracy:.2f}%",
+    )
 
     shown = analysis.mistakes[:max_items]
     gallery = plot_misclassified(
         predictions.images[[m.position for m in shown]].numpy() if shown else predictions.images[:0].numpy(),
-        [m.true for m in shown], [m.predicted for m in shown], [m.confidence for m in shown],
+        [m.true for m in shown],
+        [m.predicted for m in shown],
+        [m.confidence for m in shown],
         out / MISCLASSIFIED_PNG,
         title=f"{len(shown)} of {len(analysis.mistakes)} misclassified {analysis.split} images, "
-              f"most confident mistakes first")
+        f"most confident mistakes first",
+    )
 
     curves = {"uncalibrated (T = 1)": reliability(probabilities(predictions.logits), predictions.labels)}
     if predictions.temperature != 1.0:
@@ -88,8 +98,14 @@ def write_report(out_dir: str | os.PathLike, predictions: Predictions, analysis:
     html_path = out / REPORT_HTML
     images = {"confusion": confusion, "misclassified": gallery, "reliability": rel}
     atomic_write_text(html_path, render_html(metrics, images))
-    return ReportFiles(directory=out, metrics=metrics_path, confusion_matrix=confusion, misclassified=gallery,
-                       reliability=rel, html=html_path)
+    return ReportFiles(
+        directory=out,
+        metrics=metrics_path,
+        confusion_matrix=confusion,
+        misclassified=gallery,
+        reliability=rel,
+        html=html_path,
+    )
 
 
 def _data_uri(path: Path) -> str:
@@ -97,7 +113,11 @@ def _data_uri(path: Path) -> str:
 
 
 def _table(header: list[str] | None, rows: list[list[Any]]) -> str:
-    head = "" if header is None else "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead>"
+    head = (
+        ""
+        if header is None
+        else "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead>"
+    )
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table>{head}<tbody>{body}</tbody></table>"
 
@@ -110,24 +130,36 @@ def render_html(metrics: dict[str, Any], images: dict[str, Path]) -> str:
         calibration = f"{100 * metrics['ece']:.2f}% (not calibrated: run digitrec calibrate)"
     else:
         calibration = f"{100 * metrics['ece_uncalibrated']:.2f}% / {100 * metrics['ece']:.2f}%"
-    summary = _table(None, [
-        ["model", f"{model.get('arch', '?')} ({model.get('path', '?')})"],
-        ["split", f"{split} ({metrics['n']} images)"],
-        ["accuracy", f"{100 * metrics['accuracy']:.2f}% ({metrics['n_mistakes']} mistakes)"],
-        ["loss", f"{metrics['loss']:.4f} nats per image"],
-        ["macro precision / recall / F1", " / ".join(f"{metrics['macro'][k]:.4f}" for k in ("precision", "recall", "f1"))],
-        ["temperature", f"{metrics['temperature']:.4f}"],
-        ["ECE uncalibrated / calibrated", calibration],
-    ])
-    per_class = _table(["digit", "precision", "recall", "F1", "support"], [
-        [d, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", m["support"]]
-        for d, m in metrics["per_class"].items()])
-    pairs = _table(["true", "predicted as", "count", "% of true digit"], [
-        [p["true"], p["predicted"], p["count"], f"{100 * p['rate']:.2f}"] for p in metrics["confused_pairs"]])
+    summary = _table(
+        None,
+        [
+            ["model", f"{model.get('arch', '?')} ({model.get('path', '?')})"],
+            ["split", f"{split} ({metrics['n']} images)"],
+            ["accuracy", f"{100 * metrics['accuracy']:.2f}% ({metrics['n_mistakes']} mistakes)"],
+            ["loss", f"{metrics['loss']:.4f} nats per image"],
+            [
+                "macro precision / recall / F1",
+                " / ".join(f"{metrics['macro'][k]:.4f}" for k in ("precision", "recall", "f1")),
+            ],
+            ["temperature", f"{metrics['temperature']:.4f}"],
+            ["ECE uncalibrated / calibrated", calibration],
+        ],
+    )
+    per_class = _table(
+        ["digit", "precision", "recall", "F1", "support"],
+        [
+            [d, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", m["support"]]
+            for d, m in metrics["per_class"].items()
+        ],
+    )
+    pairs = _table(
+        ["true", "predicted as", "count", "% of true digit"],
+        [[p["true"], p["predicted"], p["count"], f"{100 * p['rate']:.2f}"] for p in metrics["confused_pairs"]],
+    )
     figure = lambda key, alt: f'<figure><img src="{_data_uri(images[key])}" alt="{alt}"></figure>'  # noqa: E731
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<title>digitrec evaluation: {html.escape(str(model.get('arch', '')))} on the {html.escape(split)} set</title>
+<title>digitrec evaluation: {html.escape(str(model.get("arch", "")))} on the {html.escape(split)} set</title>
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 1600px; margin: 2em auto; padding: 0 1em; color: #222; }}
 table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}

@@ -22,12 +22,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from digitrec.atomic import atomic_write
 from digitrec import __version__
+from digitrec.atomic import atomic_write
 from digitrec.errors import CheckpointError, ConfigError
-from digitrec.weights import DEFAULT_MODEL_PATH
 from digitrec.models import create_model
 from digitrec.models.inputs import Normalization
+from digitrec.weights import DEFAULT_MODEL_PATH
 
 FORMAT = "digitrec-checkpoint"
 FORMAT_VERSION = 1
@@ -122,10 +122,23 @@ def read_payload(path: str | os.PathLike) -> dict[str, Any]:
         # Files written before versions() used str() hold a TorchVersion, a plain str subclass.
         with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
             payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError,
-            AttributeError, pickle.UnpicklingError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        KeyError,
+        IndexError,
+        TypeError,
+        AttributeError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        UnicodeDecodeError,
+    ) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated, corrupt or unsafe): {first_line[:200]}") from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (truncated, corrupt or unsafe): {first_line[:200]}"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a digitrec checkpoint (no '{FORMAT}' marker)")
     if payload.get("format_version") != FORMAT_VERSION:
@@ -145,8 +158,9 @@ def model_from_payload(payload: dict[str, Any], where: str = "checkpoint") -> nn
     if not isinstance(arch, str) or not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
         raise CheckpointError(f"{where}: malformed architecture (arch must be a name, arch_kwargs a mapping)")
     state = payload.get("state_dict")
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              and v.layout == torch.strided for k, v in state.items()):
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) and v.layout == torch.strided for k, v in state.items()
+    ):
         raise CheckpointError(f"{where}: no usable state_dict")
     try:
         with torch.device("meta"):
@@ -158,13 +172,16 @@ def model_from_payload(payload: dict[str, Any], where: str = "checkpoint") -> nn
     expected = skeleton.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise CheckpointError(f"{where}: weights do not match architecture {arch!r}: "
-                              f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise CheckpointError(
+            f"{where}: weights do not match architecture {arch!r}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     for name, tensor in state.items():
         want = expected[name]
         if tensor.shape != want.shape:
-            raise CheckpointError(f"{where}: weights do not match architecture {arch!r}: {name!r} has shape "
-                                  f"{tuple(tensor.shape)}, the model needs {tuple(want.shape)}")
+            raise CheckpointError(
+                f"{where}: weights do not match architecture {arch!r}: {name!r} has shape "
+                f"{tuple(tensor.shape)}, the model needs {tuple(want.shape)}"
+            )
         if want.is_floating_point() and not tensor.is_floating_point():
             raise CheckpointError(f"{where}: weight {name!r} has dtype {tensor.dtype}, not a floating-point type")
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
@@ -195,8 +212,12 @@ def _check_calibration(meta: dict[str, Any], where: str) -> None:
         value = calibration.get(key)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                or not (low < value <= high if key == "temperature" else low <= value <= high):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or not (low < value <= high if key == "temperature" else low <= value <= high)
+        ):
             raise CheckpointError(f"{where}: calibration {key} {value!r} is not a number in the allowed range")
 
 
@@ -215,5 +236,11 @@ def load_checkpoint(path: str | os.PathLike | None = None, device: torch.device 
     skip = {"state_dict", "format", "format_version", "arch", "arch_kwargs", "normalization"}
     meta = {k: v for k, v in payload.items() if k not in skip}
     _check_calibration(meta, str(path))
-    return Checkpoint(model=model, arch=payload["arch"], arch_kwargs=dict(payload.get("arch_kwargs", {})),
-                      normalization=normalization, meta=meta, path=str(path))
+    return Checkpoint(
+        model=model,
+        arch=payload["arch"],
+        arch_kwargs=dict(payload.get("arch_kwargs", {})),
+        normalization=normalization,
+        meta=meta,
+        path=str(path),
+    )

@@ -10,7 +10,7 @@ keyword arguments so a checkpoint can rebuild the model from its name and kwargs
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 
@@ -44,4 +44,3 @@ def create_model(name: str, **kwargs) -> nn.Module:
         return _REGISTRY[name](**kwargs)
     except TypeError as exc:
         raise ConfigError(f"bad arguments for model {name!r}: {exc}") from None
-

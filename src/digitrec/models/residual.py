@@ -31,11 +31,14 @@ def resnet_small(width: int = 16) -> nn.Module:
     """Small residual net: stem + 3 stages of one BasicBlock (28 -> 14 -> 7), global pool."""
     w = width
     return nn.Sequential(
-        nn.Conv2d(1, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),  # (B, w, 28, 28)
+        nn.Conv2d(1, w, 3, padding=1, bias=False),
+        nn.BatchNorm2d(w),
+        nn.ReLU(inplace=True),  # (B, w, 28, 28)
         BasicBlock(w, w),
-        BasicBlock(w, 2 * w, stride=2),      # (B, 2w, 14, 14)
+        BasicBlock(w, 2 * w, stride=2),  # (B, 2w, 14, 14)
         BasicBlock(2 * w, 4 * w, stride=2),  # (B, 4w, 7, 7)
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
         nn.Linear(4 * w, 10),
     )
 
@@ -54,5 +57,9 @@ def simple_cnn(width: int = 16, kernel: int = 5) -> nn.Module:
         c_out = width * i
         layers += [nn.Conv2d(c_in, c_out, kernel, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
         c_in, size = c_out, size - (kernel - 1)
-    return nn.Sequential(*layers, nn.Flatten(),                      # (B, 6w * size * size)
-                         nn.Linear(c_in * size * size, 10, bias=False), nn.BatchNorm1d(10))
+    return nn.Sequential(
+        *layers,
+        nn.Flatten(),  # (B, 6w * size * size)
+        nn.Linear(c_in * size * size, 10, bias=False),
+        nn.BatchNorm1d(10),
+    )
