@@ -23,13 +23,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from common import machine, mean_std
 from torchvision import datasets, transforms
 
-from common import machine, mean_std
-from digitrec.training.data import FILES, load_mnist, locate, stratified_split
 from digitrec.models import create_model
-from digitrec.training.pipeline import batches
 from digitrec.models.inputs import Normalization
+from digitrec.training.config import TrainConfig
+from digitrec.training.data import load_mnist, locate, split_indices
+from digitrec.training.pipeline import batches
 
 
 def train_epoch(model: torch.nn.Module, stream) -> tuple[int, float]:
@@ -47,9 +48,12 @@ def train_epoch(model: torch.nn.Module, stream) -> tuple[int, float]:
 
 def classic_stream(root: Path, indices: list[int], batch_size: int, workers: int):
     norm = Normalization()
-    dataset = datasets.MNIST(root, train=True, download=False,
-                             transform=transforms.Compose([transforms.ToTensor(),
-                                                           transforms.Normalize((norm.mean,), (norm.std,))]))
+    dataset = datasets.MNIST(
+        root,
+        train=True,
+        download=False,
+        transform=transforms.Compose([transforms.ToTensor(), transforms.Normalize((norm.mean,), (norm.std,))]),
+    )
     subset = torch.utils.data.Subset(dataset, indices)
     return torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=True, num_workers=workers)
 
@@ -75,24 +79,33 @@ def main() -> None:
     args = parser.parse_args()
 
     data = load_mnist(allow_download=False)
-    train_idx, _ = stratified_split(data.train_labels, 5000, 0)
+    defaults = TrainConfig()  # the training split `digitrec train` uses
+    train_idx, _ = split_indices(data.train_labels, defaults.n_val, defaults.split_seed)
     train_idx = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(0))][: args.limit]
     root = torchvision_root()
     try:
         rates: dict[str, list[float]] = {"classic DataLoader": [], "digitrec in-memory": []}
         for repeat in range(args.repeats):
-            for name in (list(rates) if repeat % 2 == 0 else list(reversed(rates))):
+            for name in list(rates) if repeat % 2 == 0 else list(reversed(rates)):
                 torch.manual_seed(repeat)
                 model = create_model(args.model)
                 if name.startswith("classic"):
                     stream = classic_stream(root, train_idx.tolist(), args.batch_size, args.workers)
                 else:
                     images, labels = data.train_images[train_idx], data.train_labels[train_idx]
-                    stream = batches(images, labels, args.batch_size, Normalization(), shuffle=True,
-                                     generator=torch.Generator().manual_seed(repeat))
+                    stream = batches(
+                        images,
+                        labels,
+                        args.batch_size,
+                        Normalization(),
+                        shuffle=True,
+                        generator=torch.Generator().manual_seed(repeat),
+                    )
                 seen, seconds = train_epoch(model, stream)
                 rates[name].append(seen / seconds)
-                print(f"  repeat {repeat + 1}: {name:20s} {seen} images in {seconds:.1f}s = {seen / seconds:,.0f} images/s")
+                print(
+                    f"  repeat {repeat + 1}: {name:20s} {seen} images in {seconds:.1f}s = {seen / seconds:,.0f} images/s"
+                )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -32,19 +32,21 @@ import time
 import numpy as np
 import torch
 
-from digitrec.reading import synth
-from digitrec.runtime.backends import BACKENDS
 from digitrec.models.checkpoint import load_checkpoint
-from digitrec.training.data import load_mnist, stratified_split
+from digitrec.reading import synth
 from digitrec.reading.recognize import Recognizer
+from digitrec.runtime.backends import BACKENDS
+from digitrec.training.data import checkpoint_split, load_mnist
 
 SINGLE_TARGET_GAP = 0.005  # photographed accuracy at most 0.5 points below plain MNIST
 EXACT_TARGET = 0.95  # numbers read exactly
 
 
 def machine() -> str:
-    return (f"{os.cpu_count()}-core {platform.machine()} CPU, no GPU, torch {torch.__version__.split('+')[0]}, "
-            f"{torch.get_num_threads()} threads, Python {platform.python_version()}")
+    return (
+        f"{os.cpu_count()}-core {platform.machine()} CPU, no GPU, torch {torch.__version__.split('+')[0]}, "
+        f"{torch.get_num_threads()} threads, Python {platform.python_version()}"
+    )
 
 
 def digit_pool(split: str, recognizer: Recognizer) -> tuple[np.ndarray, np.ndarray]:
@@ -53,8 +55,7 @@ def digit_pool(split: str, recognizer: Recognizer) -> tuple[np.ndarray, np.ndarr
     data = load_mnist()
     if split == "test":
         return data.test_images.numpy(), data.test_labels.numpy()
-    meta = recognizer.checkpoint.meta.get("split", {"n_val": 5000, "seed": 0})
-    _, val = stratified_split(data.train_labels, meta["n_val"], meta["seed"])
+    _, val = checkpoint_split(recognizer.checkpoint.meta, data.train_labels)  # checksum-checked
     return data.train_images.numpy()[val.numpy()], data.train_labels.numpy()[val.numpy()]
 
 
@@ -82,14 +83,22 @@ def single_digits(recognizer: Recognizer, images: np.ndarray, labels: np.ndarray
     right = np.array([p.digit == y for p, y in zip(preds, labels[idx])])
     by_kind = {k: float(top1[np.array(kinds) == k].mean()) for k in synth.KINDS if k in kinds}
     reasons = collections.Counter(p.reason for p in preds if p.rejected)
-    return {"n": len(idx), "plain_accuracy": float(plain.mean()), "photo_accuracy": float(top1.mean()),
-            "gap_points": 100 * float(plain.mean() - top1.mean()), "accepted": float(accepted.mean()),
-            "accuracy_of_accepted": float(right[accepted].mean()) if accepted.any() else float("nan"),
-            "by_kind": by_kind, "reject_reasons": dict(reasons), "seconds_per_image": seconds}
+    return {
+        "n": len(idx),
+        "plain_accuracy": float(plain.mean()),
+        "photo_accuracy": float(top1.mean()),
+        "gap_points": 100 * float(plain.mean() - top1.mean()),
+        "accepted": float(accepted.mean()),
+        "accuracy_of_accepted": float(right[accepted].mean()) if accepted.any() else float("nan"),
+        "by_kind": by_kind,
+        "reject_reasons": dict(reasons),
+        "seconds_per_image": seconds,
+    }
 
 
-def numbers(recognizer: Recognizer, images: np.ndarray, labels: np.ndarray, n: int, seed: int,
-            touch_probability: float) -> dict:
+def numbers(
+    recognizer: Recognizer, images: np.ndarray, labels: np.ndarray, n: int, seed: int, touch_probability: float
+) -> dict:
     rng = np.random.default_rng(10_000 + seed)
     plain_ok = recognizer.reader.probabilities(list(images.astype(np.float32) / 255)).argmax(1) == labels
     rows, seconds = [], 0.0
@@ -97,23 +106,35 @@ def numbers(recognizer: Recognizer, images: np.ndarray, labels: np.ndarray, n: i
         length = int(rng.integers(3, 9))
         idx = rng.choice(len(images), size=length, replace=False)
         style = synth.random_style(rng)
-        number = synth.render_number(list(images[idx]), list(labels[idx]), rng, style,
-                                     touch_probability=touch_probability)
+        number = synth.render_number(
+            list(images[idx]), list(labels[idx]), rng, style, touch_probability=touch_probability
+        )
         data = encode(number.image)
         start = time.perf_counter()
         reading = recognizer.read(data)
         seconds += time.perf_counter() - start
         exact = reading.text == number.text and not reading.rejected
-        rows.append((exact, bool(plain_ok[idx].all()), number.touching, reading.needs_review or reading.rejected, length))
+        rows.append(
+            (exact, bool(plain_ok[idx].all()), number.touching, reading.needs_review or reading.rejected, length)
+        )
     r = np.array(rows, dtype=np.int64)
     exact, ceiling, touching, flagged = r[:, 0] == 1, r[:, 1] == 1, r[:, 2], r[:, 3] == 1
-    by_touching = {str(t): float(exact[np.minimum(touching, 2) == t].mean())
-                   for t in range(3) if (np.minimum(touching, 2) == t).any()}
-    return {"n": n, "exact": float(exact.mean()), "plain_all_digits_right": float(ceiling.mean()),
-            "exact_when_plain_right": float(exact[ceiling].mean()) if ceiling.any() else float("nan"),
-            "needs_review": float(flagged.mean()), "wrong_not_flagged": float((~exact & ~flagged).mean()),
-            "exact_by_touching_pairs(0,1,2+)": by_touching, "mean_digits": float(r[:, 4].mean()),
-            "seconds_per_number": seconds / n}
+    by_touching = {
+        str(t): float(exact[np.minimum(touching, 2) == t].mean())
+        for t in range(3)
+        if (np.minimum(touching, 2) == t).any()
+    }
+    return {
+        "n": n,
+        "exact": float(exact.mean()),
+        "plain_all_digits_right": float(ceiling.mean()),
+        "exact_when_plain_right": float(exact[ceiling].mean()) if ceiling.any() else float("nan"),
+        "needs_review": float(flagged.mean()),
+        "wrong_not_flagged": float((~exact & ~flagged).mean()),
+        "exact_by_touching_pairs(0,1,2+)": by_touching,
+        "mean_digits": float(r[:, 4].mean()),
+        "seconds_per_number": seconds / n,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,8 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=("test", "val"), default="test", help="digits to render (default test)")
     parser.add_argument("--touch-probability", type=float, default=0.2, help="share of touching pairs (default 0.2)")
     parser.add_argument("--model", help="checkpoint (default: the shipped model)")
-    parser.add_argument("--reader", help="reading model for numbers: a checkpoint, or 'none' to read with the "
-                        "model itself (default: the shipped reading model with the shipped model)")
+    parser.add_argument(
+        "--reader",
+        help="reading model for numbers: a checkpoint, or 'none' to read with the "
+        "model itself (default: the shipped reading model with the shipped model)",
+    )
     parser.add_argument("--backend", choices=BACKENDS, default="torch")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
@@ -152,42 +176,66 @@ def main(argv: list[str] | None = None) -> int:
         return float(np.mean([run[part][key] for run in runs]))
 
     reader = recognizer.reader.checkpoint.path if recognizer.reader is not recognizer else None
-    summary = {"machine": machine(), "model": recognizer.checkpoint.path, "reader": reader,
-               "arch": recognizer.checkpoint.arch,
-               "backend": args.backend, "split": args.split, "seeds": seeds,
-               f"plain_accuracy_full_{args.split}_set": full_plain, "runs": runs}
+    summary = {
+        "machine": machine(),
+        "model": recognizer.checkpoint.path,
+        "reader": reader,
+        "arch": recognizer.checkpoint.arch,
+        "backend": args.backend,
+        "split": args.split,
+        "seeds": seeds,
+        f"plain_accuracy_full_{args.split}_set": full_plain,
+        "runs": runs,
+    }
     ok = True
     if args.digits:
         gap = mean("single", "plain_accuracy") - mean("single", "photo_accuracy")
-        summary["single"] = {k: mean("single", k) for k in ("plain_accuracy", "photo_accuracy", "accepted",
-                                                              "accuracy_of_accepted", "seconds_per_image")}
+        summary["single"] = {
+            k: mean("single", k)
+            for k in ("plain_accuracy", "photo_accuracy", "accepted", "accuracy_of_accepted", "seconds_per_image")
+        }
         summary["single"]["gap_points"] = 100 * gap
         summary["single"]["target_met"] = gap <= SINGLE_TARGET_GAP
         ok &= gap <= SINGLE_TARGET_GAP
     if args.numbers:
-        summary["numbers"] = {k: mean("numbers", k) for k in ("exact", "plain_all_digits_right", "exact_when_plain_right",
-                                                               "needs_review", "wrong_not_flagged", "seconds_per_number")}
+        summary["numbers"] = {
+            k: mean("numbers", k)
+            for k in (
+                "exact",
+                "plain_all_digits_right",
+                "exact_when_plain_right",
+                "needs_review",
+                "wrong_not_flagged",
+                "seconds_per_number",
+            )
+        }
         summary["numbers"]["target_met"] = mean("numbers", "exact") >= EXACT_TARGET
         ok &= mean("numbers", "exact") >= EXACT_TARGET
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"machine: {summary['machine']}; model {summary['arch']} ({summary['model']}), reading model "
-              f"{reader or 'the same'}, backend {args.backend}, "
-              f"MNIST {args.split} digits, seeds {seeds}")
+        print(
+            f"machine: {summary['machine']}; model {summary['arch']} ({summary['model']}), reading model "
+            f"{reader or 'the same'}, backend {args.backend}, "
+            f"MNIST {args.split} digits, seeds {seeds}"
+        )
         print(f"plain MNIST accuracy of this model on the whole {args.split} set: {100 * full_plain:.2f}%")
         if args.digits:
             s = summary["single"]
-            print(f"single digits ({args.digits} per seed): photographed {100 * s['photo_accuracy']:.2f}% vs plain "
-                  f"{100 * s['plain_accuracy']:.2f}% on the same digits (gap {s['gap_points']:.2f} points, target <= 0.5: "
-                  f"{'met' if s['target_met'] else 'MISSED'}); accepted {100 * s['accepted']:.1f}%, "
-                  f"{100 * s['accuracy_of_accepted']:.2f}% of those right; {1000 * s['seconds_per_image']:.0f} ms/image")
+            print(
+                f"single digits ({args.digits} per seed): photographed {100 * s['photo_accuracy']:.2f}% vs plain "
+                f"{100 * s['plain_accuracy']:.2f}% on the same digits (gap {s['gap_points']:.2f} points, target <= 0.5: "
+                f"{'met' if s['target_met'] else 'MISSED'}); accepted {100 * s['accepted']:.1f}%, "
+                f"{100 * s['accuracy_of_accepted']:.2f}% of those right; {1000 * s['seconds_per_image']:.0f} ms/image"
+            )
         if args.numbers:
             s = summary["numbers"]
-            print(f"numbers of 3-8 digits ({args.numbers} per seed): exact {100 * s['exact']:.1f}% (target >= 95%: "
-                  f"{'met' if s['target_met'] else 'MISSED'}); all digits right as plain MNIST {100 * s['plain_all_digits_right']:.1f}%, "
-                  f"exact when they are {100 * s['exact_when_plain_right']:.1f}%; needs review {100 * s['needs_review']:.1f}%, "
-                  f"wrong and not flagged {100 * s['wrong_not_flagged']:.1f}%; {1000 * s['seconds_per_number']:.0f} ms/number")
+            print(
+                f"numbers of 3-8 digits ({args.numbers} per seed): exact {100 * s['exact']:.1f}% (target >= 95%: "
+                f"{'met' if s['target_met'] else 'MISSED'}); all digits right as plain MNIST {100 * s['plain_all_digits_right']:.1f}%, "
+                f"exact when they are {100 * s['exact_when_plain_right']:.1f}%; needs review {100 * s['needs_review']:.1f}%, "
+                f"wrong and not flagged {100 * s['wrong_not_flagged']:.1f}%; {1000 * s['seconds_per_number']:.0f} ms/number"
+            )
     return 0 if ok or not args.check else 1
 
 

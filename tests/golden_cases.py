@@ -20,8 +20,9 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -29,9 +30,15 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 GOLDEN = Path(__file__).resolve().parent / "golden" / "outputs.json"
-IMAGES = ["digit_7_photo.jpg", "digit_4_scan.png", "digit_2_chalk.jpg", "smudge.png", "number_scan.png",
-          "number_photo.jpg"]
-COMMANDS = ["train", "evaluate", "predict", "read", "serve", "export", "compare", "calibrate"]
+IMAGES = [
+    "digit_7_photo.jpg",
+    "digit_4_scan.png",
+    "digit_2_chalk.jpg",
+    "smudge.png",
+    "number_scan.png",
+    "number_photo.jpg",
+]
+COMMANDS = ["train", "evaluate", "predict", "read", "serve", "export", "compare", "calibrate", "build-weights"]
 
 
 def _normalise(text: str, tmp: Path) -> str:
@@ -68,8 +75,9 @@ def cli_cases(tmp: Path) -> dict[str, dict[str, Any]]:
     cases: dict[str, Callable[[], dict[str, Any]]] = {
         "predict --json": lambda: run_cli(["predict", "--json", *images], tmp),
         "predict table": lambda: run_cli(["predict", "--top-k", "2", *images], tmp),
-        "predict bad files": lambda: run_cli(["predict", "--json", str(bad), images[0], str(truncated),
-                                              str(tmp / "missing.png")], tmp),
+        "predict bad files": lambda: run_cli(
+            ["predict", "--json", str(bad), images[0], str(truncated), str(tmp / "missing.png")], tmp
+        ),
         "read --json": lambda: run_cli(["read", "--json", *images[4:], images[0]], tmp),
         "read table": lambda: run_cli(["read", *images[4:]], tmp),
         "read bad files": lambda: run_cli(["read", str(bad), images[4]], tmp),
@@ -112,11 +120,17 @@ def http_cases() -> dict[str, dict[str, Any]]:
         for name in ("number_scan.png", "number_photo.jpg"):
             out[f"POST /v1/read {name}"] = answer(client.post("/v1/read", files={"file": upload(name)}))
         out["POST /v1/predict top_k=5"] = answer(client.post("/v1/predict?top_k=5", files={"file": upload(IMAGES[0])}))
-        out["POST /v1/predict/batch"] = answer(client.post("/v1/predict/batch", files=[
-            ("files", upload(IMAGES[0])), ("files", upload(IMAGES[1])), ("files", upload("x.txt", b"text"))]))
+        out["POST /v1/predict/batch"] = answer(
+            client.post(
+                "/v1/predict/batch",
+                files=[("files", upload(IMAGES[0])), ("files", upload(IMAGES[1])), ("files", upload("x.txt", b"text"))],
+            )
+        )
         out["POST /v1/predict text"] = answer(client.post("/v1/predict", files={"file": upload("x.png", b"text")}))
         truncated = (EXAMPLES / "digit_4_scan.png").read_bytes()[:300]
-        out["POST /v1/predict truncated"] = answer(client.post("/v1/predict", files={"file": upload("t.png", truncated)}))
+        out["POST /v1/predict truncated"] = answer(
+            client.post("/v1/predict", files={"file": upload("t.png", truncated)})
+        )
         out["POST /v1/read text"] = answer(client.post("/v1/read", files={"file": upload("x.png", b"text")}))
         out["POST /v1/predict no file"] = {"status": client.post("/v1/predict").status_code}
         out["GET /nowhere"] = answer(client.get("/nowhere"))

@@ -8,20 +8,19 @@ import math
 import pytest
 import torch
 
+from digitrec.errors import CheckpointError
 from digitrec.evaluation.calibration import (
     calibrate_checkpoint,
     calibrate_logits,
     expected_calibration_error,
     fit_temperature,
     nll,
-    reliability,
     probabilities,
-    validation_indices,
+    reliability,
 )
 from digitrec.models.checkpoint import load_checkpoint, read_payload, save_payload
 from digitrec.training.config import TrainConfig
-from digitrec.training.data import stratified_split
-from digitrec.errors import CheckpointError
+from digitrec.training.data import checkpoint_split, stratified_split
 from digitrec.training.loop import train
 
 
@@ -88,15 +87,18 @@ def _sha(idx: torch.Tensor) -> str:
     return hashlib.sha256(idx.numpy().tobytes()).hexdigest()
 
 
-def test_validation_indices_rebuilds_and_checks_the_recorded_split(mnist):
-    val = stratified_split(mnist.train_labels, 5000, 7)[1]
+def test_checkpoint_split_rebuilds_and_checks_the_recorded_split(mnist):
+    train, val = stratified_split(mnist.train_labels, 5000, 7)
     meta = {"split": {"seed": 7, "n_val": 5000, "val_indices_sha256": _sha(val)}}
-    assert torch.equal(validation_indices(meta, mnist.train_labels), val)
+    rebuilt = checkpoint_split(meta, mnist.train_labels)
+    assert torch.equal(rebuilt[0], train) and torch.equal(rebuilt[1], val)
     meta["split"]["val_indices_sha256"] = "0" * 64
     with pytest.raises(CheckpointError, match="validation split"):
-        validation_indices(meta, mnist.train_labels)
+        checkpoint_split(meta, mnist.train_labels)
     with pytest.raises(CheckpointError, match="no validation split"):
-        validation_indices({}, mnist.train_labels)
+        checkpoint_split({}, mnist.train_labels)
+    with pytest.raises(CheckpointError, match="no checksum"):  # an unchecked split is not trusted either
+        checkpoint_split({"split": {"seed": 7, "n_val": 5000}}, mnist.train_labels)
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +106,7 @@ def overconfident_checkpoint(mnist, tmp_path_factory):
     """A model trained briefly on a slice (limit_eval exercises the truncated-split path), and a
     copy whose final layer is scaled by 4, so its logits are exactly four times too sharp."""
     out = tmp_path_factory.mktemp("calib")
-    config = TrainConfig(model="fast_ref_cnn", epochs=1, limit_train=1000, limit_eval=600,
-                         batch_size=64, device="cpu")
+    config = TrainConfig(model="fast_ref_cnn", epochs=1, limit_train=1000, limit_eval=600, batch_size=64, device="cpu")
     result = train(config, mnist, out)
     payload = read_payload(result.checkpoint)
     last = [k for k, v in payload["state_dict"].items() if v.dim() == 2][-1].rsplit(".", 1)[0]

@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import json
 
-import pytest
-import torch
 from PIL import Image
 
 from digitrec.cli import main
@@ -22,8 +20,22 @@ def test_macs_match_a_hand_count():
 
 def test_compare_writes_table_csv_and_plot(tmp_path, capsys):
     out = tmp_path / "cmp"
-    code = main(["compare", "linear", "fast_ref_cnn", "--seeds", "2", "--epochs", "1", "--limit-train", "1000",
-                 "--out", str(out), "--json"])
+    code = main(
+        [
+            "compare",
+            "linear",
+            "fast_ref_cnn",
+            "--seeds",
+            "2",
+            "--epochs",
+            "1",
+            "--limit-train",
+            "1000",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     assert code == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["model"] for r in rows] == ["linear", "fast_ref_cnn"]

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from digitrec.training import data
-from digitrec.training.data import FILES, REPO_DATA_DIR, load_mnist, parse_idx, stratified_split
 from digitrec.errors import DataError
+from digitrec.training import data
+from digitrec.training.data import FILES, REPO_DATA_DIR, checkpoint_split, load_mnist, parse_idx, stratified_split
 
 
 def test_repo_carries_the_four_files():
@@ -154,3 +154,36 @@ def test_stratified_split_is_seeded_disjoint_and_balanced(mnist):
     again, val_again = stratified_split(mnist.train_labels, 5000, seed=0)
     assert torch.equal(val, val_again)
     assert not torch.equal(val, stratified_split(mnist.train_labels, 5000, seed=1)[1])
+
+
+def test_every_shipped_checkpoint_rebuilds_its_recorded_split(mnist):
+    """The default model, the reading model and the checker were chosen on the same validation
+    digits; `checkpoint_split` rebuilds them and proves it with the recorded checksum."""
+    from digitrec.models.checkpoint import load_checkpoint
+    from digitrec.weights import CHECKER_PATH, READER_PATH
+
+    splits = [
+        checkpoint_split(load_checkpoint(path).meta, mnist.train_labels) for path in (None, READER_PATH, CHECKER_PATH)
+    ]
+    train, val = splits[0]
+    assert len(train) == 55000 and len(val) == 5000 and not set(train.tolist()) & set(val.tolist())
+    assert all(torch.equal(val, other[1]) and torch.equal(train, other[0]) for other in splits[1:])
+
+
+def test_checkpoint_split_of_a_sliced_run_is_the_slice_it_used(mnist, tmp_path):
+    """A run on a slice (limit_train, limit_eval) records enough to rebuild exactly its indices;
+    another labelling of the same images (different data) is refused in one clear line."""
+    from digitrec.errors import CheckpointError
+    from digitrec.training.config import TrainConfig
+    from digitrec.training.task import mnist_task
+
+    config = TrainConfig(limit_train=300, limit_eval=200, n_val=4000, split_seed=3)
+    task = mnist_task(config, mnist)
+    meta = {"split": dict(task.meta["split"]), "config": {"n_val": 99}}  # the split's own record wins
+    train, val = checkpoint_split(meta, mnist.train_labels)
+    assert len(train) == 300 and len(val) == 200
+    assert torch.equal(mnist.train_labels[train], task.train.labels)
+    assert torch.equal(mnist.train_images[val], task.val.images)
+    with pytest.raises(CheckpointError, match="checksum differs") as info:
+        checkpoint_split(meta, mnist.train_labels.flip(0))
+    assert "\n" not in str(info.value)

@@ -25,9 +25,28 @@ def test_epoch_shards_are_disjoint_covering_and_change_each_epoch():
 
 def _run(tmp_path, name: str, *extra: str) -> dict:
     (tmp_path / "c.toml").write_text("limit_eval = 1000\ncalibrate = false\n")
-    command = [sys.executable, "-m", "digitrec", "train", "--model", "fast_ref_cnn", "--epochs", "2",
-               "--limit-train", "4000", "--batch-size", "64", "--device", "cpu", "--config", str(tmp_path / "c.toml"),
-               "--out", str(tmp_path / name), "--json", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "digitrec",
+        "train",
+        "--model",
+        "fast_ref_cnn",
+        "--epochs",
+        "2",
+        "--limit-train",
+        "4000",
+        "--batch-size",
+        "64",
+        "--device",
+        "cpu",
+        "--config",
+        str(tmp_path / "c.toml"),
+        "--out",
+        str(tmp_path / name),
+        "--json",
+        *extra,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])

@@ -13,22 +13,51 @@ from pathlib import Path
 import pytest
 import torch
 
-from digitrec.models.checkpoint import load_checkpoint
 from digitrec.errors import CheckpointError
-from digitrec.training.loop import METRICS_NAME, STATE_NAME
+from digitrec.models.checkpoint import load_checkpoint
+from digitrec.training.loop import METRICS_NAME
+from digitrec.training.records import STATE_NAME, read_resume_config
 
-ARGS = ["--model", "seed_cnn", "--epochs", "3", "--limit-train", "2000", "--batch-size", "32", "--seed", "5",
-        "--device", "cpu"]
-CONFIG = 'limit_eval = 500\ncalibrate = false\n'
+ARGS = [
+    "--model",
+    "seed_cnn",
+    "--epochs",
+    "3",
+    "--limit-train",
+    "2000",
+    "--batch-size",
+    "32",
+    "--seed",
+    "5",
+    "--device",
+    "cpu",
+]
+CONFIG = "limit_eval = 500\ncalibrate = false\n"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # the two runs share the cores without oversubscribing
 
 
 def _train(out: Path, *extra: str) -> subprocess.Popen:
     out.parent.mkdir(parents=True, exist_ok=True)
     (out.parent / "c.toml").write_text(CONFIG)
-    return subprocess.Popen([sys.executable, "-m", "digitrec", "train", *ARGS, "--config", str(out.parent / "c.toml"),
-                             "--out", str(out), "--json", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "digitrec",
+            "train",
+            *ARGS,
+            "--config",
+            str(out.parent / "c.toml"),
+            "--out",
+            str(out),
+            "--json",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
 
 
 def _lines(path: Path) -> list[dict]:
@@ -56,8 +85,13 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     assert state["epoch"] >= 1
     assert not (run / "model.pt").exists()
 
-    resumed = subprocess.run([sys.executable, "-m", "digitrec", "train", "--resume", str(run), "--json"],
-                             capture_output=True, text=True, timeout=600, env=ENV)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "digitrec", "train", "--resume", str(run), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=ENV,
+    )
     assert resumed.returncode == 0, resumed.stderr
     out, err = reference.communicate(timeout=600)
     assert reference.returncode == 0, err
@@ -73,7 +107,5 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
 
 
 def test_resume_without_state_is_a_clear_error(tmp_path):
-    from digitrec.training.loop import read_resume_config
-
     with pytest.raises(CheckpointError, match="nothing to resume"):
         read_resume_config(tmp_path)

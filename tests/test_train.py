@@ -7,13 +7,13 @@ import json
 import pytest
 import torch
 
-from digitrec.models.checkpoint import load_checkpoint
-from digitrec.training.config import TrainConfig, read_toml
 from digitrec.errors import ConfigError
+from digitrec.models.checkpoint import load_checkpoint
+from digitrec.models.inputs import Normalization, to_model_input
+from digitrec.training.config import TrainConfig, read_toml
+from digitrec.training.loop import CURVES_NAME, train
 from digitrec.training.metrics import evaluate
 from digitrec.training.pipeline import Augment, batches
-from digitrec.models.inputs import Normalization, to_model_input
-from digitrec.training.loop import train
 
 SLICE = dict(model="fast_ref_cnn", limit_train=2000, limit_eval=1000, batch_size=64, lr=3e-3, device="cpu")
 
@@ -51,12 +51,51 @@ def test_checkpoint_is_best_on_validation_and_self_describing(run, mnist):
     assert ckpt.meta["config"]["epochs"] == 2
     assert ckpt.meta["split"]["n_val"] == 1000 and ckpt.meta["split"]["n_train"] == 2000
     assert set(ckpt.meta["data"]["checksums_md5"]) == {
-        "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    }
     assert {"torch", "digitrec", "python"} <= set(ckpt.meta["versions"])
     assert isinstance(ckpt.meta["command"], list)
     # the stored test metrics are those of the stored weights
     again = evaluate(ckpt.model, mnist.test_images[:1000], mnist.test_labels[:1000], ckpt.normalization)
     assert again.accuracy == pytest.approx(result.test.accuracy)
+
+
+def test_train_returns_its_result_and_the_command_calibrates_and_plots(run, tmp_path, capsys):
+    """The loop only trains; `digitrec train` fits the temperature and reject threshold on the
+    run's validation split, stores them, prints the temperature and draws the curves."""
+    from digitrec.cli import main
+
+    result, _, out = run
+    assert result.calibration is None and "calibration" not in load_checkpoint(result.checkpoint).meta
+    assert not (out / CURVES_NAME).exists()
+    (tmp_path / "c.toml").write_text('model = "fast_ref_cnn"\nlimit_eval = 700\nbatch_size = 64\n')
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(tmp_path / "c.toml"),
+                "--epochs",
+                "1",
+                "--limit-train",
+                "500",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "cmd"),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    summary = json.loads(capsys.readouterr().out)
+    calibration = load_checkpoint(summary["checkpoint"]).meta["calibration"]
+    assert summary["temperature"] == calibration["temperature"] > 0 and calibration["n_val"] == 700
+    assert 0 < calibration["reject_threshold"] <= 1
+    assert (tmp_path / "cmd" / CURVES_NAME).stat().st_size > 1000
 
 
 def test_same_seed_gives_identical_metrics(mnist, tmp_path):
@@ -67,14 +106,22 @@ def test_same_seed_gives_identical_metrics(mnist, tmp_path):
     strip = lambda r: [(e.train_loss, e.train_accuracy, e.val_loss, e.val_accuracy) for e in r.history]  # noqa: E731
     assert strip(a) == strip(b)
     assert strip(a) != strip(c)
-    assert torch.equal(torch.load(a.checkpoint, weights_only=True)["state_dict"]["0.weight"],
-                       torch.load(b.checkpoint, weights_only=True)["state_dict"]["0.weight"])
+    assert torch.equal(
+        torch.load(a.checkpoint, weights_only=True)["state_dict"]["0.weight"],
+        torch.load(b.checkpoint, weights_only=True)["state_dict"]["0.weight"],
+    )
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(epochs=0), "epochs"), (dict(batch_size=0), "batch size"), (dict(lr=-1.0), "learning rate"),
-    (dict(model="nope"), "unknown model"), (dict(schedule="linear"), "schedule"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(epochs=0), "epochs"),
+        (dict(batch_size=0), "batch size"),
+        (dict(lr=-1.0), "learning rate"),
+        (dict(model="nope"), "unknown model"),
+        (dict(schedule="linear"), "schedule"),
+    ],
+)
 def test_bad_config_values_are_refused(bad, match):
     with pytest.raises(ConfigError, match=match):
         TrainConfig(**bad)
@@ -82,7 +129,7 @@ def test_bad_config_values_are_refused(bad, match):
 
 def test_unknown_config_key_is_refused(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text('epochs = 2\nlearning_rate = 0.1\n')
+    path.write_text("epochs = 2\nlearning_rate = 0.1\n")
     with pytest.raises(ConfigError, match="learning_rate"):
         TrainConfig.from_dict(read_toml(path))
 
@@ -90,8 +137,10 @@ def test_unknown_config_key_is_refused(tmp_path):
 def test_batches_cover_everything_once_and_reshuffle(mnist):
     images, labels = mnist.train_images[:1000], torch.arange(1000)
     gen = torch.Generator().manual_seed(0)
-    epochs = [torch.cat([y for _, y in batches(images, labels, 128, Normalization(), shuffle=True, generator=gen)])
-              for _ in range(2)]
+    epochs = [
+        torch.cat([y for _, y in batches(images, labels, 128, Normalization(), shuffle=True, generator=gen)])
+        for _ in range(2)
+    ]
     assert sorted(epochs[0].tolist()) == list(range(1000))
     assert not torch.equal(epochs[0], epochs[1])
 

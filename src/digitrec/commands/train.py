@@ -1,4 +1,4 @@
-"""digitrec train: train a model, keep the best-on-validation checkpoint, report test metrics."""
+"""digitrec train: train a model, keep the best-on-validation checkpoint, calibrate it, report test metrics."""
 
 from __future__ import annotations
 
@@ -7,15 +7,19 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 from datetime import datetime
+from pathlib import Path
 
-from digitrec.training.config import TrainConfig, read_toml
-from digitrec.training.data import load_mnist
-from digitrec.errors import ConfigError
-from digitrec.models import list_models
-from digitrec.training.recipes import RECIPES, recipe
-from digitrec.training.loop import EpochRecord, read_resume_config, train
 from digitrec.commands.arguments import add_data_arguments
+from digitrec.errors import ConfigError
+from digitrec.evaluation.calibration import calibrate_checkpoint
+from digitrec.models import list_models
+from digitrec.training.config import TrainConfig, read_toml
+from digitrec.training.data import Mnist, load_mnist
+from digitrec.training.loop import CURVES_NAME, train
+from digitrec.training.recipes import RECIPES, recipe
+from digitrec.training.records import EpochRecord, TrainResult, read_resume_config
 
 NAME = "train"
 HELP = "train a model on MNIST and report validation and test accuracy"
@@ -33,9 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit-train", type=int, help="train on a stratified slice of N images (smoke runs)")
     parser.add_argument("--tensorboard", action="store_true", default=None, help="log scalars to RUN_DIR/tensorboard")
     add_data_arguments(parser, device_default=None)  # None: the config's (or recipe's) device
-    parser.add_argument("--out", help="run directory for model.pt, last.pt, metrics.jsonl, curves.png (default runs/<time>)")
+    parser.add_argument(
+        "--out", help="run directory for model.pt, last.pt, metrics.jsonl, curves.png (default runs/<time>)"
+    )
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last finished epoch")
-    parser.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this machine (launches torchrun)")
+    parser.add_argument(
+        "--nproc", type=int, default=1, help="data-parallel processes on this machine (launches torchrun)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object with the final metrics")
 
 
@@ -45,8 +53,16 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = recipe(args.recipe or "default")
     if args.config:
         values.update(read_toml(args.config))
-    flags = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-             "seed": args.seed, "device": args.device, "limit_train": args.limit_train, "tensorboard": args.tensorboard}
+    flags = {
+        "model": args.model,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "device": args.device,
+        "limit_train": args.limit_train,
+        "tensorboard": args.tensorboard,
+    }
     if args.model and args.model != values.get("model"):
         values.pop("model_kwargs", None)  # a recipe's kwargs belong to the recipe's model
     values.update({k: v for k, v in flags.items() if v is not None})
@@ -54,8 +70,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def format_epoch(record: EpochRecord) -> str:
-    return (f"epoch {record.epoch:3d}  train loss {record.train_loss:.4f} acc {record.train_accuracy:.4f}  "
-            f"val loss {record.val_loss:.4f} acc {record.val_accuracy:.4f}  {record.seconds:.1f}s")
+    return (
+        f"epoch {record.epoch:3d}  train loss {record.train_loss:.4f} acc {record.train_accuracy:.4f}  "
+        f"val loss {record.val_loss:.4f} acc {record.val_accuracy:.4f}  {record.seconds:.1f}s"
+    )
 
 
 def launch_torchrun(nproc: int) -> int:
@@ -68,9 +86,27 @@ def launch_torchrun(nproc: int) -> int:
         if arg.startswith("--nproc="):
             del argv[i]
             break
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "digitrec", *argv]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "digitrec",
+        *argv,
+    ]
     return subprocess.call(command)
+
+
+def finish_run(result: TrainResult, config: TrainConfig, data: Mnist, out: str | os.PathLike) -> None:
+    """What `digitrec train` does with a finished run: fit the softmax temperature and reject
+    threshold on its validation split (stored in the checkpoint) and draw its learning curves."""
+    from digitrec.evaluation.plots import plot_curves  # matplotlib: only once a run has finished
+
+    if config.calibrate:
+        result.calibration = calibrate_checkpoint(result.checkpoint, data, "cpu")
+    plot_curves([asdict(r) for r in result.history], Path(out) / CURVES_NAME)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,20 +122,34 @@ def run(args: argparse.Namespace) -> int:
     if main_rank:
         verb = "resuming" if args.resume else "training"
         print(f"{verb} {config.model} for {config.epochs} epoch(s) on {data.source}, run directory {out}", file=log)
-    result = train(config, data, out, on_epoch=lambda r: print(format_epoch(r), file=log, flush=True),
-                   progress=sys.stderr.isatty(), resume=bool(args.resume))
+    result = train(
+        config,
+        data,
+        out,
+        on_epoch=lambda r: print(format_epoch(r), file=log, flush=True),
+        progress=sys.stderr.isatty(),
+        resume=bool(args.resume),
+    )
     if result.world_size > 1:  # lets a user (and the tests) check that the ranks stayed in step
-        print(f"rank {result.rank}/{result.world_size}: final parameters sha256 {result.final_params_sha256}",
-              file=sys.stderr, flush=True)
+        print(
+            f"rank {result.rank}/{result.world_size}: final parameters sha256 {result.final_params_sha256}",
+            file=sys.stderr,
+            flush=True,
+        )
     if not main_rank:
         return 0
+    finish_run(result, config, data, out)
     if args.json:
         print(json.dumps(result.summary()))
     else:
-        print(f"best epoch {result.best_epoch}: val acc {result.val.accuracy:.4f}; "
-              f"test loss {result.test.loss:.4f} acc {result.test.accuracy:.4f} (n={result.test.n}); "
-              f"training {result.train_seconds:.1f}s; checkpoint {result.checkpoint}")
+        print(
+            f"best epoch {result.best_epoch}: val acc {result.val.accuracy:.4f}; "
+            f"test loss {result.test.loss:.4f} acc {result.test.accuracy:.4f} (n={result.test.n}); "
+            f"training {result.train_seconds:.1f}s; checkpoint {result.checkpoint}"
+        )
         if result.calibration:
-            print(f"calibrated: temperature {result.calibration['temperature']:.3f}, "
-                  f"ECE {result.calibration['ece_before']:.4f} -> {result.calibration['ece_after']:.4f} on validation")
+            print(
+                f"calibrated: temperature {result.calibration['temperature']:.3f}, "
+                f"ECE {result.calibration['ece_before']:.4f} -> {result.calibration['ece_after']:.4f} on validation"
+            )
     return 0

@@ -10,7 +10,6 @@ back through ``Checkpoint.temperature``, so every confidence the product reports
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -22,8 +21,7 @@ import torch.nn.functional as F
 
 from digitrec.probability import softmax
 from digitrec.models.checkpoint import model_from_payload, read_payload, save_payload
-from digitrec.training.data import Mnist, stratified_split
-from digitrec.errors import CheckpointError
+from digitrec.training.data import Mnist, checkpoint_split
 from digitrec.training.metrics import predict_logits
 from digitrec.models.inputs import Normalization
 
@@ -83,7 +81,8 @@ def reliability(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = DEFAULT
     mean_acc = torch.where(nonempty, correct_sum / count.clamp(min=1), torch.nan)
     n = max(int(count.sum()), 1)
     ece = float(((correct_sum - conf_sum).abs()).sum() / n)  # sum_b |acc_b - conf_b| * n_b / N
-    return Reliability(edges.tolist(), mean_conf.tolist(), mean_acc.tolist(), count.tolist(), ece)
+    return Reliability(edges=edges.tolist(), confidence=mean_conf.tolist(), accuracy=mean_acc.tolist(),
+                       count=count.tolist(), ece=ece)
 
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = DEFAULT_BINS) -> float:
@@ -129,47 +128,15 @@ def calibrate_logits(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = D
     )
 
 
-def validation_indices(meta: dict[str, Any], train_labels: torch.Tensor) -> torch.Tensor:
-    """Re-derive the checkpoint's validation split (indices into the official training set).
-
-    The split is rebuilt from its recorded seed and size, then checked against the recorded
-    SHA-256 of the indices, so a temperature or threshold is never chosen on images the model
-    was trained on. A run with ``limit_eval`` kept the first N of the full split; that case is
-    recognised from the config.
-    """
-    split = meta.get("split")
-    if not isinstance(split, dict) or "n_val" not in split or "seed" not in split:
-        raise CheckpointError("checkpoint records no validation split (meta['split'] with n_val and seed)")
-    expected = split.get("val_indices_sha256")
-    digest = lambda idx: hashlib.sha256(idx.numpy().tobytes()).hexdigest()  # noqa: E731
-    idx = stratified_split(train_labels, int(split["n_val"]), int(split["seed"]))[1]
-    if expected is None or digest(idx) == expected:
-        return idx
-    config = meta.get("config", {})
-    if config.get("limit_eval") and config.get("n_val"):
-        idx = stratified_split(train_labels, int(config["n_val"]), int(split["seed"]))[1][: int(split["n_val"])]
-        if digest(idx) == expected:
-            return idx
-    raise CheckpointError("cannot reproduce the checkpoint's validation split (index checksum differs); "
-                          "was it trained on different data?")
-
-
-def calibrate_checkpoint(path: str | os.PathLike, data: Mnist, device: torch.device | str = "cpu",
-                         n_bins: int = DEFAULT_BINS) -> dict[str, Any]:
-    """Fit T on the checkpoint's validation split and store it in the file (weights untouched).
-
-    Returns the ``meta["calibration"]`` dict written: temperature, ece_before, ece_after,
-    nll_before, nll_after, n_val and n_bins. The file is rewritten atomically.
-    """
-    payload = read_payload(path)
-    model = model_from_payload(payload, str(path)).to(device)
-    norm = Normalization(**payload["normalization"])
-    val_idx = validation_indices(payload, data.train_labels)
-    labels = data.train_labels[val_idx]
-    logits = predict_logits(model, data.train_images[val_idx], norm, device)  # (n_val, 10)
+def calibration_record(logits: torch.Tensor, labels: torch.Tensor, method: str, n_bins: int = DEFAULT_BINS
+                       ) -> dict[str, Any]:
+    """Fit T on (N, C) validation logits and choose the reject threshold on the calibrated
+    probabilities: the ``meta["calibration"]`` dict a checkpoint stores (temperature, ece_before,
+    ece_after, nll_before, nll_after, n_val, n_bins, reject_threshold; `method` says on what)."""
     fit = calibrate_logits(logits, labels, n_bins)
-    calibration: dict[str, Any] = {
-        "method": "temperature scaling, NLL on the validation split",
+    probs = probabilities(logits, fit.temperature)
+    return {
+        "method": method,
         "temperature": fit.temperature,
         "ece_before": fit.ece_before,
         "ece_after": fit.ece_after,
@@ -177,13 +144,27 @@ def calibrate_checkpoint(path: str | os.PathLike, data: Mnist, device: torch.dev
         "nll_after": fit.nll_after,
         "n_val": fit.n,
         "n_bins": n_bins,
+        "reject_threshold": float(choose_reject_threshold(probs.numpy(), labels.numpy())),
     }
-    # the reject threshold is chosen on the same calibrated validation probabilities
-    probs = probabilities(logits, fit.temperature)
-    calibration["reject_threshold"] = float(choose_reject_threshold(probs.numpy(), labels.numpy()))
-    payload["calibration"] = calibration
+
+
+def calibrate_checkpoint(path: str | os.PathLike, data: Mnist, device: torch.device | str = "cpu",
+                         n_bins: int = DEFAULT_BINS) -> dict[str, Any]:
+    """Fit T on the checkpoint's validation split and store it in the file (weights untouched).
+
+    The split is the checkpoint's own, checksum-checked (`checkpoint_split`), so a temperature or
+    threshold is never chosen on images the model was trained on. Returns the
+    ``meta["calibration"]`` dict written (`calibration_record`). The file is rewritten atomically.
+    """
+    payload = read_payload(path)
+    model = model_from_payload(payload, str(path)).to(device)
+    norm = Normalization(**payload["normalization"])
+    _, val_idx = checkpoint_split(payload, data.train_labels)
+    logits = predict_logits(model, data.train_images[val_idx], norm, device)  # (n_val, 10)
+    payload["calibration"] = calibration_record(logits, data.train_labels[val_idx],
+                                                "temperature scaling, NLL on the validation split", n_bins)
     save_payload(payload, path)
-    return calibration
+    return payload["calibration"]
 
 
 def choose_reject_threshold(

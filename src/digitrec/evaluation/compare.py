@@ -5,18 +5,21 @@ from __future__ import annotations
 import csv
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from digitrec.evaluation.calibration import calibrate_checkpoint
+from digitrec.models import create_model
 from digitrec.training.config import TrainConfig
 from digitrec.training.data import Mnist
+from digitrec.training.loop import CURVES_NAME, train
 from digitrec.training.metrics import channels_last_copy
-from digitrec.models import create_model
-from digitrec.training.loop import TrainResult, train
+from digitrec.training.records import TrainResult
 
 
 @dataclass(frozen=True)
@@ -78,13 +81,20 @@ def compare(
     out_dir: str | Path,
     on_run: Callable[[str, int, TrainResult], None] | None = None,
 ) -> list[CompareRow]:
-    """Train every model with every seed under the same config overrides `base`."""
+    """Train every model with every seed under the same config overrides `base`. Each run's
+    directory gets its curves, and its checkpoint a temperature when the config calibrates."""
+    from digitrec.evaluation.plots import plot_curves
+
     rows = []
     for name in models:
         results = []
         for seed in range(seeds):
             config = model_config(base, name, seed)
-            result = train(config, data, Path(out_dir) / "runs" / f"{name}-seed{seed}")
+            run_dir = Path(out_dir) / "runs" / f"{name}-seed{seed}"
+            result = train(config, data, run_dir)
+            if config.calibrate:
+                result.calibration = calibrate_checkpoint(result.checkpoint, data, "cpu")
+            plot_curves([asdict(r) for r in result.history], run_dir / CURVES_NAME)
             results.append(result)
             if on_run is not None:
                 on_run(name, seed, result)
@@ -92,18 +102,32 @@ def compare(
         seconds = _mean_std([r.train_seconds for r in results])
         val = _mean_std([r.val.accuracy for r in results])
         test = _mean_std([r.test.accuracy for r in results])
-        rows.append(CompareRow(name, sum(p.numel() for p in model.parameters()), count_macs(model), seeds,
-                               *seconds, *val, *test, inference_rate(model)))
+        rows.append(
+            CompareRow(
+                name,
+                sum(p.numel() for p in model.parameters()),
+                count_macs(model),
+                seeds,
+                *seconds,
+                *val,
+                *test,
+                inference_rate(model),
+            )
+        )
     return rows
 
 
 def to_markdown(rows: list[CompareRow]) -> str:
-    lines = ["| model | params | MACs/image | train s | val acc % | test acc % | infer img/s |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| model | params | MACs/image | train s | val acc % | test acc % | infer img/s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r.model} | {r.params:,} | {r.macs / 1e6:.2f} M | {r.train_seconds:.1f} ± {r.train_seconds_std:.1f} | "
-                     f"{100 * r.val_accuracy:.2f} ± {100 * r.val_accuracy_std:.2f} | "
-                     f"{100 * r.test_accuracy:.2f} ± {100 * r.test_accuracy_std:.2f} | {r.images_per_second:,.0f} |")
+        lines.append(
+            f"| {r.model} | {r.params:,} | {r.macs / 1e6:.2f} M | {r.train_seconds:.1f} ± {r.train_seconds_std:.1f} | "
+            f"{100 * r.val_accuracy:.2f} ± {100 * r.val_accuracy_std:.2f} | "
+            f"{100 * r.test_accuracy:.2f} ± {100 * r.test_accuracy_std:.2f} | {r.images_per_second:,.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

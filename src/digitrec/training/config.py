@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+import tomllib
 
 from digitrec.errors import ConfigError
 from digitrec.models import list_models
 
 SCHEDULES = ("none", "onecycle", "cosine")
+SELECTIONS = ("accuracy", "loss")
 AMP_MODES = ("auto", "none", "bf16", "fp16")
 
 
@@ -25,6 +27,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)  # Adam moment decay rates
     weight_decay: float = 0.0  # decoupled (AdamW) weight decay, per step, relative
     schedule: str = "onecycle"  # learning-rate schedule: none | onecycle | cosine
+    warmup: float = 0.3  # OneCycle: fraction of the steps spent raising the learning rate to its peak
     label_smoothing: float = 0.1  # cross-entropy target smoothing, 0-1 (calibration undoes its under-confidence)
     augment: bool = True  # batched random affine on the training batches
     aug_degrees: float = 10.0  # max rotation, degrees
@@ -38,7 +41,13 @@ class TrainConfig:
     channels_last: bool = True  # NHWC memory format: oneDNN's CPU convolutions run 1.4-1.8x faster
     compile: bool = False  # torch.compile the model (costs compile time up front)
     tensorboard: bool = False  # write TensorBoard scalars to the run directory
-    calibrate: bool = True  # fit the softmax temperature on validation after training
+    calibrate: bool = True  # fit the softmax temperature on validation after training (`digitrec train` does)
+    # checkpoint whose weights the model starts from (every tensor whose name and shape match; a new
+    # last layer for fewer classes stays freshly initialised); the starting weights are scored as
+    # epoch 0 and kept when no epoch beats them
+    init_from: str | None = None
+    select: str = "accuracy"  # keep the epoch with the best validation accuracy | the lowest validation loss
+    balance_classes: bool = False  # weight the loss so every class counts alike (rare classes, e.g. "one digit")
     seed: int = 0  # training seed (init, shuffling, augmentation, dropout)
     split_seed: int = 0  # seed of the train/validation split, kept fixed across training seeds
     n_val: int = 5000  # validation images held out of the official training set
@@ -47,19 +56,33 @@ class TrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        self.betas = tuple(float(b) for b in self.betas)  # TOML gives a list
+        self.betas = cast(tuple[float, float], tuple(float(b) for b in self.betas))  # TOML gives a list
         if self.model not in list_models():
             raise ConfigError(f"unknown model {self.model!r}; known models: {', '.join(list_models())}")
         checks = [
             (isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be an integer >= 1, got {self.epochs!r}"),
-            (isinstance(self.batch_size, int) and self.batch_size >= 1, f"batch size must be an integer >= 1, got {self.batch_size!r}"),
+            (
+                isinstance(self.batch_size, int) and self.batch_size >= 1,
+                f"batch size must be an integer >= 1, got {self.batch_size!r}",
+            ),
             (isinstance(self.lr, (int, float)) and self.lr > 0, f"learning rate must be > 0, got {self.lr!r}"),
-            (len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), f"betas must be two numbers in [0, 1), got {self.betas!r}"),
+            (
+                len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+                f"betas must be two numbers in [0, 1), got {self.betas!r}",
+            ),
             (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay!r}"),
             (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}"),
+            (0 < self.warmup < 1, f"warmup must be in (0, 1), got {self.warmup!r}"),
+            (self.select in SELECTIONS, f"unknown selection {self.select!r}; choose one of {', '.join(SELECTIONS)}"),
             (0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing!r}"),
-            (isinstance(self.n_val, int) and 1 <= self.n_val < 60000, f"n_val must be between 1 and 59999, got {self.n_val!r}"),
-            (self.limit_train is None or self.limit_train >= 10, f"limit_train must be >= 10, got {self.limit_train!r}"),
+            (
+                isinstance(self.n_val, int) and 1 <= self.n_val < 60000,
+                f"n_val must be between 1 and 59999, got {self.n_val!r}",
+            ),
+            (
+                self.limit_train is None or self.limit_train >= 10,
+                f"limit_train must be >= 10, got {self.limit_train!r}",
+            ),
             (self.limit_eval is None or self.limit_eval >= 1, f"limit_eval must be >= 1, got {self.limit_eval!r}"),
             (isinstance(self.model_kwargs, dict), "model_kwargs must be a table"),
             (self.aug_elastic >= 0, f"aug_elastic must be >= 0, got {self.aug_elastic!r}"),
@@ -74,7 +97,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

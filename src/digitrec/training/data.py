@@ -14,15 +14,16 @@ import hashlib
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from digitrec.atomic import atomic_write_bytes
-from digitrec.errors import DataError
+from digitrec.errors import CheckpointError, DataError
 
 # name -> (MD5 of the uncompressed IDX content, expected shape)
 FILES: dict[str, tuple[str, tuple[int, ...]]] = {
@@ -76,7 +77,9 @@ def _read_verified(path: Path, name: str) -> bytes:
     try:
         raw = gzip.decompress(path.read_bytes())
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"{path}: not a readable gzip file ({exc}); delete it or replace it with the published file")
+        raise DataError(
+            f"{path}: not a readable gzip file ({exc}); delete it or replace it with the published file"
+        ) from None
     actual = hashlib.md5(raw).hexdigest()
     if actual != expected_md5:
         raise DataError(
@@ -163,7 +166,7 @@ def load_mnist(
     """Locate, verify and parse MNIST into memory."""
     paths = locate(data_dir, allow_download, mirrors)
     arrays = {}
-    for name, (md5, shape) in FILES.items():
+    for name, (_md5, shape) in FILES.items():
         raw = _read_verified(paths[name], name)
         try:
             arrays[name] = parse_idx(raw, shape)
@@ -202,3 +205,89 @@ def stratified_split(labels: torch.Tensor, n_val: int, seed: int) -> tuple[torch
         val_parts.append(idx[:k])
         train_parts.append(idx[k:])
     return torch.cat(train_parts).sort().values, torch.cat(val_parts).sort().values
+
+
+def slice_stratified(indices: torch.Tensor, labels: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
+    """A class-balanced subset of `indices` of size `limit` (for quick runs on a slice)."""
+    if limit >= indices.numel():
+        return indices
+    keep, _ = stratified_split(labels[indices], indices.numel() - limit, seed)
+    return indices[keep]
+
+
+def split_indices(
+    labels: torch.Tensor, n_val: int, seed: int, limit_train: int | None = None, limit_eval: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, val) indices as `digitrec train` uses them: the stratified split, then a stratified
+    slice of `limit_train` training images and the first `limit_eval` validation images."""
+    train, val = stratified_split(labels, n_val, seed)
+    if limit_train is not None:
+        train = slice_stratified(train, labels, limit_train, seed)
+    return train, (val[:limit_eval] if limit_eval else val)
+
+
+def indices_sha256(indices: torch.Tensor) -> str:
+    """The checksum a checkpoint records of its validation indices (`meta["split"]`)."""
+    return hashlib.sha256(indices.numpy().tobytes()).hexdigest()
+
+
+def split_record(
+    train: torch.Tensor, val: torch.Tensor, seed: int, n_val_drawn: int, limit_train: int | None
+) -> dict[str, Any]:
+    """`meta["split"]` of a checkpoint trained on these indices: enough to rebuild them
+    (`checkpoint_split`) and a checksum to prove it."""
+    return {
+        "seed": seed,
+        "n_train": int(len(train)),
+        "n_val": int(len(val)),
+        "val_indices_sha256": indices_sha256(val),
+        "stratified": True,
+        "n_val_drawn": n_val_drawn,
+        "limit_train": limit_train,
+    }
+
+
+def split_parameters(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The recorded split of a checkpoint, completed: what its own `split` does not say (older
+    checkpoints) comes from its training config. A checkpoint trained from another one's split
+    copies this, so the record stands on its own."""
+    split = meta.get("split")
+    if not isinstance(split, Mapping) or not {"n_val", "seed"} <= set(split):
+        raise CheckpointError("checkpoint records no validation split (meta['split'] with n_val and seed)")
+    if not split.get("val_indices_sha256"):
+        raise CheckpointError(
+            "checkpoint records no checksum of its validation split (val_indices_sha256); "
+            "cannot check which images it was trained on"
+        )
+    config = meta.get("config")
+    config = config if isinstance(config, Mapping) else {}
+    n_val = int(split["n_val"])
+    return {
+        **split,
+        "n_val": n_val,
+        "seed": int(split["seed"]),
+        # a run with limit_eval kept the first n_val of a larger split
+        "n_val_drawn": int(split.get("n_val_drawn") or config.get("n_val") or n_val),
+        "limit_train": split["limit_train"] if "limit_train" in split else config.get("limit_train"),
+    }
+
+
+def checkpoint_split(meta: Mapping[str, Any], train_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (train, val) indices into the official training set that a checkpoint was trained and
+    chosen on, rebuilt from its recorded split and checked against the recorded checksum of the
+    validation indices, so a temperature, a threshold or another model's training data is never
+    taken from images the model was trained on. Raises CheckpointError when they differ."""
+    split = split_parameters(meta)
+    try:
+        train, val = split_indices(
+            train_labels, split["n_val_drawn"], split["seed"], split["limit_train"], split["n_val"]
+        )
+    except DataError as exc:
+        raise CheckpointError(f"cannot rebuild the checkpoint's validation split: {exc}") from None
+    n_train = split.get("n_train")
+    if indices_sha256(val) != split["val_indices_sha256"] or (n_train is not None and int(n_train) != len(train)):
+        raise CheckpointError(
+            "cannot reproduce the checkpoint's validation split (index checksum differs); "
+            "was it trained on different data?"
+        )
+    return train, val

@@ -34,8 +34,10 @@ def predict_logits(
     was_training = model.training
     model.eval()
     net = channels_last_copy(model)
-    out = [net(to_model_input(images[i : i + batch_size].to(device), norm)).float().cpu()
-           for i in range(0, len(images), batch_size)]
+    out = [
+        net(to_model_input(images[i : i + batch_size].to(device), norm)).float().cpu()
+        for i in range(0, len(images), batch_size)
+    ]
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, 10)
 
@@ -51,13 +53,14 @@ def channels_last_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).to(memory_format=torch.channels_last)
 
 
-def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> Metrics:
+def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None) -> Metrics:
+    """Loss (cross-entropy, class-weighted when `weight` is given, as training weighs it) and accuracy."""
     n = labels.numel()
     if n == 0:
-        return Metrics(float("nan"), float("nan"), 0)
-    loss = F.cross_entropy(logits, labels.cpu()).item()
+        return Metrics(loss=float("nan"), accuracy=float("nan"), n=0)
+    loss = F.cross_entropy(logits, labels.cpu(), weight=weight).item()
     accuracy = (logits.argmax(1) == labels.cpu()).float().mean().item()
-    return Metrics(loss, accuracy, n)
+    return Metrics(loss=loss, accuracy=accuracy, n=n)
 
 
 def evaluate(
@@ -67,5 +70,6 @@ def evaluate(
     norm: Normalization,
     device: torch.device | str = "cpu",
     batch_size: int = 1000,
+    weight: torch.Tensor | None = None,
 ) -> Metrics:
-    return metrics_from_logits(predict_logits(model, images, norm, device, batch_size), labels)
+    return metrics_from_logits(predict_logits(model, images, norm, device, batch_size), labels, weight)

@@ -8,13 +8,14 @@ no DataLoader workers: on a 2-core CPU the per-sample path costs more than the m
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 
 from digitrec.models.inputs import Normalization, to_model_input
+
 
 @dataclass(frozen=True)
 class Augment:
@@ -31,7 +32,7 @@ class Augment:
     elastic_alpha: float = 0.0
     elastic_sigma: float = 4.0
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         # x: (B, 1, H, W) float, background already normalised; pad with the background value.
         b, _, h, w = x.shape
         rand = (torch.rand(b, 4, generator=generator) * 2 - 1).to(x.device)  # U(-1, 1)
@@ -47,7 +48,7 @@ class Augment:
         background = x.amin(dim=(1, 2, 3), keepdim=True)
         return F.grid_sample(x - background, grid, align_corners=False, padding_mode="zeros") + background
 
-    def _elastic_field(self, b: int, h: int, w: int, generator: torch.Generator) -> torch.Tensor:
+    def _elastic_field(self, b: int, h: int, w: int, generator: torch.Generator | None) -> torch.Tensor:
         noise = torch.rand(b, 2, h, w, generator=generator) * 2 - 1  # (B, 2, H, W)
         radius = max(1, int(2 * self.elastic_sigma))
         taps = torch.arange(-radius, radius + 1, dtype=torch.float32)

@@ -50,7 +50,7 @@ class TensorBoardLogger:
     def close(self) -> None:
         self._writer.close()
 
-    def __enter__(self) -> "TensorBoardLogger":
+    def __enter__(self) -> TensorBoardLogger:
         return self
 
     def __exit__(self, *exc: object) -> None:

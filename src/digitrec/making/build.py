@@ -1,0 +1,168 @@
+"""Rebuild the reading files: the reading model, the one-digit checker and the segment verifier.
+
+The steps, each reusing what an earlier (interrupted) run left in the work directory when asked
+to resume: cut-outs are cached there, training runs continue from their ``last.pt``, and a file
+already written to the output directory is kept.
+
+0. the reading model's base: the `best` recipe's `bn_cnn`, seed 2 (the shipped one's base),
+   trained with `digitrec train`'s loop, unless a base checkpoint is given;
+1. digits cut out of training-split and validation-split numbers (`digitrec.making.cutouts`);
+2. the reading model fine-tuned on them (`digitrec.making.reader`) -> reader.pt;
+3. candidates cut out of training-split and validation-split numbers, labelled one digit or not;
+4. the one-digit checker trained on them (`digitrec.making.checker`) -> checker.pt;
+5. the segment verifier fitted on validation-split numbers read with the new reading model and
+   checker (`digitrec.making.verifier_fit`) -> verifier.json.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from digitrec.making.checker import CheckerRecipe, train_checker
+from digitrec.making.cutouts import Job, Pair, cached, cut_candidates, cut_out, cut_true_digits, split_digits, split_tag
+from digitrec.making.reader import ReaderRecipe, fine_tune_reader
+from digitrec.making.runs import RunOptions
+from digitrec.making.verifier_fit import ReadingModels, VerifierRecipe, fit_verifier
+from digitrec.reading.verifier import Verifier
+from digitrec.training.config import TrainConfig
+from digitrec.training.data import Mnist
+from digitrec.training.loop import train
+from digitrec.training.recipes import recipe
+from digitrec.training.records import STATE_NAME, EpochRecord
+
+READER_FILE, CHECKER_FILE, VERIFIER_FILE = "reader.pt", "checker.pt", "verifier.json"
+BASE_RECIPE, BASE_SEED = "best", 2  # the shipped reading model's base: the `best` seed best on validation
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    out: Path  # where reader.pt, checker.pt and verifier.json are written
+    work: Path  # cut-out caches and training runs
+    reader_base: str | None = None  # None: train it (step 0)
+    base_epochs: int | None = None  # None: the `best` recipe's
+    checker_base: str | None = None  # None: the shipped default model
+    baseline_verifier: Verifier | None = None  # kept unless a refit reads held-out numbers better
+    reader: ReaderRecipe = field(default_factory=ReaderRecipe)
+    checker: CheckerRecipe = field(default_factory=CheckerRecipe)
+    verifier: VerifierRecipe = field(default_factory=VerifierRecipe)
+    jobs: int = 1  # processes cutting up numbers
+    data_dir: str | None = None  # where MNIST is (None: where `load_mnist` looks by default)
+    device: str = "auto"
+    resume: bool = False
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """Where a build reports: stage lines, training epochs, progress bars."""
+
+    log: Log = lambda _: None
+    on_epoch: Callable[[str, EpochRecord], None] | None = None
+    progress: bool = False
+
+    def epochs(self, stage: str) -> Callable[[EpochRecord], None] | None:
+        on_epoch = self.on_epoch
+        return None if on_epoch is None else lambda record: on_epoch(stage, record)
+
+
+def _options(plan: BuildPlan, hooks: Hooks, stage: str) -> RunOptions:
+    """How the training run of `stage` (in work/`stage`) runs: resumed when asked and possible."""
+    resume = plan.resume and (plan.work / stage / STATE_NAME).is_file()
+    return RunOptions(device=plan.device, resume=resume, progress=hooks.progress, on_epoch=hooks.epochs(stage))
+
+
+def reader_base(plan: BuildPlan, data: Mnist, hooks: Hooks) -> str:
+    """Step 0: the checkpoint the reading model is fine-tuned from."""
+    if plan.reader_base is not None:
+        return plan.reader_base
+    run_dir = plan.work / "reader-base"
+    values = {
+        **recipe(BASE_RECIPE),
+        "seed": BASE_SEED,
+        "calibrate": False,
+        "device": plan.device,
+        "limit_eval": plan.reader.limit_eval,
+    }
+    if plan.base_epochs is not None:
+        values["epochs"] = plan.base_epochs
+    hooks.log(f"step 0: training the reading model's base ({BASE_RECIPE} recipe, seed {BASE_SEED}) in {run_dir}")
+    run = _options(plan, hooks, "reader-base")
+    result = train(
+        TrainConfig.from_dict(values), data, run_dir, on_epoch=run.on_epoch, progress=run.progress, resume=run.resume
+    )
+    return str(result.checkpoint)
+
+
+def cutouts(plan: BuildPlan, kind: str, split: str, n: int, seed: int, touch: float, source: str | None) -> Pair:
+    """Cut-outs (`kind` digits or candidates) of `n` numbers, cached in the work directory."""
+    work = cut_true_digits if kind == "digits" else cut_candidates
+    name = f"{kind}-{split}-{n}-seed{seed}-touch{touch:g}-split{split_tag(source)}.npz"
+    job = Job(split=split, numbers=n, seed=seed, touch_probability=touch, checkpoint=source, data_dir=plan.data_dir)
+    return cached(plan.work / name, lambda: cut_out(work, job, plan.jobs))
+
+
+def build_reader(plan: BuildPlan, data: Mnist, base: str, hooks: Hooks) -> dict[str, Any]:
+    """Steps 1 and 2 -> out/reader.pt."""
+    r = plan.reader
+    start = time.time()
+    train_cuts = cutouts(plan, "digits", "train", r.numbers, r.seed, r.touch_probability, base)
+    val_cuts = cutouts(plan, "digits", "val", r.val_numbers, r.seed + 1, r.val_touch_probability, base)
+    hooks.log(
+        f"step 1: {len(train_cuts[1])} training and {len(val_cuts[1])} validation cut-out digits "
+        f"({time.time() - start:.0f} s)"
+    )
+    hooks.log(f"step 2: fine-tuning the reading model from {base}")
+    run = _options(plan, hooks, "reader")
+    return fine_tune_reader(base, data, train_cuts, val_cuts, r, plan.work / "reader", plan.out / READER_FILE, run)
+
+
+def build_checker(plan: BuildPlan, data: Mnist, hooks: Hooks) -> dict[str, Any]:
+    """Steps 3 and 4 -> out/checker.pt."""
+    c, base = plan.checker, plan.checker_base
+    start = time.time()
+    train_cands = cutouts(plan, "candidates", "train", c.numbers, c.seed, c.touch_probability, base)
+    val_cands = cutouts(plan, "candidates", "val", c.val_numbers, c.seed + 1000, c.touch_probability, base)
+    hooks.log(
+        f"step 3: {len(train_cands[1])} training candidates ({train_cands[1].mean():.1%} digits) and "
+        f"{len(val_cands[1])} validation candidates ({time.time() - start:.0f} s)"
+    )
+    hooks.log(f"step 4: training the one-digit checker from {base or 'the shipped model'}")
+    run = _options(plan, hooks, "checker")
+    return train_checker(base, data, train_cands, val_cands, c, plan.work / "checker", plan.out / CHECKER_FILE, run)
+
+
+def build_verifier(plan: BuildPlan, hooks: Hooks) -> dict[str, Any]:
+    """Step 5 -> out/verifier.json, fitted with the reading model and checker just made."""
+    hooks.log("step 5: fitting the segment verifier on validation numbers")
+    reader, checker = plan.out / READER_FILE, plan.out / CHECKER_FILE
+    # analysing a line takes the models, not the verifier: any will do until the fit is made
+    placeholder = plan.baseline_verifier or Verifier(bias=0.0, weights={}, review_margin=0.0)
+    models = ReadingModels.load(reader, checker, placeholder)
+    images, labels = split_digits("val", str(reader), plan.data_dir)
+    verifier = fit_verifier(models, images, labels, plan.verifier, plan.baseline_verifier, hooks.log)
+    verifier.save(plan.out / VERIFIER_FILE)
+    return dict(verifier.fit)
+
+
+def build_weights(plan: BuildPlan, data: Mnist, hooks: Hooks = Hooks()) -> dict[str, Any]:
+    """Make reader.pt, checker.pt and verifier.json in `plan.out`; returns what each step
+    recorded (metrics, fit) and where the files are."""
+    plan.out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"out": str(plan.out), "work": str(plan.work)}
+    steps: list[tuple[str, str, Callable[[], dict[str, Any]]]] = [
+        ("reader", READER_FILE, lambda: build_reader(plan, data, reader_base(plan, data, hooks), hooks)),
+        ("checker", CHECKER_FILE, lambda: build_checker(plan, data, hooks)),
+        ("verifier", VERIFIER_FILE, lambda: build_verifier(plan, hooks)),
+    ]
+    for name, file, step in steps:
+        if plan.resume and (plan.out / file).is_file():
+            hooks.log(f"{name}: {plan.out / file} is already made; kept")
+            summary[name] = {"kept": str(plan.out / file)}
+            continue
+        started = time.time()
+        summary[name] = {**step(), "seconds": round(time.time() - started, 1), "file": str(plan.out / file)}
+    return summary
