@@ -15,6 +15,7 @@ from digitrec.errors import BadImageError, ConfigError, ImageError
 from digitrec.reading.decode import MAX_FILE_BYTES, read_file
 from digitrec.reading.recognize import Recognizer
 from digitrec.reading.results import Reading
+from digitrec.reading.verifier import load_verifier
 
 NAME = "read"
 HELP = "read a handwritten number (1-20 digits on one line) from each image"
@@ -27,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="checkpoint that classifies the digits cut out of a number (default: the shipped "
         "reading model with the shipped model; a custom --model reads with itself)",
+    )
+    parser.add_argument("--checker", metavar="PATH", help="one-digit checker checkpoint (default: the shipped one)")
+    parser.add_argument(
+        "--verifier",
+        metavar="FILE.json",
+        help="segment verifier (default: the shipped one; `digitrec build-weights` makes all three)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     parser.add_argument(
@@ -74,8 +81,11 @@ def run(args: argparse.Namespace) -> int:
     several = len(args.images) > 1
     if args.overlay and several and not Path(args.overlay).is_dir():
         raise ConfigError(f"--overlay {args.overlay}: with several images, give an existing directory")
-    recognizer = Recognizer.load(args.model, backend=args.backend, reader=args.reader)
-    _ = recognizer.reader  # load the reading model now: a bad --reader fails before any image
+    verifier = load_verifier(args.verifier) if args.verifier else None
+    recognizer = Recognizer.load(
+        args.model, backend=args.backend, reader=args.reader, checker=args.checker, verifier=verifier
+    )
+    _ = recognizer.reader, recognizer.checker  # load them now: a bad --reader or --checker fails before any image
     failed = 0
     if not args.json:
         print("FILE\tNUMBER\tDETAILS")

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from digitrec.probability import softmax
 from digitrec.models.checkpoint import model_from_payload, read_payload, save_payload
+from digitrec.models.inputs import Normalization
+from digitrec.probability import softmax
 from digitrec.training.data import Mnist, checkpoint_split
 from digitrec.training.metrics import predict_logits
-from digitrec.models.inputs import Normalization
 
 DEFAULT_BINS = 15  # equal-width confidence bins, the usual choice in the calibration literature
 # Search range for T. Well-trained MNIST models land in 0.5-3; the bounds only stop a
@@ -34,6 +34,7 @@ T_MIN, T_MAX = 0.05, 20.0
 # target at the model's own accuracy (~99.5%) would reject nothing; 99.8% costs ~1% of digits.
 TARGET_PRECISION = 0.998
 MIN_COVERAGE = 0.9  # ... but never reject more than 10% of validation digits to get there
+
 
 @dataclass(frozen=True)
 class Reliability:
@@ -81,8 +82,9 @@ def reliability(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = DEFAULT
     mean_acc = torch.where(nonempty, correct_sum / count.clamp(min=1), torch.nan)
     n = max(int(count.sum()), 1)
     ece = float(((correct_sum - conf_sum).abs()).sum() / n)  # sum_b |acc_b - conf_b| * n_b / N
-    return Reliability(edges=edges.tolist(), confidence=mean_conf.tolist(), accuracy=mean_acc.tolist(),
-                       count=count.tolist(), ece=ece)
+    return Reliability(
+        edges=edges.tolist(), confidence=mean_conf.tolist(), accuracy=mean_acc.tolist(), count=count.tolist(), ece=ece
+    )
 
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = DEFAULT_BINS) -> float:
@@ -110,8 +112,9 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     def objective(log_t: float) -> float:
         return F.cross_entropy(logits64 / math.exp(log_t), labels).item()
 
-    result = minimize_scalar(objective, bounds=(math.log(T_MIN), math.log(T_MAX)), method="bounded",
-                             options={"xatol": 1e-5})
+    result = minimize_scalar(
+        objective, bounds=(math.log(T_MIN), math.log(T_MAX)), method="bounded", options={"xatol": 1e-5}
+    )
     return float(math.exp(result.x))
 
 
@@ -128,8 +131,9 @@ def calibrate_logits(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = D
     )
 
 
-def calibration_record(logits: torch.Tensor, labels: torch.Tensor, method: str, n_bins: int = DEFAULT_BINS
-                       ) -> dict[str, Any]:
+def calibration_record(
+    logits: torch.Tensor, labels: torch.Tensor, method: str, n_bins: int = DEFAULT_BINS
+) -> dict[str, Any]:
     """Fit T on (N, C) validation logits and choose the reject threshold on the calibrated
     probabilities: the ``meta["calibration"]`` dict a checkpoint stores (temperature, ece_before,
     ece_after, nll_before, nll_after, n_val, n_bins, reject_threshold; `method` says on what)."""
@@ -148,8 +152,9 @@ def calibration_record(logits: torch.Tensor, labels: torch.Tensor, method: str, 
     }
 
 
-def calibrate_checkpoint(path: str | os.PathLike, data: Mnist, device: torch.device | str = "cpu",
-                         n_bins: int = DEFAULT_BINS) -> dict[str, Any]:
+def calibrate_checkpoint(
+    path: str | os.PathLike, data: Mnist, device: torch.device | str = "cpu", n_bins: int = DEFAULT_BINS
+) -> dict[str, Any]:
     """Fit T on the checkpoint's validation split and store it in the file (weights untouched).
 
     The split is the checkpoint's own, checksum-checked (`checkpoint_split`), so a temperature or
@@ -161,8 +166,9 @@ def calibrate_checkpoint(path: str | os.PathLike, data: Mnist, device: torch.dev
     norm = Normalization(**payload["normalization"])
     _, val_idx = checkpoint_split(payload, data.train_labels)
     logits = predict_logits(model, data.train_images[val_idx], norm, device)  # (n_val, 10)
-    payload["calibration"] = calibration_record(logits, data.train_labels[val_idx],
-                                                "temperature scaling, NLL on the validation split", n_bins)
+    payload["calibration"] = calibration_record(
+        logits, data.train_labels[val_idx], "temperature scaling, NLL on the validation split", n_bins
+    )
     save_payload(payload, path)
     return payload["calibration"]
 

@@ -3,7 +3,7 @@
 The ink is found as for one digit, split into pieces and made into atoms (`digitrec.reading.atoms`);
 every run of 1 to `MAX_RUN` neighbouring atoms that could be one digit is a candidate, made into its
 28x28 image like any digit. The candidates depend on the picture alone, so training data for the
-reading model and the one-digit checker is cut out with `cut_line` (benchmarks/train_reader.py).
+reading model and the one-digit checker is cut out with `cut_line` (`digitrec.making.cutouts`).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def cut_line(image: ImageInput) -> LineAnalysis:
     """The model-free part of reading a line: find the ink, build the atoms, and make every
     candidate digit (a run of atoms) into its 28x28 image (`digits28`); `probs` is left empty.
     The candidates' images depend on the picture alone, so training data for the reading model
-    and the checker is cut out with this (benchmarks/train_reader.py)."""
+    and the checker is cut out with this (`digitrec.making.cutouts`)."""
     ink = extract_ink(image, READ_MAX_SIDE)
     if not ink.found:
         return rejected_line(ink, 0.0, "no ink found")

@@ -4,7 +4,7 @@ A candidate (a run of atoms) is described by how confidently and as what it read
 height against the line and against MNIST's widths for its class, the gaps and cuts at its sides,
 the pieces it joins, how well it splits into two digits, and what the one-digit checker says. The
 verifier (`digitrec.reading.verifier.Verifier`) weighs them by name; the matrix the weights meet
-(and that benchmarks/fit_segmenter.py fits on) has the columns in `FEATURES` order.
+(and that `digitrec.making.verifier_fit` fits on) has the columns in `FEATURES` order.
 """
 
 from __future__ import annotations

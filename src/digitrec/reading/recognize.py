@@ -105,6 +105,7 @@ class Recognizer:
         reader: Checkpoint | str | None = None,
         device: str = "cpu",
         verifier: Verifier | None = None,
+        checker: Checkpoint | str | None = None,
     ) -> None:
         self.checkpoint = checkpoint
         self.backend_name = backend
@@ -114,6 +115,8 @@ class Recognizer:
         stored = checkpoint.meta.get("calibration", {}).get("reject_threshold")
         self.reject_threshold = float(stored) if stored is not None else DEFAULT_REJECT_THRESHOLD
         self._reader_source = reader  # a checkpoint or its path; None: this model reads numbers too
+        # the one-digit checker: a checkpoint or its path; None: the shipped one, when installed
+        self._checker_source = checker if checker is not None else (CHECKER_PATH if CHECKER_PATH.is_file() else None)
         self._companions: dict[str, Recognizer | None] = {}  # reader, checker: loaded on first use
         self._lock = threading.Lock()  # the server reads from several threads
         self._device = device
@@ -128,14 +131,23 @@ class Recognizer:
         device: str = "cpu",
         reader: str | None = None,
         verifier: Verifier | None = None,
+        checker: str | None = None,
     ) -> Recognizer:
         """`path` None loads the shipped model, which reads numbers with the shipped reading
         model; `reader` names a reading model explicitly (a custom `path` alone reads with itself).
-        `verifier` None reads numbers with the shipped segment verifier."""
+        `verifier` and `checker` None read numbers with the shipped segment verifier and one-digit
+        checker (a set made by `digitrec build-weights` is used by naming all three)."""
         shipped = path is None or Path(path).resolve() == DEFAULT_MODEL_PATH.resolve()
         if reader is None and shipped and READER_PATH.is_file():
             reader = str(READER_PATH)
-        return cls(load_checkpoint(path, device), backend=backend, reader=reader, device=device, verifier=verifier)
+        return cls(
+            load_checkpoint(path, device),
+            backend=backend,
+            reader=reader,
+            device=device,
+            verifier=verifier,
+            checker=checker,
+        )
 
     def _companion(self, role: str, source: Checkpoint | str | Path | None) -> Recognizer | None:
         """A second model for reading numbers, loaded once on first use (a process that only
@@ -163,7 +175,7 @@ class Recognizer:
     @property
     def checker(self) -> Recognizer | None:
         """The segmenter's one-digit checker (the same for every model); None when not installed."""
-        return self._companion("checker", CHECKER_PATH if CHECKER_PATH.is_file() else None)
+        return self._companion("checker", self._checker_source)
 
     # --- the model -------------------------------------------------------------------------------
 

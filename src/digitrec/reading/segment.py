@@ -16,10 +16,9 @@
    its named features (`digitrec.reading.features`: width and height against the line and against
    the line's typical digit width, gaps to its neighbours, cuts it starts or ends at, pieces it
    joins, how confidently its two sides read as digits when cut, and what a small CNN trained on
-   such cut-outs says: is this exactly one digit (the one-digit checker,
-   benchmarks/train_checker.py)). The verifier's weights (`digitrec.reading.verifier.Verifier`,
-   shipped in weights/verifier.json) were fitted on whole numbers made of validation digits by
-   benchmarks/fit_segmenter.py. Dynamic programming picks the grouping with the best total. The
+   such cut-outs says: is this exactly one digit (the one-digit checker, `digitrec.making.checker`)).
+   The verifier's weights (`digitrec.reading.verifier.Verifier`, shipped in weights/verifier.json)
+   were fitted on whole numbers made of validation digits (`digitrec.making.verifier_fit`). Dynamic programming picks the grouping with the best total. The
    digits are classified by the reading model (`Recognizer.reader`), larger than the one `predict`
    uses. Merging the halves of a "0" wins because half a "0" is too narrow and leans on a cut;
    cutting two touching digits wins because a double-width "digit" is implausible, however
