@@ -92,3 +92,23 @@ def test_predict_and_read_are_listed_in_help(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert "predict" in out and "read" in out
+
+
+def test_read_uses_the_verifier_and_checker_it_is_given(files, capsys, tmp_path):
+    """A set made by `digitrec build-weights` is used by naming it: a verifier whose review margin
+    no reading can clear flags every number, and a checker that is not a checkpoint is refused."""
+    from digitrec.reading.verifier import load_verifier
+    from digitrec.weights import CHECKER_PATH
+
+    shipped = load_verifier()
+    strict = tmp_path / "verifier.json"
+    type(shipped)(bias=shipped.bias, weights=shipped.weights, review_margin=1e9).save(strict)
+    number = str(files["number"])
+    assert main(["read", "--json", number]) == 0
+    assert json.loads(capsys.readouterr().out)["needs_review"] is False
+    assert main(["read", "--json", "--verifier", str(strict), "--checker", str(CHECKER_PATH), number]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["needs_review"] is True and out["text"] == "7210"
+    assert main(["read", "--checker", str(strict), number]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
