@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from digitrec.commands.arguments import add_data_arguments
+from digitrec.commands.arguments import add_data_arguments, add_model_argument, require_at_least
 from digitrec.device import pick_device
-from digitrec.errors import ConfigError
 from digitrec.evaluation.calibration import DEFAULT_BINS, calibrate_checkpoint
 from digitrec.training.data import load_mnist
 
@@ -16,15 +15,14 @@ HELP = "fit temperature scaling on a checkpoint's validation split and store it 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", metavar="PATH", required=True, help="checkpoint to calibrate, updated in place")
+    add_model_argument(parser, "checkpoint to calibrate, updated in place", required=True)
     parser.add_argument("--bins", type=int, default=DEFAULT_BINS, help=f"equal-width ECE bins (default {DEFAULT_BINS})")
     add_data_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the stored calibration as one JSON object")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.bins < 1:
-        raise ConfigError(f"--bins must be >= 1, got {args.bins}")
+    require_at_least("--bins", args.bins, 1)
     device = pick_device(args.device)
     data = load_mnist(args.data_dir)
     calibration = calibrate_checkpoint(args.model, data, device, n_bins=args.bins)

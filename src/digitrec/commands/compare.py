@@ -7,6 +7,7 @@ import json
 import sys
 from dataclasses import asdict
 
+from digitrec.commands.arguments import require_at_least
 from digitrec.errors import ConfigError
 from digitrec.evaluation.compare import compare, to_markdown, write_outputs
 from digitrec.models import list_models
@@ -36,8 +37,7 @@ def run(args: argparse.Namespace) -> int:
     unknown = [m for m in models if m not in list_models()]
     if unknown:
         raise ConfigError(f"unknown model(s) {', '.join(unknown)}; known models: {', '.join(list_models())}")
-    if args.seeds < 1:
-        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    require_at_least("--seeds", args.seeds, 1)
     base = recipe(args.recipe or "default")
     base["calibrate"] = False  # not needed for the table; saves a pass over validation per run
     if args.epochs is not None:

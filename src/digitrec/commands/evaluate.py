@@ -12,9 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from digitrec.commands.arguments import add_data_arguments
+from digitrec.commands.arguments import add_data_arguments, add_model_argument, require_at_least
 from digitrec.device import pick_device
-from digitrec.errors import ConfigError
 from digitrec.evaluation.analysis import SPLITS, analyze, predict_split
 from digitrec.evaluation.ensemble import load_ensemble
 from digitrec.evaluation.report import DEFAULT_GALLERY, model_info, write_report
@@ -25,12 +24,11 @@ HELP = "evaluate a checkpoint on the MNIST test set (or its validation split), o
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        metavar="PATH",
-        action="append",
-        help="checkpoint to evaluate (default: the shipped model); repeat to evaluate an ensemble "
+    add_model_argument(
+        parser,
+        "checkpoint to evaluate (default: the shipped model); repeat to evaluate an ensemble "
         "that averages the members' calibrated probabilities",
+        action="append",
     )
     parser.add_argument(
         "--tta",
@@ -60,8 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.max < 0:
-        raise ConfigError(f"--max must be >= 0, got {args.max}")
+    require_at_least("--max", args.max, 0)
     device = pick_device(args.device)
     checkpoint = load_ensemble(args.model or [None], tta=args.tta, device=device)
     data = load_mnist(args.data_dir)

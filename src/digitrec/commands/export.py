@@ -7,6 +7,7 @@ import json
 import sys
 from dataclasses import asdict
 
+from digitrec.commands.arguments import add_model_argument
 from digitrec.models.checkpoint import load_checkpoint
 from digitrec.runtime.export import FORMATS, SUFFIXES, export_model, format_for
 
@@ -15,7 +16,7 @@ HELP = "export a model (ONNX, torch.export or TorchScript) with its preprocessin
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", metavar="PATH", help="checkpoint to export (default: the shipped model)")
+    add_model_argument(parser, "checkpoint to export (default: the shipped model)")
     parser.add_argument(
         "--format",
         choices=FORMATS,

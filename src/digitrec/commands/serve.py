@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 
+from digitrec.commands.arguments import add_model_argument
 from digitrec.errors import ConfigError
 from digitrec.runtime.backends import BACKENDS
 
@@ -21,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes it to the network)",
     )
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    parser.add_argument("--model", metavar="PATH", help="checkpoint to serve (default: the shipped model)")
+    add_model_argument(parser, "checkpoint to serve (default: the shipped model)")
     parser.add_argument("--backend", choices=BACKENDS, default="torch", help="inference backend (default torch)")
     parser.add_argument(
         "--workers", type=int, default=1, help="worker processes, each with its own copy of the model (default 1)"
@@ -111,23 +112,18 @@ def run(args: argparse.Namespace) -> int:
     # command (and `digitrec --help`) imports this module to build the parser.
     import uvicorn
 
-    from digitrec.server.app import create_app, set_torch_threads
-    from digitrec.server.service import (
-        ENV_BACKEND,
-        ENV_MAX_UPLOAD,
-        ENV_MICRO_BATCH,
-        ENV_MODEL,
-        ENV_PREPROCESS,
-        ENV_THREADS,
-        ServerSettings,
-        load_recognizer,
-    )
+    from digitrec.server.app import build_app, set_torch_threads
+    from digitrec.server.service import ServerSettings, load_recognizer, worker_env
 
     max_upload_bytes = check_args(args)
     check_port_free(args.host, args.port)
     set_torch_threads(args.threads)
     settings = ServerSettings(
-        model_path=args.model, backend=args.backend, max_upload_bytes=max_upload_bytes, micro_batch=args.micro_batch
+        model_path=args.model,
+        backend=args.backend,
+        max_upload_bytes=max_upload_bytes,
+        micro_batch=args.micro_batch,
+        preprocess_processes=preprocess_processes(args),
     )
     # Load once here so a bad --model fails with one line before anything listens. With one
     # worker this is the model the server uses; with several, each worker loads its own copy.
@@ -142,23 +138,10 @@ def run(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
     )
     if args.workers == 1:
-        app = create_app(
-            args.model,
-            recognizer=recognizer,
-            max_upload_bytes=max_upload_bytes,
-            backend=args.backend,
-            micro_batch=args.micro_batch,
-            preprocess_processes=preprocess_processes(args),
-        )
-        uvicorn.run(app, **common)
+        uvicorn.run(build_app(settings, recognizer), **common)
     else:
         # Worker processes import the app by name, so the settings travel in the environment.
-        os.environ[ENV_MODEL] = os.path.abspath(args.model) if args.model else ""
-        os.environ[ENV_BACKEND] = args.backend
-        os.environ[ENV_MAX_UPLOAD] = str(max_upload_bytes)
-        os.environ[ENV_MICRO_BATCH] = str(args.micro_batch)
-        os.environ[ENV_THREADS] = str(args.threads)
-        os.environ[ENV_PREPROCESS] = str(preprocess_processes(args))
+        os.environ.update(worker_env(settings, args.threads))
         del recognizer
         uvicorn.run("digitrec.server.app:create_app_from_env", factory=True, workers=args.workers, **common)
     return 0

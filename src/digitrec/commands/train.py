@@ -11,8 +11,7 @@ from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
-from digitrec.commands.arguments import add_data_arguments
-from digitrec.errors import ConfigError
+from digitrec.commands.arguments import add_data_arguments, require_at_least
 from digitrec.evaluation.calibration import calibrate_checkpoint
 from digitrec.models import list_models
 from digitrec.training.config import TrainConfig, read_toml
@@ -110,8 +109,7 @@ def finish_run(result: TrainResult, config: TrainConfig, data: Mnist, out: str |
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.nproc < 1:
-        raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
+    require_at_least("--nproc", args.nproc, 1)
     config = config_from_args(args)
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return launch_torchrun(args.nproc)

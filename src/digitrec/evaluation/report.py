@@ -37,6 +37,18 @@ class ReportFiles:
     reliability: Path
     html: Path
 
+    @classmethod
+    def under(cls, directory: Path) -> ReportFiles:
+        """The files of a report written into `directory`, each under its fixed name."""
+        return cls(
+            directory,
+            directory / METRICS_JSON,
+            directory / CONFUSION_PNG,
+            directory / MISCLASSIFIED_PNG,
+            directory / RELIABILITY_PNG,
+            directory / REPORT_HTML,
+        )
+
 
 def model_info(checkpoint: Checkpoint) -> dict[str, Any]:
     """What identifies the evaluated model in a report."""
@@ -67,25 +79,24 @@ def write_report(
     """Write metrics.json, confusion_matrix.png, misclassified.png, reliability.png, report.html."""
     if max_items < 0:
         raise ValueError(f"max_items must be >= 0, got {max_items}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    files = ReportFiles.under(Path(out_dir))
+    files.directory.mkdir(parents=True, exist_ok=True)
     metrics = report_metrics(analysis, predictions, model)
-    metrics_path = out / METRICS_JSON
-    atomic_write_text(metrics_path, json.dumps(metrics, indent=1) + "\n")
+    atomic_write_text(files.metrics, json.dumps(metrics, indent=1) + "\n")
 
-    confusion = plot_confusion_matrix(
+    plot_confusion_matrix(
         analysis.confusion,
-        out / CONFUSION_PNG,
+        files.confusion_matrix,
         title=f"{analysis.split} set: {analysis.n} images, accuracy {100 * analysis.accuracy:.2f}%",
     )
 
     shown = analysis.mistakes[:max_items]
-    gallery = plot_misclassified(
+    plot_misclassified(
         predictions.images[[m.position for m in shown]].numpy() if shown else predictions.images[:0].numpy(),
         [m.true for m in shown],
         [m.predicted for m in shown],
         [m.confidence for m in shown],
-        out / MISCLASSIFIED_PNG,
+        files.misclassified,
         title=f"{len(shown)} of {len(analysis.mistakes)} misclassified {analysis.split} images, "
         f"most confident mistakes first",
     )
@@ -93,19 +104,15 @@ def write_report(
     curves = {"uncalibrated (T = 1)": reliability(probabilities(predictions.logits), predictions.labels)}
     if predictions.temperature != 1.0:
         curves[f"calibrated (T = {predictions.temperature:.3f})"] = reliability(predictions.probs, predictions.labels)
-    rel = plot_reliability(curves, out / RELIABILITY_PNG, title=f"reliability on the {analysis.split} set")
+    plot_reliability(curves, files.reliability, title=f"reliability on the {analysis.split} set")
 
-    html_path = out / REPORT_HTML
-    images = {"confusion": confusion, "misclassified": gallery, "reliability": rel}
-    atomic_write_text(html_path, render_html(metrics, images))
-    return ReportFiles(
-        directory=out,
-        metrics=metrics_path,
-        confusion_matrix=confusion,
-        misclassified=gallery,
-        reliability=rel,
-        html=html_path,
-    )
+    images = {
+        "confusion": files.confusion_matrix,
+        "misclassified": files.misclassified,
+        "reliability": files.reliability,
+    }
+    atomic_write_text(files.html, render_html(metrics, images))
+    return files
 
 
 def _data_uri(path: Path) -> str:

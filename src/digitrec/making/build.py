@@ -25,12 +25,11 @@ from typing import Any
 from digitrec.making.checker import CheckerRecipe, train_checker
 from digitrec.making.cutouts import Job, Pair, cached, cut_candidates, cut_out, cut_true_digits, split_digits, split_tag
 from digitrec.making.reader import ReaderRecipe, fine_tune_reader
-from digitrec.making.runs import RunOptions
+from digitrec.making.runs import RunOptions, StepData, train_run
 from digitrec.making.verifier_fit import ReadingModels, VerifierRecipe, fit_verifier
 from digitrec.reading.verifier import Verifier
 from digitrec.training.config import TrainConfig
 from digitrec.training.data import Mnist
-from digitrec.training.loop import train
 from digitrec.training.recipes import recipe
 from digitrec.training.records import STATE_NAME, EpochRecord
 
@@ -71,15 +70,17 @@ class Hooks:
 
 def _options(plan: BuildPlan, hooks: Hooks, stage: str) -> RunOptions:
     """How the training run of `stage` (in work/`stage`) runs: resumed when asked and possible."""
-    resume = plan.resume and (plan.work / stage / STATE_NAME).is_file()
-    return RunOptions(device=plan.device, resume=resume, progress=hooks.progress, on_epoch=hooks.epochs(stage))
+    run_dir = plan.work / stage
+    resume = plan.resume and (run_dir / STATE_NAME).is_file()
+    return RunOptions(
+        run_dir=run_dir, device=plan.device, resume=resume, progress=hooks.progress, on_epoch=hooks.epochs(stage)
+    )
 
 
 def reader_base(plan: BuildPlan, data: Mnist, hooks: Hooks) -> str:
     """Step 0: the checkpoint the reading model is fine-tuned from."""
     if plan.reader_base is not None:
         return plan.reader_base
-    run_dir = plan.work / "reader-base"
     values = {
         **recipe(BASE_RECIPE),
         "seed": BASE_SEED,
@@ -89,12 +90,9 @@ def reader_base(plan: BuildPlan, data: Mnist, hooks: Hooks) -> str:
     }
     if plan.base_epochs is not None:
         values["epochs"] = plan.base_epochs
-    hooks.log(f"step 0: training the reading model's base ({BASE_RECIPE} recipe, seed {BASE_SEED}) in {run_dir}")
     run = _options(plan, hooks, "reader-base")
-    result = train(
-        TrainConfig.from_dict(values), data, run_dir, on_epoch=run.on_epoch, progress=run.progress, resume=run.resume
-    )
-    return str(result.checkpoint)
+    hooks.log(f"step 0: training the reading model's base ({BASE_RECIPE} recipe, seed {BASE_SEED}) in {run.run_dir}")
+    return str(train_run(TrainConfig.from_dict(values), data, run).checkpoint)
 
 
 def cutouts(plan: BuildPlan, kind: str, split: str, n: int, seed: int, touch: float, source: str | None) -> Pair:
@@ -105,34 +103,45 @@ def cutouts(plan: BuildPlan, kind: str, split: str, n: int, seed: int, touch: fl
     return cached(plan.work / name, lambda: cut_out(work, job, plan.jobs))
 
 
+def step_data(
+    plan: BuildPlan,
+    data: Mnist,
+    kind: str,
+    base: str | None,
+    recipe: ReaderRecipe | CheckerRecipe,
+    val_seed: int,
+    val_touch: float,
+) -> tuple[StepData, float]:
+    """What the reading model's or the checker's step learns from: `kind` cut out of the recipe's
+    training-split numbers and of its validation-split ones (seeded and touching as the step says);
+    and the seconds it took to cut them (or read them from the cache)."""
+    start = time.time()
+    train = cutouts(plan, kind, "train", recipe.numbers, recipe.seed, recipe.touch_probability, base)
+    val = cutouts(plan, kind, "val", recipe.val_numbers, val_seed, val_touch, base)
+    return StepData(base=base, data=data, train=train, val=val), time.time() - start
+
+
 def build_reader(plan: BuildPlan, data: Mnist, base: str, hooks: Hooks) -> dict[str, Any]:
     """Steps 1 and 2 -> out/reader.pt."""
     r = plan.reader
-    start = time.time()
-    train_cuts = cutouts(plan, "digits", "train", r.numbers, r.seed, r.touch_probability, base)
-    val_cuts = cutouts(plan, "digits", "val", r.val_numbers, r.seed + 1, r.val_touch_probability, base)
-    hooks.log(
-        f"step 1: {len(train_cuts[1])} training and {len(val_cuts[1])} validation cut-out digits "
-        f"({time.time() - start:.0f} s)"
-    )
+    inputs, seconds = step_data(plan, data, "digits", base, r, r.seed + 1, r.val_touch_probability)
+    train, val = inputs.train[1], inputs.val[1]  # the labels
+    hooks.log(f"step 1: {len(train)} training and {len(val)} validation cut-out digits ({seconds:.0f} s)")
     hooks.log(f"step 2: fine-tuning the reading model from {base}")
-    run = _options(plan, hooks, "reader")
-    return fine_tune_reader(base, data, train_cuts, val_cuts, r, plan.work / "reader", plan.out / READER_FILE, run)
+    return fine_tune_reader(inputs, r, plan.out / READER_FILE, _options(plan, hooks, "reader"))
 
 
 def build_checker(plan: BuildPlan, data: Mnist, hooks: Hooks) -> dict[str, Any]:
     """Steps 3 and 4 -> out/checker.pt."""
     c, base = plan.checker, plan.checker_base
-    start = time.time()
-    train_cands = cutouts(plan, "candidates", "train", c.numbers, c.seed, c.touch_probability, base)
-    val_cands = cutouts(plan, "candidates", "val", c.val_numbers, c.seed + 1000, c.touch_probability, base)
+    inputs, seconds = step_data(plan, data, "candidates", base, c, c.seed + 1000, c.touch_probability)
+    train, val = inputs.train[1], inputs.val[1]  # the labels: 1 for a digit
     hooks.log(
-        f"step 3: {len(train_cands[1])} training candidates ({train_cands[1].mean():.1%} digits) and "
-        f"{len(val_cands[1])} validation candidates ({time.time() - start:.0f} s)"
+        f"step 3: {len(train)} training candidates ({train.mean():.1%} digits) and "
+        f"{len(val)} validation candidates ({seconds:.0f} s)"
     )
     hooks.log(f"step 4: training the one-digit checker from {base or 'the shipped model'}")
-    run = _options(plan, hooks, "checker")
-    return train_checker(base, data, train_cands, val_cands, c, plan.work / "checker", plan.out / CHECKER_FILE, run)
+    return train_checker(inputs, c, plan.out / CHECKER_FILE, _options(plan, hooks, "checker"))
 
 
 def build_verifier(plan: BuildPlan, hooks: Hooks) -> dict[str, Any]:

@@ -19,11 +19,9 @@ from typing import Any
 
 import torch
 
-from digitrec.making.cutouts import Pair
-from digitrec.making.runs import RunOptions, inherited_split, labelled, provenance, run_task
+from digitrec.making.runs import RunOptions, StepData, fine_tune_config, inherited_split, labelled, provenance, run_task
 from digitrec.models.checkpoint import Checkpoint, load_checkpoint, save_payload
 from digitrec.training.config import TrainConfig
-from digitrec.training.data import Mnist
 from digitrec.training.metrics import predict_logits
 from digitrec.training.task import Labelled, Task
 
@@ -44,23 +42,16 @@ class CheckerRecipe:
 
 
 def checker_config(base: Checkpoint, recipe: CheckerRecipe, device: str = "auto") -> TrainConfig:
-    return TrainConfig(
-        model=base.arch,
+    return fine_tune_config(
+        base,
+        recipe,
+        device,
         model_kwargs={**base.arch_kwargs, "classes": 2},
-        init_from=str(base.path),
-        epochs=recipe.epochs,
-        batch_size=recipe.batch_size,
-        lr=recipe.lr,
         weight_decay=0.01,
-        schedule="onecycle",
         label_smoothing=0.0,
         augment=False,
-        ema=None,
-        calibrate=False,
-        seed=recipe.seed,
         select="loss",
         balance_classes=True,
-        device=device,
     )
 
 
@@ -71,26 +62,17 @@ def recalls(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     return {"val_balanced_accuracy": sum(recall) / 2, "val_recall_not_digit": recall[0], "val_recall_digit": recall[1]}
 
 
-def train_checker(
-    base_path: str | Path | None,
-    data: Mnist,
-    candidates: Pair,
-    val_candidates: Pair,
-    recipe: CheckerRecipe,
-    run_dir: str | Path,
-    out: str | Path,
-    options: RunOptions = RunOptions(),
-) -> dict[str, Any]:
-    """Train the checker from `base_path`'s layers (default: the shipped model) in `run_dir`
-    (`options.resume` continues it) and write it to `out`. Returns what it records in
-    `meta["metrics"]`."""
-    base = load_checkpoint(base_path)
+def train_checker(inputs: StepData, recipe: CheckerRecipe, out: str | Path, options: RunOptions) -> dict[str, Any]:
+    """Train the checker from `inputs.base`'s layers (default: the shipped model) on the
+    candidates in `inputs` (`options.resume` continues the run) and write it to `out`. Returns what
+    it records in `meta["metrics"]`."""
+    base = load_checkpoint(inputs.base)
     task = Task(
-        train=labelled(candidates),
-        val=labelled(val_candidates),
+        train=labelled(inputs.train),
+        val=labelled(inputs.val),
         meta={"split": inherited_split(base), "class_labels": CLASSES},
     )
-    trained = run_task(checker_config(base, recipe, options.device), data, task, run_dir, options)
+    trained = run_task(checker_config(base, recipe, options.device), inputs.data, task, options)
     payload, model = trained.payload, trained.checkpoint
     logits = predict_logits(model.model, task.val.images, model.normalization)
     payload["metrics"].update({"val_loss": trained.result.val.loss, **recalls(logits, task.val.labels)})

@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from digitrec.evaluation.calibration import calibration_record
-from digitrec.making.cutouts import Pair
-from digitrec.making.runs import RunOptions, inherited_split, labelled, provenance, run_task
+from digitrec.making.runs import RunOptions, StepData, fine_tune_config, inherited_split, labelled, provenance, run_task
 from digitrec.models.checkpoint import Checkpoint, load_checkpoint, save_payload
 from digitrec.training.config import TrainConfig
-from digitrec.training.data import Mnist, checkpoint_split
+from digitrec.training.data import checkpoint_split
 from digitrec.training.metrics import predict_logits
 from digitrec.training.task import Labelled, Task
 
@@ -49,15 +48,12 @@ class ReaderRecipe:
 
 def reader_config(base: Checkpoint, recipe: ReaderRecipe, device: str = "auto") -> TrainConfig:
     base_config = base.meta.get("config", {})
-    return TrainConfig(
-        model=base.arch,
+    return fine_tune_config(
+        base,
+        recipe,
+        device,
         model_kwargs=dict(base.arch_kwargs),
-        init_from=str(base.path),
-        epochs=recipe.epochs,
-        batch_size=recipe.batch_size,
-        lr=recipe.lr,
         weight_decay=0.0,
-        schedule="onecycle",
         warmup=0.1,
         label_smoothing=base_config.get("label_smoothing", 0.0),
         augment=True,
@@ -65,23 +61,20 @@ def reader_config(base: Checkpoint, recipe: ReaderRecipe, device: str = "auto") 
         aug_scale=base_config.get("aug_scale", 0.1),
         aug_translate=base_config.get("aug_translate", 2.0),
         aug_elastic=base_config.get("aug_elastic", 0.0),
-        ema=None,
-        calibrate=False,
-        seed=recipe.seed,
-        device=device,
     )
 
 
-def reader_task(base: Checkpoint, data: Mnist, cutouts: Pair, val_cutouts: Pair, limit_eval: int | None) -> Task:
+def reader_task(base: Checkpoint, inputs: StepData, limit_eval: int | None) -> Task:
+    data = inputs.data
     train_idx, val_idx = checkpoint_split(base.meta, data.train_labels)
     val_idx = val_idx[:limit_eval] if limit_eval else val_idx
     test_n = limit_eval or len(data.test_labels)
     clean = Labelled(images=data.train_images[train_idx], labels=data.train_labels[train_idx])
     return Task(
-        train=labelled(cutouts),
-        val=labelled(val_cutouts),
+        train=labelled(inputs.train),
+        val=labelled(inputs.val),
         mix=clean,
-        mix_per_epoch=min(len(cutouts[1]), len(clean)),  # as many clean digits as cut-outs
+        mix_per_epoch=min(len(inputs.train[1]), len(clean)),  # as many clean digits as cut-outs
         guard=Labelled(images=data.train_images[val_idx], labels=data.train_labels[val_idx]),
         guard_tolerance=CLEAN_TOLERANCE,
         test=Labelled(images=data.test_images[:test_n], labels=data.test_labels[:test_n]),
@@ -89,22 +82,14 @@ def reader_task(base: Checkpoint, data: Mnist, cutouts: Pair, val_cutouts: Pair,
     )
 
 
-def fine_tune_reader(
-    base_path: str | Path | None,
-    data: Mnist,
-    cutouts: Pair,
-    val_cutouts: Pair,
-    recipe: ReaderRecipe,
-    run_dir: str | Path,
-    out: str | Path,
-    options: RunOptions = RunOptions(),
-) -> dict[str, Any]:
-    """Fine-tune `base_path` (default: the shipped model) on the cut-outs in `run_dir` (model.pt,
-    last.pt, metrics.jsonl: `options.resume` continues it), calibrate it on the validation
-    cut-outs and write the reading model to `out`. Returns what it records in `meta["metrics"]`."""
-    base = load_checkpoint(base_path)
-    task = reader_task(base, data, cutouts, val_cutouts, recipe.limit_eval)
-    trained = run_task(reader_config(base, recipe, options.device), data, task, run_dir, options)
+def fine_tune_reader(inputs: StepData, recipe: ReaderRecipe, out: str | Path, options: RunOptions) -> dict[str, Any]:
+    """Fine-tune `inputs.base` (default: the shipped model) on the cut-outs in `inputs` in
+    `options.run_dir` (model.pt, last.pt, metrics.jsonl: `options.resume` continues it), calibrate
+    it on the validation cut-outs and write the reading model to `out`. Returns what it records in
+    `meta["metrics"]`."""
+    base = load_checkpoint(inputs.base)
+    task = reader_task(base, inputs, recipe.limit_eval)
+    trained = run_task(reader_config(base, recipe, options.device), inputs.data, task, options)
     result, payload, model = trained.result, trained.payload, trained.checkpoint
     logits = predict_logits(model.model, task.val.images, model.normalization)
     payload["calibration"] = calibration_record(
@@ -125,7 +110,7 @@ def fine_tune_reader(
         **provenance(base, recipe),
         "train_cutouts": len(task.train),
         "val_cutouts": len(task.val),
-        "train_cutouts_sha256": hashlib.sha256(cutouts[0].tobytes()).hexdigest(),
+        "train_cutouts_sha256": hashlib.sha256(inputs.train[0].tobytes()).hexdigest(),
     }
     save_payload(payload, out)
     return {k: v for k, v in payload["metrics"].items() if k != "history"}

@@ -1,5 +1,6 @@
 """What the making steps share: cut-outs as training examples, the split a new model inherits
-from its base, and a training run of the project's one loop whose checkpoint is then completed."""
+from its base, the training settings of a model started from a base, and a training run of the
+project's one loop whose checkpoint is then completed."""
 
 from __future__ import annotations
 
@@ -21,12 +22,23 @@ from digitrec.training.task import Labelled, Task
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How a making step's training run runs (not what it learns)."""
+    """Where and how a making step's training run runs (not what it learns)."""
 
+    run_dir: Path  # the run's model.pt, last.pt and metrics.jsonl
     device: str = "auto"
     resume: bool = False  # continue the run directory's last.pt
     progress: bool = False  # a progress bar per epoch
     on_epoch: Callable[[EpochRecord], None] | None = None
+
+
+@dataclass(frozen=True)
+class StepData:
+    """What the reading model's and the checker's steps learn from (build.py hands both the same)."""
+
+    base: str | Path | None  # the checkpoint whose layers the model starts from (None: the shipped model)
+    data: Mnist
+    train: Pair  # cut out of training-split numbers
+    val: Pair  # cut out of validation-split numbers (choosing only)
 
 
 @dataclass(frozen=True)
@@ -55,10 +67,41 @@ def provenance(base: Checkpoint, recipe: Any) -> dict[str, Any]:
     }
 
 
-def run_task(config: TrainConfig, data: Mnist, task: Task, run_dir: str | Path, options: RunOptions) -> Trained:
-    result = train(
-        config, data, run_dir, on_epoch=options.on_epoch, progress=options.progress, resume=options.resume, task=task
+def fine_tune_config(base: Checkpoint, recipe: Any, device: str, **settings: Any) -> TrainConfig:
+    """A run of `base`'s architecture started from its weights, with the recipe's epochs, batch
+    size, peak learning rate and seed (`recipe` is a step's recipe dataclass), a OneCycle schedule,
+    no EMA and no calibration in the loop (a step calibrates what it writes, or not, itself);
+    `settings` are the rest of the step's `TrainConfig` fields."""
+    return TrainConfig(
+        model=base.arch,
+        init_from=str(base.path),
+        epochs=recipe.epochs,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        schedule="onecycle",
+        ema=None,
+        calibrate=False,
+        seed=recipe.seed,
+        device=device,
+        **settings,
     )
+
+
+def train_run(config: TrainConfig, data: Mnist, options: RunOptions, task: Task | None = None) -> TrainResult:
+    """The project's training loop, run as `options` say, on `task` (None: MNIST's split)."""
+    return train(
+        config,
+        data,
+        options.run_dir,
+        on_epoch=options.on_epoch,
+        progress=options.progress,
+        resume=options.resume,
+        task=task,
+    )
+
+
+def run_task(config: TrainConfig, data: Mnist, task: Task, options: RunOptions) -> Trained:
+    result = train_run(config, data, options, task)
     return Trained(
         result=result, payload=read_payload(result.checkpoint), checkpoint=load_checkpoint(result.checkpoint)
     )

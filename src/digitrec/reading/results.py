@@ -13,7 +13,17 @@ import numpy as np
 
 
 @dataclass
-class Prediction:
+class Answer:
+    """What reading answers for one image: its JSON object (the API's body, the CLI's `--json`
+    line) is its fields, in the order the subclass declares them. (`file`, `rejected` and `reason`,
+    which both have, stay in each subclass: fields declared here would come first.)"""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Prediction(Answer):
     """One digit per image. `digit` is None when rejected; `top_k` lists {digit, probability}."""
 
     file: str | None
@@ -23,12 +33,9 @@ class Prediction:
     rejected: bool = False
     reason: str | None = None
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass
-class Reading:
+class Reading(Answer):
     """A number on a line. `digits` lists {digit, confidence, box: [x0, y0, x1, y1]} (input
     image pixels, upright after EXIF rotation, x1/y1 exclusive), left to right."""
 
@@ -38,9 +45,6 @@ class Reading:
     needs_review: bool = False
     rejected: bool = False
     reason: str | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

@@ -44,6 +44,23 @@ class Style:
     jpeg_quality: int | None = None  # None = lossless
 
 
+# The settings every kind draws last, each uniformly from its kind's range: (photo, scan, chalk),
+# as in KINDS. A seed makes the same picture only while the draws keep their order: this one.
+FINISH_RANGES: dict[str, tuple[tuple[float, float], ...]] = {
+    "texture": ((0, 0.03), (0, 0.01), (0.01, 0.04)),
+    "noise": ((0.004, 0.03), (0, 0.01), (0.005, 0.03)),
+    "blur": ((0.3, 1.5), (0.3, 0.8), (0.3, 1.2)),
+    "rotation": ((-6, 6), (-4, 4), (-6, 6)),
+    "pen_sharpness": ((0.5, 1.0), (0.6, 1.0), (0.4, 0.9)),
+}
+
+
+def _finish(rng: np.random.Generator, kind: str) -> dict[str, float]:
+    """Paper texture, sensor noise, defocus, rotation and pen sharpness for a picture of `kind`."""
+    column = KINDS.index(kind)
+    return {name: rng.uniform(*ranges[column]) for name, ranges in FINISH_RANGES.items()}
+
+
 def random_style(rng: np.random.Generator, kind: str | None = None) -> Style:
     """A plausible picture style; `kind` None draws photo 70%, scan 20%, chalk 10%."""
     if kind is None:
@@ -58,11 +75,7 @@ def random_style(rng: np.random.Generator, kind: str | None = None) -> Style:
             paper=(white, white, white),
             ink=ink_choices[rng.integers(len(ink_choices))],
             ink_opacity=rng.uniform(0.8, 1.0),
-            texture=rng.uniform(0, 0.01),
-            noise=rng.uniform(0, 0.01),
-            blur=rng.uniform(0.3, 0.8),
-            rotation=rng.uniform(-4, 4),
-            pen_sharpness=rng.uniform(0.6, 1.0),
+            **_finish(rng, kind),
             jpeg_quality=int(rng.integers(80, 96)) if rng.random() < 0.5 else None,
         )
     if kind == "chalk":
@@ -76,11 +89,7 @@ def random_style(rng: np.random.Generator, kind: str | None = None) -> Style:
             gradient=rng.uniform(0, 0.3),
             gradient_angle=rng.uniform(0, 2 * math.pi),
             vignette=rng.uniform(0, 0.3),
-            texture=rng.uniform(0.01, 0.04),
-            noise=rng.uniform(0.005, 0.03),
-            blur=rng.uniform(0.3, 1.2),
-            rotation=rng.uniform(-6, 6),
-            pen_sharpness=rng.uniform(0.4, 0.9),
+            **_finish(rng, kind),
             jpeg_quality=int(rng.integers(50, 95)),
         )
     tint = rng.uniform(-0.04, 0.02, size=3)
@@ -94,11 +103,7 @@ def random_style(rng: np.random.Generator, kind: str | None = None) -> Style:
         gradient_angle=rng.uniform(0, 2 * math.pi),
         vignette=rng.uniform(0, 0.35),
         shadow=rng.uniform(0.15, 0.35) if rng.random() < 0.25 else 0.0,
-        texture=rng.uniform(0, 0.03),
-        noise=rng.uniform(0.004, 0.03),
-        blur=rng.uniform(0.3, 1.5),
-        rotation=rng.uniform(-6, 6),
-        pen_sharpness=rng.uniform(0.5, 1.0),
+        **_finish(rng, "photo"),
         jpeg_quality=int(rng.integers(45, 95)),
     )
 

@@ -29,16 +29,12 @@ from digitrec.server.problems import install_problem_handlers
 from digitrec.server.routes import api, health, page
 from digitrec.server.service import (
     DEFAULT_MAX_UPLOAD_BYTES,
-    ENV_BACKEND,
-    ENV_MAX_UPLOAD,
-    ENV_MICRO_BATCH,
-    ENV_MODEL,
-    ENV_PREPROCESS,
     ENV_THREADS,
     ServerSettings,
     Service,
     load_recognizer,
     model_info,
+    settings_from_env,
 )
 
 if TYPE_CHECKING:
@@ -128,6 +124,11 @@ def create_app(
         micro_batch=micro_batch,
         preprocess_processes=preprocess_processes,
     )
+    return build_app(settings, recognizer)
+
+
+def build_app(settings: ServerSettings, recognizer: Recognizer | None = None) -> FastAPI:
+    """The app serving with `settings`: `recognizer` when given, else the model loaded at start-up."""
     app = FastAPI(
         title="digitrec",
         version=__version__,
@@ -166,10 +167,4 @@ def create_app_from_env() -> FastAPI:
     env = os.environ
     if env.get(ENV_THREADS):
         set_torch_threads(int(env[ENV_THREADS]))
-    return create_app(
-        env.get(ENV_MODEL) or None,
-        max_upload_bytes=int(env.get(ENV_MAX_UPLOAD) or DEFAULT_MAX_UPLOAD_BYTES),
-        backend=env.get(ENV_BACKEND) or "torch",
-        micro_batch=int(env.get(ENV_MICRO_BATCH) or 32),
-        preprocess_processes=int(env.get(ENV_PREPROCESS) or 0),
-    )
+    return build_app(settings_from_env(env))

@@ -8,6 +8,7 @@ matched no route is counted as ``unmatched``.
 from __future__ import annotations
 
 import time
+from functools import partial
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.process_collector import ProcessCollector
@@ -21,49 +22,39 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
-        self.requests = Counter(
-            "digitrec_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=self.registry
-        )
-        self.latency = Histogram(
+        # Every metric in this app's own registry, none in prometheus_client's global one.
+        counter = partial(Counter, registry=self.registry)
+        gauge = partial(Gauge, registry=self.registry)
+        histogram = partial(Histogram, registry=self.registry)
+        self.requests = counter("digitrec_http_requests", "HTTP requests answered", ["method", "route", "status"])
+        self.latency = histogram(
             "digitrec_http_request_duration_seconds",
             "Time from request to last response byte",
             ["method", "route"],
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
         )
-        self.predictions = Counter(
+        self.predictions = counter(
             "digitrec_predictions",
             "Images answered, by endpoint and outcome (accepted or rejected as not a digit / not a number)",
             ["endpoint", "outcome"],
-            registry=self.registry,
         )
-        self.rejections = Counter(
-            "digitrec_rejections",
-            "Images rejected instead of guessed, by endpoint",
-            ["endpoint"],
-            registry=self.registry,
+        self.rejections = counter(
+            "digitrec_rejections", "Images rejected instead of guessed, by endpoint", ["endpoint"]
         )
-        self.image_errors = Counter(
+        self.image_errors = counter(
             "digitrec_image_errors",
             "Uploads refused: 413 too large, 415 not an image, 422 unusable image",
             ["endpoint", "status"],
-            registry=self.registry,
         )
-        self.batch_size = Histogram(
+        self.batch_size = histogram(
             "digitrec_inference_batch_size",
             "Images per model call (micro-batching)",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128),
-            registry=self.registry,
         )
-        self.model_info = Gauge(
-            "digitrec_model_info",
-            "The loaded model (value 1)",
-            ["arch", "weights_sha256", "version"],
-            registry=self.registry,
+        self.model_info = gauge(
+            "digitrec_model_info", "The loaded model (value 1)", ["arch", "weights_sha256", "version"]
         )
-        self.ready = Gauge(
-            "digitrec_ready", "1 once the model is loaded and the service answers", registry=self.registry
-        )
+        self.ready = gauge("digitrec_ready", "1 once the model is loaded and the service answers")
 
     def count_outcome(self, endpoint: str, rejected: bool) -> None:
         self.predictions.labels(endpoint, "rejected" if rejected else "accepted").inc()

@@ -7,6 +7,8 @@ imports neither, so the routes can name `Service` without importing the app that
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -60,6 +62,31 @@ class ServerSettings:
         if path in ("/v1/predict", "/v1/read"):
             return self.max_upload_bytes + MULTIPART_OVERHEAD, per_file
         return MULTIPART_OVERHEAD, "this route takes no upload"
+
+
+def worker_env(settings: ServerSettings, threads: int) -> dict[str, str]:
+    """The environment variables through which `digitrec serve --workers N` hands its settings
+    (and torch's thread count) to the worker processes, which import the app by name and so take
+    no arguments; `settings_from_env` reads them back in each worker."""
+    return {
+        ENV_MODEL: os.path.abspath(settings.model_path) if settings.model_path else "",
+        ENV_BACKEND: settings.backend,
+        ENV_MAX_UPLOAD: str(settings.max_upload_bytes),
+        ENV_MICRO_BATCH: str(settings.micro_batch),
+        ENV_THREADS: str(threads),
+        ENV_PREPROCESS: str(settings.preprocess_processes),
+    }
+
+
+def settings_from_env(env: Mapping[str, str]) -> ServerSettings:
+    """A worker's settings from `worker_env`'s variables; the defaults where one is unset or empty."""
+    return ServerSettings(
+        model_path=env.get(ENV_MODEL) or None,
+        backend=env.get(ENV_BACKEND) or "torch",
+        max_upload_bytes=int(env.get(ENV_MAX_UPLOAD) or DEFAULT_MAX_UPLOAD_BYTES),
+        micro_batch=int(env.get(ENV_MICRO_BATCH) or 32),
+        preprocess_processes=int(env.get(ENV_PREPROCESS) or 0),
+    )
 
 
 class NotLoadedError(RuntimeError):

@@ -7,7 +7,8 @@ Bodies are exactly `Prediction.to_dict()` / `Reading.to_dict()`, the objects the
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, File, Query, UploadFile
 from fastapi.responses import JSONResponse
@@ -17,6 +18,9 @@ from digitrec.server.deps import get_ready_service, read_upload
 from digitrec.server.problems import Problem, image_error_body, problem_body, problem_type
 from digitrec.server.schemas import BatchProblemOut, ModelOut, PredictionOut, ProblemOut, ReadingOut
 from digitrec.server.service import Service, model_info
+
+if TYPE_CHECKING:
+    from digitrec.reading.results import Prediction, Reading
 
 router = APIRouter(prefix="/v1", tags=["recognition"])
 
@@ -31,6 +35,20 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 TopK = Query(3, ge=1, le=10, description="how many candidate digits to list")
 
 
+async def _answer(
+    file: UploadFile, service: Service, endpoint: str, recognise: Callable[[bytes], Awaitable[Prediction | Reading]]
+) -> JSONResponse:
+    """One upload through `recognise`, its outcome (or the image's error) counted under `endpoint`."""
+    data = await read_upload(file, service, endpoint)
+    try:
+        answer = await recognise(data)
+    except ImageError as exc:
+        service.metrics.image_errors.labels(endpoint, str(exc.status)).inc()
+        raise
+    service.metrics.count_outcome(endpoint, answer.rejected)
+    return JSONResponse(answer.to_dict())
+
+
 @router.post(
     "/predict", summary="Read one image as a single digit", responses={200: {"model": PredictionOut}, **ERRORS}
 )
@@ -39,14 +57,9 @@ async def predict(
     top_k: int = TopK,
     service: Service = Depends(get_ready_service),
 ) -> JSONResponse:
-    data = await read_upload(file, service, "predict")
-    try:
-        prediction = await service.loaded_batcher().predict(data, file.filename, top_k)
-    except ImageError as exc:
-        service.metrics.image_errors.labels("predict", str(exc.status)).inc()
-        raise
-    service.metrics.count_outcome("predict", prediction.rejected)
-    return JSONResponse(prediction.to_dict())
+    return await _answer(
+        file, service, "predict", lambda data: service.loaded_batcher().predict(data, file.filename, top_k)
+    )
 
 
 @router.post(
@@ -57,14 +70,12 @@ async def predict(
 async def read(
     file: UploadFile = File(description="the image (PNG, JPEG, ...)"), service: Service = Depends(get_ready_service)
 ) -> JSONResponse:
-    data = await read_upload(file, service, "read")
-    try:
-        reading = await service.run_model(service.loaded_recognizer().read, data, name=file.filename)
-    except ImageError as exc:
-        service.metrics.image_errors.labels("read", str(exc.status)).inc()
-        raise
-    service.metrics.count_outcome("read", reading.rejected)
-    return JSONResponse(reading.to_dict())
+    return await _answer(
+        file,
+        service,
+        "read",
+        lambda data: service.run_model(service.loaded_recognizer().read, data, name=file.filename),
+    )
 
 
 @router.post(
