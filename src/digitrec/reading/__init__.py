@@ -11,6 +11,6 @@
   verifier (`weights/verifier.json`) and the classifier, and the best segmentation decoded.
 - `recognize`: `Recognizer`, a checkpoint plus a backend: `predict` (one digit, with rejection)
   and `read` (a number, with `needs_review`). `results` holds what they return.
-- `overlay`: a reading drawn over its image. `synth`, `formsynth`: handwriting rendered from MNIST
+- `overlay`: a reading drawn over its image. `synth`: handwriting rendered from MNIST
   digits as photos, scans and forms, for tests, benchmarks and the making of the shipped weights.
 """

@@ -1,0 +1,8 @@
+"""Forms: handwriting inside printed structure (comb boxes, ruled lines, frames).
+
+- `rulings`, `lines`, `frames`: find the printed lines (any grey, slightly skewed, dashed or
+  dotted) and tell box sides from handwriting.
+- `unrule`: take them out and give back the handwriting where a stroke crosses a line.
+- `comb`: a row of boxes is its own segmentation: one digit or nothing per box.
+- `synth`: comb fields and ruled lines rendered from MNIST digits, with their ground truth.
+"""
