@@ -51,6 +51,7 @@ def _run(tmp_path, name: str, *extra: str) -> dict:
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     summary["rank_lines"] = re.findall(r"rank (\d)/2: final parameters sha256 (\w+)", result.stderr)
+    summary["stderr"] = result.stderr[-3000:]
     return summary
 
 
@@ -63,5 +64,5 @@ def test_two_processes_train_like_one(tmp_path):
     assert ddp["test_accuracy"] > 0.9 and abs(ddp["test_accuracy"] - single["test_accuracy"]) < 0.03
     # every rank ends with the same parameters
     ranks = dict(ddp["rank_lines"])
-    assert sorted(ranks) == ["0", "1"]
+    assert sorted(ranks) == ["0", "1"], ddp["stderr"]
     assert len(set(ranks.values())) == 1

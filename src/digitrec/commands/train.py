@@ -129,11 +129,11 @@ def run(args: argparse.Namespace) -> int:
         resume=bool(args.resume),
     )
     if result.world_size > 1:  # lets a user (and the tests) check that the ranks stayed in step
-        print(
-            f"rank {result.rank}/{result.world_size}: final parameters sha256 {result.final_params_sha256}",
-            file=sys.stderr,
-            flush=True,
-        )
+        # one write(2) of a whole line: the ranks share stderr, and a line split over two writes
+        # can interleave with the other rank's
+        sys.stderr.flush()
+        line = f"rank {result.rank}/{result.world_size}: final parameters sha256 {result.final_params_sha256}\n"
+        os.write(sys.stderr.fileno(), line.encode())
     if not main_rank:
         return 0
     finish_run(result, config, data, out)
