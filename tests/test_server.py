@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import socket
 import struct
+import time
 import zlib
 from typing import Any
 
@@ -33,7 +35,7 @@ from digitrec.models.inputs import Normalization
 from digitrec.reading.recognize import Recognizer
 from digitrec.server import create_app, create_app_from_env
 from digitrec.server.batching import MicroBatcher
-from digitrec.server.limits import MULTIPART_OVERHEAD
+from digitrec.server.limits import DRAIN_BYTES, MULTIPART_OVERHEAD, RequestBody
 from digitrec.server.routes.page import STATIC_DIR
 from digitrec.server.schemas import PredictionOut, ReadingOut
 from digitrec.server.service import ENV_MAX_UPLOAD, ENV_MODEL
@@ -277,6 +279,7 @@ class Upload:
             f"Content-Type: image/png\r\n\r\n"
         ).encode()
         self.messages: list[dict[str, Any]] = []
+        self.pulled_when_sent: list[int] = []  # how much of the body was in when each message went out
 
     async def receive(self) -> dict[str, Any]:
         if self.pulled >= self.total:
@@ -287,6 +290,7 @@ class Upload:
 
     async def send(self, message: dict[str, Any]) -> None:
         self.messages.append(message)
+        self.pulled_when_sent.append(self.pulled)
 
     def run(self, app: Any, path: str = "/v1/predict") -> int:
         scope = {
@@ -317,14 +321,46 @@ def test_413_is_enforced_while_the_upload_streams_in(recognizer):
     app = create_app(recognizer=recognizer, max_upload_bytes=limit)
     upload = Upload(total=50 * 1024 * 1024)
     assert upload.run(app) == 413
-    # It stopped reading one chunk past the limit, not at the end of the 50 MB body.
-    assert upload.pulled <= limit + MULTIPART_OVERHEAD + upload.chunk + len(upload.head)
+    # The answer went out one chunk past the limit; then at most the drain budget more was read
+    # (so a client that sends everything before reading can read it), not the whole 50 MB body.
+    assert upload.pulled_when_sent[0] <= limit + MULTIPART_OVERHEAD + upload.chunk + len(upload.head)
+    assert upload.pulled <= upload.pulled_when_sent[0] + DRAIN_BYTES + upload.chunk
 
 
-def test_413_on_a_declared_length_reads_no_body(recognizer):
+def test_413_on_a_declared_length_past_the_drain_budget_reads_no_body(recognizer):
     upload = Upload(total=50 * 1024 * 1024, declare_length=True)
     assert upload.run(create_app(recognizer=recognizer)) == 413
     assert upload.pulled == 0
+
+
+@pytest.mark.parametrize("declare_length", [True, False], ids=["content-length", "chunked"])
+def test_an_early_413_is_sent_whole_then_the_rest_of_a_phone_photo_is_read(recognizer, declare_length):
+    """Python's urllib sends the whole request before it reads: the answer is written at once, the
+    rest of the upload read and dropped, and only then is the answer finished (which closes)."""
+    upload = Upload(total=6_300_000, declare_length=declare_length)
+    assert upload.run(create_app(recognizer=recognizer)) == 413
+    assert upload.pulled >= upload.total  # all of it read, so closing cannot reset the connection
+    start, body, last = upload.messages
+    assert ("connection", "close") in [(k.decode(), v.decode()) for k, v in start["headers"]]
+    assert json.loads(body["body"])["type"] == "urn:digitrec:problem:upload-too-large" and body["more_body"]
+    assert upload.pulled_when_sent[1] < upload.total  # the answer was out before the drain
+    assert last == {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+def test_the_drain_stops_at_its_budget_and_its_time_limit():
+    async def endless() -> dict[str, Any]:  # a client that keeps sending
+        return {"type": "http.request", "body": b"x" * 1000, "more_body": True}
+
+    async def stalled() -> dict[str, Any]:  # a client that stopped sending
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    body = RequestBody(endless, None)
+    asyncio.run(body.drain(50_000, seconds=30))
+    assert 50_000 <= body.received <= 51_000 and not body.complete
+    started = time.monotonic()
+    asyncio.run(RequestBody(stalled, None).drain(50_000, seconds=0.2))
+    assert time.monotonic() - started < 5
 
 
 @pytest.mark.parametrize(
@@ -471,6 +507,21 @@ def test_openapi_and_docs(client):
     for path in ("/v1/model", "/healthz", "/readyz", "/metrics"):
         assert "get" in spec["paths"][path]
     assert client.get("/docs").status_code == 200
+
+
+def test_openapi_says_what_an_upload_needs(client):
+    """A non-empty file (an empty one is 415), at least one `files` part in a batch (else 422), and
+    bytes, not text or numbers (`format: binary`); test_schemathesis.py checks the server agrees."""
+    spec = client.get("/openapi.json").json()
+
+    def field(path: str, name: str) -> dict[str, Any]:
+        ref = spec["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
+        return spec["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"][name]
+
+    for path in ("/v1/predict", "/v1/read"):
+        assert field(path, "file")["minLength"] == 1 and field(path, "file")["format"] == "binary"
+    files = field("/v1/predict/batch", "files")
+    assert files["minItems"] == 1 and files["items"]["format"] == "binary"
 
 
 # ---- the page ------------------------------------------------------------------------------------

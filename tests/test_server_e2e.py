@@ -12,18 +12,22 @@ docs/screenshot-number.png).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import socket
-import subprocess
-import sys
-import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
+from live_server import digitrec_serve
+from PIL import ExifTags, Image, ImageOps
+
+from digitrec.reading import synth
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -33,45 +37,11 @@ REQUIRE_BROWSER = os.environ.get("DIGITREC_REQUIRE_BROWSER") == "1" or os.enviro
 SCREENSHOTS = os.environ.get("DIGITREC_SCREENSHOTS")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> str:
+def server(tmp_path_factory) -> Iterator[str]:
     """`python -m digitrec serve` with the shipped model, on a free port; yields its base URL."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "digitrec", "serve", "--port", str(port), "--log-level", "warning"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"digitrec serve exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"digitrec serve not ready after 120 s:\n{log.read_text()}")
-            time.sleep(0.2)
+    with digitrec_serve(tmp_path_factory.mktemp("serve")) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # ---- the real server, without a browser ------------------------------------------------------------
@@ -111,8 +81,9 @@ def test_real_server_refuses_an_oversized_upload_before_it_is_sent(server):
     ids=["too-large", "malformed"],
 )
 def test_real_server_stops_reading_a_huge_chunked_upload(server, part, status):
-    """No Content-Length: the server stops reading once the body passes the limit (5 MB), or
-    once it knows the body is malformed, and closes the connection instead of draining it."""
+    """No Content-Length: the server answers once the body passes the limit (5 MB), or once it
+    knows the body is malformed, reads at most 16 MB more (so a client that sends everything before
+    reading still gets the answer) and closes the connection instead of reading all 200 MB."""
     host, port = server.removeprefix("http://").split(":")
     head = (
         f"POST /v1/predict HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n"
@@ -138,6 +109,32 @@ def test_real_server_stops_reading_a_huge_chunked_upload(server, part, status):
     assert sent < 50 * 1024 * 1024, "the server kept reading far past the limit"
     if reply:  # the answer can be lost when the server resets a connection it stopped reading
         assert reply.startswith(f"HTTP/1.1 {status}"), reply[:200]
+
+
+def multipart_file(data: bytes, name: str = "photo.jpg", boundary: str = "XyZ") -> bytes:
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+    return (head + "Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+
+
+@pytest.mark.parametrize("megabytes", [6, 15])
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_python_urllib_reads_the_413_for_a_phone_photo(server, megabytes, chunked):
+    """The standard library's client writes the whole request before it reads the answer. The server
+    answers 413 as soon as it knows, then reads and drops the rest of the upload (bounded) before it
+    closes, so the close does not reset the connection under the answer ("Connection reset by peer").
+    Several tries: the reset was a race the client lost nearly every time."""
+    body = multipart_file(np.random.default_rng(megabytes).bytes(megabytes * 1024 * 1024))
+    for _ in range(3):
+        # An iterable without a length makes urllib send Transfer-Encoding: chunked.
+        data = iter([body[i : i + 65536] for i in range(0, len(body), 65536)]) if chunked else body
+        request = urllib.request.Request(
+            f"{server}/v1/predict", data=data, headers={"Content-Type": "multipart/form-data; boundary=XyZ"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == 413
+        assert refused.value.headers["Content-Type"] == "application/problem+json"
+        assert json.loads(refused.value.read())["type"] == "urn:digitrec:problem:upload-too-large"
 
 
 # ---- the page in Chromium --------------------------------------------------------------------------
@@ -319,6 +316,76 @@ def test_uploading_a_number_shows_it_with_boxes(page, server, mnist, tmp_path):
     assert page.locator("#boxes .box").count() == len(expected["digits"]) == 4
     if SCREENSHOTS:
         page.screenshot(path=str(Path(SCREENSHOTS) / "screenshot-number.png"), full_page=True)
+
+
+UPLOAD_LIMIT = 5 * 1024 * 1024  # digitrec serve's default per-file limit
+
+
+@pytest.fixture(scope="module")
+def phone_photo(mnist, tmp_path_factory) -> tuple[Path, str]:
+    """A 12 MP phone photo of a number, as a phone saves it: JPEG at quality 98, sensor noise (so
+    it compresses poorly: over 6 MB), and stored on its side with EXIF orientation 6 (rotate 90
+    degrees clockwise to view), so it reads only if the page honours the rotation."""
+    indices = (1, 2, 3, 4)
+    digits = [mnist.test_images[i].numpy() for i in indices]
+    labels = [int(mnist.test_labels[i]) for i in indices]
+    rng = np.random.default_rng(12)
+    style = synth.Style("photo", paper=(0.9, 0.88, 0.82), ink=(0.08, 0.1, 0.35), gradient=0.2, vignette=0.15)
+    # Written at half size and enlarged: the same strokes, in a fraction of the time.
+    number = synth.render_number(digits, labels, rng, style, height=280, touch_probability=0).image
+    number = number.resize((2 * number.width, 2 * number.height), Image.Resampling.BICUBIC)
+    frame = np.empty((3000, 4000, 3), np.int16)
+    frame[:] = [round(255 * c) for c in style.paper]
+    y, x = (3000 - number.height) // 2, (4000 - number.width) // 2
+    frame[y : y + number.height, x : x + number.width] = np.asarray(number)
+    frame += rng.integers(-16, 17, frame.shape, dtype=np.int16)
+    upright = Image.fromarray(np.clip(frame, 0, 255).astype(np.uint8))
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    path = tmp_path_factory.mktemp("phone") / "IMG_4032.jpg"
+    upright.rotate(90, expand=True).save(path, quality=98, exif=exif.tobytes())
+    return path, "".join(map(str, labels))
+
+
+def hand_in_by_dropping(page, path: Path) -> None:
+    """A file dropped on the drawing area: Playwright puts it in a file input of its own, the page
+    receives it in a drop event, as from a file manager."""
+    page.evaluate("""() => {
+        const source = document.createElement('input');
+        source.type = 'file';
+        source.id = 'drop-source';
+        source.hidden = true;
+        document.body.append(source);
+    }""")
+    page.set_input_files("#drop-source", str(path))
+    page.evaluate("""() => {
+        const data = new DataTransfer();
+        data.items.add(document.getElementById('drop-source').files[0]);
+        document.getElementById('stage').dispatchEvent(
+            new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
+    }""")
+
+
+@pytest.mark.parametrize("how", ["chosen", "dropped"])
+def test_a_phone_photo_over_the_upload_limit_is_made_smaller_and_read(page, phone_photo, how):
+    path, text = phone_photo
+    assert path.stat().st_size > 6 * 1024 * 1024 > UPLOAD_LIMIT  # as it is, the server refuses it (413)
+    assert ImageOps.exif_transpose(Image.open(path)).size == (4000, 3000)
+    sent = []
+    page.on("requestfinished", lambda request: "/v1/" in request.url and sent.append(request))
+    page.click("label[for=mode-number]")
+    if how == "chosen":
+        page.set_input_files("#file", str(path))
+    else:
+        hand_in_by_dropping(page, path)
+    answer, status = shown(page)
+    assert answer == text, (answer, status)
+    assert page.locator("#boxes .box").count() == len(text)
+    # Sent upright (landscape, as EXIF says) at 1600 pixels on the long side, well under the limit.
+    shown_size = page.evaluate("(p => [p.naturalWidth, p.naturalHeight])(document.getElementById('preview'))")
+    assert shown_size == [1600, 1200]
+    reads = [request for request in sent if request.url.endswith("/v1/read")]
+    assert len(reads) == 1 and reads[0].sizes()["requestBodySize"] < UPLOAD_LIMIT / 4
 
 
 def test_a_blank_page_is_honestly_not_a_digit(page, tmp_path):

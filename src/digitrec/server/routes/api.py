@@ -15,9 +15,9 @@ from fastapi.responses import JSONResponse
 
 from digitrec.errors import ImageError
 from digitrec.server.deps import get_ready_service, read_upload
-from digitrec.server.problems import Problem, image_error_body, problem_body, problem_type
+from digitrec.server.problems import Problem, format_bytes, image_error_body, problem_body, problem_type
 from digitrec.server.schemas import BatchProblemOut, ModelOut, PredictionOut, ProblemOut, ReadingOut
-from digitrec.server.service import Service, model_info
+from digitrec.server.service import DEFAULT_MAX_UPLOAD_BYTES, ServerSettings, Service, model_info
 
 if TYPE_CHECKING:
     from digitrec.reading.results import Prediction, Reading
@@ -33,6 +33,18 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     503: {**_PROBLEM, "description": "The model is not loaded yet"},
 }
 TopK = Query(3, ge=1, le=10, description="how many candidate digits to list")
+# What the schema says about uploads. `format: binary` beside FastAPI's `contentMediaType` is
+# OpenAPI 3.0's word for "any bytes" (a file part is bytes, never a number or an object), which
+# 3.0-era tools and schemathesis read. A single upload must not be empty (415 otherwise); a batch
+# needs at least one `files` part (422 otherwise), while an empty file inside a batch gets its own
+# problem entry in a 200. Whether the bytes are an image the server decodes is beyond JSON Schema:
+# the documented 415 and 422 answers say that.
+BINARY = {"type": "string", "format": "binary", "contentMediaType": "application/octet-stream"}
+ONE_FILE = File(
+    description="the image (PNG, JPEG, ...): a non-empty file, at most the upload limit "
+    f"({format_bytes(DEFAULT_MAX_UPLOAD_BYTES)} unless the server is configured otherwise)",
+    json_schema_extra={**BINARY, "minLength": 1},
+)
 
 
 async def _answer(
@@ -53,7 +65,7 @@ async def _answer(
     "/predict", summary="Read one image as a single digit", responses={200: {"model": PredictionOut}, **ERRORS}
 )
 async def predict(
-    file: UploadFile = File(description="the image (PNG, JPEG, ...)"),
+    file: UploadFile = ONE_FILE,
     top_k: int = TopK,
     service: Service = Depends(get_ready_service),
 ) -> JSONResponse:
@@ -68,7 +80,8 @@ async def predict(
     responses={200: {"model": ReadingOut}, **ERRORS},
 )
 async def read(
-    file: UploadFile = File(description="the image (PNG, JPEG, ...)"), service: Service = Depends(get_ready_service)
+    file: UploadFile = ONE_FILE,
+    service: Service = Depends(get_ready_service),
 ) -> JSONResponse:
     return await _answer(
         file,
@@ -86,7 +99,11 @@ async def read(
     responses={200: {"model": list[PredictionOut | BatchProblemOut]}, **ERRORS},
 )
 async def predict_batch(
-    files: list[UploadFile] = File(description="the images, in a repeated field `files`"),
+    files: list[UploadFile] = File(
+        description="the images, one or more, in a repeated field `files` "
+        f"({ServerSettings.max_batch_files} at most unless the server is configured otherwise)",
+        json_schema_extra={"items": BINARY, "minItems": 1},
+    ),
     top_k: int = TopK,
     service: Service = Depends(get_ready_service),
 ) -> JSONResponse:

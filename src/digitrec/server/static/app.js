@@ -112,10 +112,72 @@
 
   // ---- handing in an image -----------------------------------------------------------------
 
-  function useImage(blob, name) {
+  // A phone photo (6-15 MB) is over the server's upload limit (5 MB) and far finer than it reads:
+  // it works at most 1600 pixels on the long side (READ_MAX_SIDE in reading/candidates.py; one
+  // digit at 1024). So a large file is redrawn at that size, upright as its EXIF orientation says,
+  // and sent as a JPEG, a few hundred KB; a smaller file is sent as it is, byte for byte, so the
+  // page reads exactly what the API reads for that file.
+  const SHRINK_OVER_BYTES = 1024 * 1024;
+  const MAX_SIDE = 1600;
+  const JPEG_QUALITY = 0.9;
+  let handedIn = 0; // only the newest image handed in is used, however long the previous took
+
+  async function upright(blob) {
+    try {
+      return [await createImageBitmap(blob, { imageOrientation: "from-image" }), null];
+    } catch (err) { // no such option (older browsers): an <img> applies the EXIF orientation itself
+      const url = URL.createObjectURL(blob);
+      const img = new Image();
+      img.src = url;
+      await img.decode().catch((e) => { URL.revokeObjectURL(url); throw e; });
+      return [img, url];
+    }
+  }
+
+  function opaque(context, width, height) {
+    const data = context.getImageData(0, 0, width, height).data;
+    for (let i = 3; i < data.length; i += 4) if (data[i] < 255) return false;
+    return true;
+  }
+
+  async function shrunk(blob) {
+    if (blob.size <= SHRINK_OVER_BYTES) return blob;
+    let image, url;
+    try {
+      [image, url] = await upright(blob);
+    } catch (err) {
+      return blob; // a format this browser cannot draw (HEIC, say): the server may still read it
+    }
+    const scale = Math.min(1, MAX_SIDE / Math.max(image.width, image.height));
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.max(1, Math.round(image.width * scale));
+    canvas.height = Math.max(1, Math.round(image.height * scale));
+    const context = canvas.getContext("2d");
+    context.imageSmoothingQuality = "high";
+    context.drawImage(image, 0, 0, canvas.width, canvas.height);
+    if (image.close) image.close();
+    if (url) URL.revokeObjectURL(url);
+    // JPEG has no transparency, and the server reads it (ink on a clear background): a picture
+    // with see-through pixels goes as PNG.
+    const jpeg = blob.type === "image/jpeg" || opaque(context, canvas.width, canvas.height);
+    const type = jpeg ? "image/jpeg" : "image/png";
+    const out = await new Promise((resolve) => canvas.toBlob(resolve, type, JPEG_QUALITY));
+    return out && (scale < 1 || out.size < blob.size) ? out : blob;
+  }
+
+  async function useImage(blob, name) {
     if (!blob) return;
+    const mine = ++handedIn;
+    clearTimeout(autoTimer);
+    if (blob.size > SHRINK_OVER_BYTES) {
+      setState("busy");
+      statusLine.textContent = "Making the photo smaller…";
+    }
+    const sent = await shrunk(blob);
+    if (mine !== handedIn) return; // another image, or the drawing pad, came since
     if (upload) URL.revokeObjectURL(upload.url);
-    upload = { blob, name: name || "image", url: URL.createObjectURL(blob) };
+    // The preview is what is sent, so the boxes the server draws fit it.
+    upload = { blob: sent, name: name || "image", url: URL.createObjectURL(sent) };
     preview.src = upload.url;
     preview.hidden = false;
     pad.hidden = true;
@@ -125,6 +187,7 @@
   }
 
   function showPad() {
+    handedIn++; // an image still being made smaller is no longer wanted
     if (upload) URL.revokeObjectURL(upload.url);
     upload = null;
     preview.hidden = true;
