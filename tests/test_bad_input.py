@@ -1,6 +1,7 @@
 """Bad input, file by file: a one-line error for each bad file (415 not an image, 422 unusable), the
-other files of the same call still processed, exit code 2, never a traceback. Also the images that
-look exotic but are fine (16-bit, CMYK, palette, phone MPO) are read, not refused."""
+other files of the same call still processed (in this process or shared out with --jobs), exit code
+2, never a traceback. Also the images that look exotic but are fine (16-bit, CMYK, palette, phone
+MPO) are read, not refused."""
 
 from __future__ import annotations
 
@@ -75,16 +76,19 @@ def test_each_bad_file_raises_a_one_line_error(recognizer, digit_page):
             assert info.value.status == (415 if error is NotAnImageError else 422)
 
 
-@pytest.mark.parametrize("command", ["predict", "read"])
-def test_cli_reports_each_bad_file_and_processes_the_rest(tmp_path, capsys, digit_page, command):
+@pytest.mark.parametrize(("command", "jobs"), [("predict", "1"), ("read", "1"), ("read", "2")])
+def test_cli_reports_each_bad_file_and_processes_the_rest(tmp_path, capsys, digit_page, command, jobs):
     good = tmp_path / "good.png"
     digit_page.save(good)
     paths = []
     for name, (data, _) in bad_files(digit_page).items():
         (tmp_path / name).write_bytes(data)
         paths.append(str(tmp_path / name))
-    paths += [str(tmp_path / "missing.png"), str(tmp_path)]  # a missing file and a directory
-    code = main([command, "--json", paths[0], str(good), *paths[1:]])
+    (tmp_path / "scan.pdf").write_bytes(b"%PDF-1.4\n")
+    (tmp_path / "empty").mkdir()
+    # a PDF, a missing file and a directory without images
+    paths += [str(tmp_path / "scan.pdf"), str(tmp_path / "missing.png"), str(tmp_path / "empty")]
+    code = main([command, "--json", "--jobs", jobs, paths[0], str(good), *paths[1:]])
     out, err = capsys.readouterr()
     assert code == 2
     lines = err.strip().splitlines()
@@ -92,6 +96,8 @@ def test_cli_reports_each_bad_file_and_processes_the_rest(tmp_path, capsys, digi
     assert "Traceback" not in err
     for path, line in zip(paths, lines):
         assert line.startswith(f"digitrec {command}: {path}: ")
+    assert lines[-3].endswith(": PDF pages are not supported yet (save the pages as PNG or TIFF images)")
+    assert "a directory with no image files" in lines[-1]
     assert len(out.strip().splitlines()) == 1  # the good file was still processed
     assert '"good.png' in out or "good.png" in out
 

@@ -112,3 +112,27 @@ def test_read_uses_the_verifier_and_checker_it_is_given(files, capsys, tmp_path)
     assert main(["read", "--checker", str(strict), number]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_read_overlays_for_a_directory_mirror_its_folders(files, capsys, tmp_path):
+    scans = tmp_path / "scans"
+    (scans / "week1").mkdir(parents=True)
+    (scans / "week1" / "number.png").write_bytes(files["number"].read_bytes())
+    (scans / "number.png").write_bytes(files["number"].read_bytes())
+    out = tmp_path / "overlays"
+    out.mkdir()
+    assert main(["read", "--overlay", str(out), str(scans)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[:2] for line in lines[1:]] == [
+        [str(scans / "number.png"), "7210"],
+        [str(scans / "week1" / "number.png"), "7210"],
+    ]
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == [
+        "number.overlay.png",
+        "week1/number.overlay.png",
+    ]
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "number.png").write_bytes(files["number"].read_bytes())
+    assert main(["read", "--overlay", str(tmp_path / "x.png"), str(one)]) == 2  # a directory: several images
+    assert "directory" in capsys.readouterr().err

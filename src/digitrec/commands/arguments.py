@@ -11,10 +11,34 @@ from digitrec.runtime.backends import BACKENDS
 
 
 def add_image_arguments(parser: argparse.ArgumentParser) -> None:
-    """IMAGE... --model --backend: the inputs and the model of `predict` and `read`."""
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...); - reads stdin")
+    """PATH... --model --backend: the inputs and the model of `predict` and `read`."""
+    parser.add_argument(
+        "images",
+        nargs="+",
+        metavar="PATH",
+        help="image files (PNG, JPEG, TIFF, ...), directories (their images, recursively, in name order); - reads stdin",
+    )
     add_model_argument(parser, "checkpoint (default: the shipped model)")
     parser.add_argument("--backend", choices=BACKENDS, default="torch", help="inference backend (default torch)")
+
+
+def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    """--json --csv --output --jobs: how `predict` and `read` answer for many inputs."""
+    form = parser.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    form.add_argument("--csv", action="store_true", help="CSV, a header row and one row per file, instead of a table")
+    parser.add_argument(
+        "--output",
+        metavar="FILE",
+        help="write the answers to FILE instead of stdout, all at once at the end (a stopped run leaves no file)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes to share the files out to, each loading the model once (default 1: this one)",
+    )
 
 
 def add_model_argument(parser: argparse.ArgumentParser, help_text: str, **options: Any) -> None:

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
-from digitrec.commands.arguments import add_image_arguments
-from digitrec.commands.read import read_input
-from digitrec.errors import ConfigError, ImageError
-from digitrec.reading.recognize import Recognizer
-from digitrec.reading.results import Prediction, Prepared
+from digitrec.commands.arguments import add_batch_arguments, add_image_arguments
+from digitrec.commands.output import Layout, run_batch
+from digitrec.errors import ConfigError
+from digitrec.reading.batch import PredictTask
+from digitrec.reading.results import Prediction
 
 NAME = "predict"
 HELP = "recognise one handwritten digit per image (photos, scans, drawings)"
+CSV_COLUMNS = ("file", "digit", "confidence", "rejected", "reason", "top_k")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_image_arguments(parser)
     parser.add_argument("--top-k", type=int, default=3, metavar="K", help="alternatives to list, 1-10 (default 3)")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    add_batch_arguments(parser)
 
 
 def format_row(p: Prediction) -> str:
@@ -31,24 +30,15 @@ def format_row(p: Prediction) -> str:
     return f"{p.file}\t{digit}\t{p.confidence:.3f}\t{top}{note}"
 
 
+def csv_row(p: Prediction) -> list[object]:
+    """top_k as `digit:probability` pairs separated by spaces, best first."""
+    top = " ".join(f"{t['digit']}:{t['probability']:.6f}" for t in p.top_k)
+    return [p.file, p.digit, f"{p.confidence:.6f}", p.rejected, p.reason, top]
+
+
 def run(args: argparse.Namespace) -> int:
     if not 1 <= args.top_k <= 10:
         raise ConfigError(f"--top-k must be between 1 and 10, got {args.top_k}")
-    recognizer = Recognizer.load(args.model, backend=args.backend)
-    prepared: list[Prepared] = []
-    failed = 0
-    for path in args.images:
-        try:
-            prepared.append(recognizer.prepare(read_input(path), name=path))
-        except ImageError as exc:  # one line per bad file; the others are still processed
-            print(f"digitrec predict: {path}: {exc}", file=sys.stderr)
-            failed += 1
-    predictions = recognizer.classify(prepared, args.top_k)  # one batched model call
-    if args.json:
-        for p in predictions:
-            print(json.dumps(p.to_dict()))
-    elif predictions:
-        print(f"FILE\tDIGIT\tCONFIDENCE\tTOP-{args.top_k}")
-        for p in predictions:
-            print(format_row(p))
-    return 2 if failed else 0
+    task = PredictTask(args.model, backend=args.backend, top_k=args.top_k)
+    header = f"FILE\tDIGIT\tCONFIDENCE\tTOP-{args.top_k}"
+    return run_batch(args, task, Layout(header, False, format_row, CSV_COLUMNS, csv_row))
