@@ -13,14 +13,16 @@ Measured per set: the share of printed-line pixels removed and of handwriting pi
 among the pixels that are ink in the image; "crossing" = handwriting pixels lying on a line),
 pieces of print left over that a reader could take for a digit (per field), boxes found correctly
 (the right count, each box's interior overlapping the true one, in order) and empty boxes reported
-empty, and milliseconds per field. With --read, each comb box's crop goes through
-`Recognizer.predict_many` and each cleaned ruled line through `Recognizer.read`, next to reading
-the uncleaned image with `Recognizer.read` (what `digitrec read` does today) and next to reading
-the same handwriting rendered without print (the ceiling): exact, flagged (rejected or needs
-review) and wrong-and-unflagged rates.
+empty, and milliseconds per field. With --read, whole fields are read with
+`digitrec.reading.forms.field.read_field` (a comb box by box, a ruled line after the print is
+removed), next to reading the same image with `Recognizer.read` (what `digitrec read` does today)
+and next to the ceiling: the same handwriting without print (a ruled line's handwriting rendered
+without the line, read whole; a comb's digits as plain 28x28 MNIST images): exact (the right
+digits, not flagged), flagged (rejected or needs review) and wrong-and-unflagged rates, and
+milliseconds per field. A blank field is read right when no digit is read at all.
 
-    python benchmarks/forms.py --split val              # tuning: validation digits
-    python benchmarks/forms.py --fields 100 --seeds 0,1  # reporting: MNIST test digits
+    python benchmarks/forms.py --split val --read              # tuning: validation digits
+    python benchmarks/forms.py --fields 100 --seeds 0,1 --read  # reporting: MNIST test digits
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from scipy import ndimage
 from digitrec.making.cutouts import split_digits
 from digitrec.reading.forms import synth as fs
 from digitrec.reading.forms.comb import split_comb
+from digitrec.reading.forms.field import read_field
 from digitrec.reading.forms.unrule import Cleaned, remove_rulings
 from digitrec.training.data import load_mnist
 
@@ -101,49 +104,36 @@ def make_field(
     return render(list(images[idx]), list(labels[idx]), rng), images[idx]
 
 
-def read_crops(recognizer, crops: list) -> tuple[str, bool]:
-    """Each crop as one digit: (the digits read, whether any was rejected)."""
-    from digitrec.errors import BadImageError
-
-    text, flagged = "", False
-    for crop in crops:
-        try:
-            prediction = recognizer.predict_many([crop], top_k=1)[0]
-        except BadImageError:
-            flagged = True
-            continue
-        flagged |= prediction.rejected
-        text += "" if prediction.digit is None else str(prediction.digit)
-    return text, flagged
+def outcome(prefix: str, truth: str, text: str, digits: int, flagged: bool) -> dict[str, int]:
+    """One reading scored (1/0): exact (the right digits, not flagged), flagged (rejected or
+    needs review) or wrong and unflagged. A blank field is read right when nothing is read."""
+    right = text == truth and not (flagged and truth) and not (digits and not truth)
+    return {
+        f"{prefix}exact": int(right),
+        f"{prefix}flagged": int(not right and flagged),
+        f"{prefix}wrong": int(not right and not flagged),
+    }
 
 
-def read_scores(
-    recognizer, field: fs.FormField, digits: np.ndarray, cleaned_image: np.ndarray, crops: list | None
-) -> dict[str, int]:
-    """Reading outcomes (1/0): the cleaned field ("" prefix), the field as it is ("raw_": what
+def read_scores(recognizer, field: fs.FormField, digits: np.ndarray) -> dict[str, float]:
+    """`read_field` on the field (""), `Recognizer.read` on the field as it is ("raw_": what
     `digitrec read` does today) and the ceiling ("bare_"): a ruled line's handwriting rendered
     without the print, read whole; a comb's digits as plain 28x28 MNIST images."""
-
-    def outcome(prefix: str, text: str, flagged: bool) -> dict[str, int]:
-        right = text == field.text and not flagged
-        return {
-            f"{prefix}exact": int(right),
-            f"{prefix}flagged": int(flagged),
-            f"{prefix}wrong": int(not right and not flagged),
-        }
-
-    def number(prefix: str, image: np.ndarray) -> dict[str, int]:
-        reading = recognizer.read(image)
-        return outcome(prefix, reading.text, reading.needs_review or reading.rejected)
-
-    out = number("raw_", field.image)
-    if crops is None:
-        out.update(number("", cleaned_image))
-        out.update(number("bare_", field.unprinted))
-    else:
-        out.update(outcome("", *read_crops(recognizer, crops)))
+    start = time.perf_counter()
+    got = read_field(recognizer, field.image)
+    middle = time.perf_counter()
+    raw = recognizer.read(field.image)
+    end = time.perf_counter()
+    out: dict[str, float] = {"read_seconds": middle - start, "raw_seconds": end - middle}
+    out.update(outcome("", field.text, got.text, len(got.digits), got.needs_review or got.rejected))
+    out.update(outcome("raw_", field.text, raw.text, len(raw.digits), raw.needs_review or raw.rejected))
+    if field.kind == "ruled" and field.text:
+        bare = recognizer.read(field.unprinted)
+        out.update(outcome("bare_", field.text, bare.text, len(bare.digits), bare.needs_review or bare.rejected))
+    elif field.text:
         plain = recognizer.probabilities([d.astype(np.float32) / 255 for d in digits]).argmax(axis=1)
-        out.update(outcome("bare_", "".join(str(int(v)) for v in plain), False))
+        text = "".join(str(int(v)) for v in plain)
+        out.update(outcome("bare_", field.text, text, len(text), False))
     return out
 
 
@@ -167,42 +157,55 @@ def run_set(kind: str, images: np.ndarray, labels: np.ndarray, n: int, seed: int
             if right and comb is not None:
                 scores["empty_right"] = sum((b.empty == (v is None)) for b, v in zip(comb.boxes, field.labels))
                 scores["box_count"] = len(field.boxes)
-        if recognizer is not None and field.text:
-            crops = None
-            if field.kind == "comb":
-                crops = [b.crop for b in comb.filled] if comb is not None else []
-            scores.update(read_scores(recognizer, field, digits, cleaned.image, crops))
+        if recognizer is not None:
+            scores.update(read_scores(recognizer, field, digits))
         for key, value in scores.items():
             totals[key] = totals.get(key, 0) + value
     return totals
 
 
-def table(results: dict[str, dict[str, float]], read: bool) -> str:
-    def pct(num: float, den: float) -> str:
-        return f"{100 * num / den:6.2f}" if den else "     -"
+def pct(num: float, den: float) -> str:
+    return f"{100 * num / den:6.2f}" if den else "     -"
 
+
+def table(results: dict[str, dict[str, float]]) -> str:
+    """Removing the print: one row per set."""
     head = (
         f"{'set':12s} {'fields':>6s} {'line rm%':>8s} {'hand kept%':>10s} {'cross kept%':>11s} "
         f"{'leftovers/field':>15s} {'boxes ok%':>9s} {'empty ok%':>9s} {'ms/field':>8s}"
     )
-    if read:
-        head += "  read exact/flagged/wrong %: cleaned | as it is | ceiling"
     rows = [head]
     for kind, t in results.items():
         f = t["fields"]
-        row = (
+        rows.append(
             f"{kind:12s} {int(f):6d} {pct(t['line_removed'], t['line_px']):>8s} {pct(t['hand_kept'], t['hand_px']):>10s} "
             f"{pct(t['cross_kept'], t['cross_px']):>11s} {t['leftovers'] / f:15.3f} "
             f"{pct(t.get('boxes_right', 0), f) if 'boxes_right' in t else '     -':>9s} "
             f"{pct(t.get('empty_right', 0), t.get('box_count', 0)):>9s} {1000 * t['seconds'] / f:8.1f}"
         )
-        if read and "exact" in t:
-            n = t["exact"] + t["flagged"] + t["wrong"]
-            row += "  " + " | ".join(
-                "/".join(f"{100 * t[f'{p}{k}'] / n:.1f}" for k in ("exact", "flagged", "wrong"))
-                for p in ("", "raw_", "bare_")
-            )
-        rows.append(row)
+    return "\n".join(rows)
+
+
+def rates(t: dict[str, float], prefix: str) -> str:
+    n = sum(t.get(f"{prefix}{k}", 0) for k in ("exact", "flagged", "wrong"))
+    return " ".join(pct(t.get(f"{prefix}{k}", 0), n) for k in ("exact", "flagged", "wrong"))
+
+
+def read_table(results: dict[str, dict[str, float]]) -> str:
+    """Reading whole fields: exact / flagged / wrong-and-unflagged %, read_field next to
+    `Recognizer.read` on the field as it is, and the ceiling (the handwriting without print)."""
+    head = (
+        f"{'set':12s} {'fields':>6s} | {'read_field: exact flagged wrong':>31s} {'ms/field':>8s} | "
+        f"{'Recognizer.read as is: exact flagged wrong':>42s} {'ms/field':>8s} | {'ceiling: exact flagged wrong':>28s}"
+    )
+    rows = [head]
+    for kind, t in results.items():
+        f = t["fields"]
+        rows.append(
+            f"{kind:12s} {int(f):6d} | {rates(t, ''):>31s} {1000 * t['read_seconds'] / f:8.1f} | "
+            f"{rates(t, 'raw_'):>42s} {1000 * t['raw_seconds'] / f:8.1f} | "
+            f"{rates(t, 'bare_') if 'bare_exact' in t else '-':>28s}"
+        )
     return "\n".join(rows)
 
 
@@ -227,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
             for key, value in run_set(kind, images, labels, args.fields, seed, recognizer).items():
                 results.setdefault(kind, {})[key] = results.setdefault(kind, {}).get(key, 0) + value
     print(f"machine: {cpu_model()}; MNIST {args.split} digits, seeds {seeds}, {args.fields} fields per set and seed")
-    print(table(results, args.read))
+    print(table(results))
+    if args.read:
+        print(read_table(results))
     return 0
 
 

@@ -30,6 +30,8 @@ SPECK_PX = 12  # pieces of ink smaller than this (and than SPECK_STROKES stroke 
 SPECK_STROKES = 2.0
 FRAGMENT_SHARE = 0.3  # a box's ink this much smaller than its neighbour's, ending at their shared side
 REACH_PX = 4  # (within this many pixels of the interior's edge), is the neighbour's digit spilling over
+SPILL_REACH = 0.4  # ... when it stays within this share of the box's width of that edge
+EDGE_REACH_PX = 2  # the ink around a box's edges: its lines' width and this many pixels either side
 CROP_MARGIN = 0.2  # paper around a digit's crop, a share of the digit's size
 
 
@@ -43,6 +45,7 @@ class CombBox:
     ink_box: Box | None  # the digit's ink, which may reach beyond the interior
     crop: np.ndarray | None  # uint8 grey: the digit alone on paper (dark on light), `ink_box` with a margin
     ink_pixels: int
+    edge_ink: int = 0  # ink pixels on and around the box's printed edges beyond what print leaves there
 
 
 @dataclass(frozen=True)
@@ -191,18 +194,43 @@ def owners(hand: np.ndarray, boxes: list[Box], speck: float) -> np.ndarray:
 
 
 def _spills(owner: np.ndarray, boxes: list[Box]) -> None:
-    """A box whose only ink is small, next to a box with a digit and touching their shared side,
-    holds that digit's spill-over: give it back (in place)."""
+    """A box whose only ink is small, next to a box with a digit, touching their shared side and
+    staying near it, holds that digit's spill-over when the digit reaches that side too: give it
+    back (in place). A digit of its own (a thin 1, a 7 whose bar starts at the side) reaches on
+    towards its box's middle, or its neighbour stops short of the side."""
     area = np.bincount(owner[owner >= 0].ravel(), minlength=len(boxes))
     for i in range(len(boxes)):
         if not area[i]:
             continue
         cols = np.nonzero((owner == i).any(axis=0))[0]
-        for j, edge, end in ((i - 1, boxes[i][0], cols.min()), (i + 1, boxes[i][2], cols.max() + 1)):
-            if 0 <= j < len(boxes) and area[i] < FRAGMENT_SHARE * area[j] and abs(end - edge) <= REACH_PX:
+        x0, x1 = boxes[i][0], boxes[i][2]
+        sides = ((i - 1, x0, cols.min(), cols.max() + 1 - x0), (i + 1, x1, cols.max() + 1, x1 - cols.min()))
+        for j, edge, end, reach in sides:
+            if not (0 <= j < len(boxes) and area[i] < FRAGMENT_SHARE * area[j] and abs(end - edge) <= REACH_PX):
+                continue
+            theirs = np.nonzero((owner == j).any(axis=0))[0]
+            near = theirs.max() + 1 >= boxes[j][2] - REACH_PX if j < i else theirs.min() <= boxes[j][0] + REACH_PX
+            if near and reach <= SPILL_REACH * (x1 - x0):
                 owner[owner == i] = j
                 area[j], area[i] = area[j] + area[i], 0
                 break
+
+
+def edge_ink(cleaned: Cleaned, boxes: list[Box], owner: np.ndarray) -> list[int]:
+    """Per box, the ink on and around its printed edges that is no digit's (print, what was
+    dropped as print, specks) beyond the comb's median: every box of a comb has the same print
+    around it, so more ink there is handwriting lying on the print (a "1" written against a side,
+    the arc of a 0 along it), which line removal cannot give back."""
+    free = cleaned.rulings.ink & (owner < 0)
+    h, w = free.shape
+    reach = max(EDGE_REACH_PX, max((r.hi - r.lo + 1 for r in cleaned.rulings.lines), default=0) + EDGE_REACH_PX)
+    counts = np.array(
+        [
+            int(free[max(0, y0 - reach) : min(h, y1 + reach), max(0, x0 - reach) : min(w, x1 + reach)].sum())
+            for x0, y0, x1, y1 in boxes
+        ]
+    )
+    return [int(v) for v in np.maximum(0, counts - np.median(counts))]
 
 
 def split_comb(gray: np.ndarray, cleaned: Cleaned | None = None) -> Comb | None:
@@ -214,11 +242,14 @@ def split_comb(gray: np.ndarray, cleaned: Cleaned | None = None) -> Comb | None:
         return None
     owner = owners(cleaned.hand, boxes, max(SPECK_PX, SPECK_STROKES * cleaned.stroke_width**2))
     _spills(owner, boxes)
+    edges = edge_ink(cleaned, boxes, owner)
     out = []
     for i, box in enumerate(boxes):
         mine = owner == i
         if not mine.any():
-            out.append(CombBox(index=i, interior=box, empty=True, ink_box=None, crop=None, ink_pixels=0))
+            out.append(
+                CombBox(index=i, interior=box, empty=True, ink_box=None, crop=None, ink_pixels=0, edge_ink=edges[i])
+            )
             continue
         ys, xs = np.nonzero(mine.any(axis=1))[0], np.nonzero(mine.any(axis=0))[0]
         ink_box = (int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1)
@@ -230,6 +261,7 @@ def split_comb(gray: np.ndarray, cleaned: Cleaned | None = None) -> Comb | None:
                 ink_box=ink_box,
                 crop=_crop(cleaned, mine, ink_box),
                 ink_pixels=int(mine.sum()),
+                edge_ink=edges[i],
             )
         )
     return Comb(boxes=tuple(out), cleaned=cleaned)

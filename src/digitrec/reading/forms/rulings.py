@@ -44,6 +44,7 @@ NOISE_SIGMAS = 6.0  # ... this many noise standard deviations, ...
 INK_SHARE = 0.25  # ... and this share of the ink's typical darkness (90th percentile); print may be
 FAINT_SHARE = 0.12  # fainter (thin grey or coloured lines, blurred dots), after averaging its darkness
 FAINT_ALONG = 5  # over this many pixels along the line
+EDGE_PX = 3  # a line this close to the image's edge runs out of it
 
 
 @dataclass(frozen=True)
@@ -196,9 +197,16 @@ def find_rulings(gray: np.ndarray) -> Rulings:
     if rest_height:
         long_v = max(MIN_LINE_PX, LONG_DIGITS * rest_height)
         found = long_lines(sheared_t, long_v, cols.off, -slope, "vertical", min_piece=long_v)
-        extra = [v for v in found if not _overlaps(v, vertical)]
-        mask |= line_pixels(extra, down)
-        vertical += extra
+    else:
+        # Nothing shaped like handwriting to measure a line against (a blank field, or one thin
+        # "1"): a vertical line is print when it is long against the image and runs out of it
+        # (a table's border crossing a field; a "1" is written inside the field).
+        long_v = max(MIN_LINE_PX, LINE_SPAN * ink.shape[0])
+        found = long_lines(sheared_t, long_v, cols.off, -slope, "vertical", min_piece=long_v)
+        found = [v for v in found if v.start <= EDGE_PX or v.end >= ink.shape[0] - EDGE_PX]
+    extra = [v for v in found if not _overlaps(v, vertical)]
+    mask |= line_pixels(extra, down)
+    vertical += extra
     return Rulings(
         lines=tuple(horizontal + vertical),
         mask=mask,
