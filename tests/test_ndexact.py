@@ -10,11 +10,14 @@ depend on these shortcuts. Arrays: noise, blobs, mostly-equal values (paper), ev
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
+from digitrec.reading import decode as dc
 from digitrec.reading import ink as ik
 from digitrec.reading import ndexact as nx
 from digitrec.reading import pieces as pc
+from digitrec.reading import preprocess as pp
 
 
 def random_masks(seed: int, count: int = 60):
@@ -63,13 +66,35 @@ def test_fill_holes_and_thickness_bound_agree_with_scipy():
 def test_order_statistics_are_numpys_to_the_bit():
     for values in random_values(3):
         n = values.size
-        median = nx.median_of(nx.partition(values, nx.median_ranks(n)), n)
+        median = nx.median(values)
         assert median == np.median(values) and median.dtype == np.median(values).dtype
+        part = nx.ordered(values)
         for q in (0.005, 0.5, 50, 90, 99.95, 100):
             i, j, t = nx.percentile_ranks(n, q)
-            part = nx.partition(values, {i, j})
             assert nx.lerp(part[i], part[j], t, in_dtype=True) == float(np.percentile(values, q))
             assert nx.lerp(part[i], part[j], t, in_dtype=False) == float(np.percentile(values, [q, 50])[0])
+
+
+def test_block_minimum_is_the_reshaped_minimum():
+    rng = np.random.default_rng(10)
+    for mask in random_masks(11, 30):
+        image = rng.random(mask.shape).astype(np.float32) * mask
+        h, w = image.shape
+        for factor in (1, 2, 3, int(rng.integers(4, min(h, w) + 1))):
+            hs, ws = h // factor, w // factor
+            expected = image[: hs * factor, : ws * factor].reshape(hs, factor, ws, factor).min(axis=(1, 3))
+            assert np.array_equal(nx.block_min(image, factor), expected)
+
+
+def test_disk_dilation_is_scipys_grey_dilation():
+    rng = np.random.default_rng(12)
+    for mask in random_masks(13, 30):
+        ink = (rng.random(mask.shape).astype(np.float32) * mask).astype(np.float32)
+        for radius in (0.5, 1.0, 1.5, 2.1, float(rng.uniform(0.5, 9))):
+            footprint = pp._disk(radius)
+            r = footprint.shape[0] // 2
+            padded = np.pad(ink, r)
+            assert np.array_equal(nx.grey_dilate(padded, footprint), ndimage.grey_dilation(padded, footprint=footprint))
 
 
 def test_digit_ink_is_the_isin_and_dilation_it_replaces():
@@ -119,3 +144,16 @@ def test_background_opening_is_scipys_to_the_bit():
             ndimage.grey_opening(np.pad(image, pad, mode="edge"), size=(k, k)), size=smooth
         )[pad:-pad, pad:-pad]
         assert np.array_equal(ik._smooth_opening(image, k, pad, smooth), expected)
+
+
+def test_grey_of_a_colour_picture_and_its_grid_are_the_float_formulas():
+    rng = np.random.default_rng(14)
+    for h, w in ((8, 8), (31, 17), (120, 90)):
+        rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        rgb[0, :3] = [[0, 0, 0], [255, 255, 255], [1, 254, 128]]
+        floats = np.asarray(rgb, dtype=np.float32) / 255.0
+        want = (floats[..., 0] * 0.299 + floats[..., 1] * 0.587 + floats[..., 2] * 0.114).astype(np.float32)
+        gray = dc.to_gray(Image.fromarray(rgb, "RGB"))
+        assert gray.dtype == np.float32 and np.array_equal(gray, want)
+        for bright in (gray, 1.0 - gray):
+            assert np.array_equal(ik.on_grid(bright), (np.round(bright * 65536.0) / 65536.0).astype(np.float32))

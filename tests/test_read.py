@@ -286,6 +286,45 @@ def test_seams_are_the_cheapest_path_in_each_band(seed):
         assert energy == pytest.approx(want_cost)  # the path returned costs what it says
 
 
+def stacked_seams(mask, centres, drift):
+    """`seams` as first written: every step's options stacked, the cheapest picked by argmin
+    (ties to the leftmost step). The running minimum `seams` uses must pick the very same paths."""
+    h, w = mask.shape
+    width, k = 2 * drift + 1, len(centres)
+    cols = centres[:, None] - drift + np.arange(width)[None, :]
+    inside = (cols >= 0) & (cols < w)
+    energy = np.where(mask[:, np.clip(cols, 0, w - 1)], sm.INK_COST, 1.0)
+    energy[:, ~inside] = np.inf
+    total, back = energy[0].copy(), np.zeros(energy.shape, np.int8)
+    padded = np.full((k, width + 2 * sm.SEAM_STEP), np.inf)
+    for y in range(1, h):
+        padded[:, sm.SEAM_STEP : sm.SEAM_STEP + width] = total
+        shifts = range(-sm.SEAM_STEP, sm.SEAM_STEP + 1)
+        options = np.stack(
+            [padded[:, sm.SEAM_STEP + d : sm.SEAM_STEP + d + width] + sm.DIAGONAL * abs(d) for d in shifts]
+        )
+        choice = options.argmin(axis=0)
+        back[y] = choice - sm.SEAM_STEP
+        total = energy[y] + np.take_along_axis(options, choice[None], axis=0)[0]
+    xs = np.empty((k, h), np.int64)
+    xs[:, -1] = total.argmin(axis=1)
+    for y in range(h - 1, 0, -1):
+        xs[:, y - 1] = xs[:, y] + back[y][np.arange(k), xs[:, y]]
+    return total.min(axis=1), xs + cols[:, :1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_seams_are_the_paths_argmin_picks_ties_and_all(seed):
+    rng = np.random.default_rng(100 + seed)
+    h, w = (int(v) for v in rng.integers(5, 60, 2))
+    mask = rng.random((h, w)) < rng.uniform(0.0, 0.6)  # paper everywhere costs alike: many ties
+    drift = int(rng.integers(1, 12))
+    centres = np.arange(0, w, max(1, w // 7))
+    costs, paths = sm.seams(mask, centres, drift)
+    want_costs, want_paths = stacked_seams(mask, centres, drift)
+    assert np.array_equal(costs, want_costs) and np.array_equal(paths, want_paths)
+
+
 def test_seams_carved_in_batches_are_the_same():
     rng = np.random.default_rng(9)
     mask = rng.random((25, 50)) < 0.3
@@ -293,6 +332,29 @@ def test_seams_carved_in_batches_are_the_same():
     whole = sm.seams(mask, centres, drift=5)
     batched = sm.seams(mask, centres, drift=5, cells=25 * 11 * 3)  # three bands at a time
     assert np.array_equal(whole[0], batched[0]) and np.array_equal(whole[1], batched[1])
+
+
+def test_the_seams_of_pieces_of_different_heights_carved_together_are_each_ones_own():
+    rng = np.random.default_rng(11)
+    pieces = [
+        (rng.random((int(rng.integers(4, 50)), int(rng.integers(6, 60)))) < 0.35, int(rng.integers(2, 6)))
+        for _ in range(6)
+    ]
+    pieces = [(mask, np.arange(0, mask.shape[1], step)) for mask, step in pieces]
+    together = sm.seams_of(pieces, drift=4)
+    small_batches = sm.seams_of(pieces, drift=4, cells=60 * 9 * 5)  # a few bands, or pieces, at a time
+    for (mask, centres), carved, batched in zip(pieces, together, small_batches):
+        alone = sm.seams(mask, centres, drift=4)
+        for got in (carved, batched):
+            assert np.array_equal(got[0], alone[0]) and np.array_equal(got[1], alone[1])
+    masks = [mask for mask, _ in pieces]
+    for together_cuts, mask in zip(sm.cuts_of_pieces(masks, 30.0), masks):  # the cuts too, one piece at a time
+        centres, drift = sm.cut_options(mask, 30.0)
+        costs, xs = sm.carve(sm.band_energy(mask, centres, drift, mask.shape[0]))
+        alone = sm.choose_cuts(mask, 30.0, centres, costs, xs + (centres[:, None] - drift))
+        assert len(together_cuts) == len(alone)
+        for (got_xs, got_ink), (want_xs, want_ink) in zip(together_cuts, alone):
+            assert np.array_equal(got_xs, want_xs) and got_ink == want_ink
 
 
 def test_a_seam_goes_round_ink_through_the_gap():

@@ -14,7 +14,7 @@ import numpy as np
 
 from digitrec.reading.pieces import Piece, box_union
 from digitrec.reading.preprocess import stroke_width
-from digitrec.reading.seams import candidate_cuts
+from digitrec.reading.seams import candidate_cuts, cuts_of_pieces
 
 FRAGMENT_HEIGHT = 0.6  # pieces shorter than this fraction of the line height are fragments
 FRAGMENT_OVERLAP = 0.3  # ... and join the piece that covers this much of their width
@@ -88,16 +88,27 @@ def is_full(box: tuple[int, int, int, int], height: float) -> bool:
     return (box[3] - box[1]) >= FULL_HEIGHT * height
 
 
+def may_hold_digits(box: tuple[int, int, int, int], height: float) -> bool:
+    """Is a merged piece tall and wide enough to be touching digits (to get candidate cuts)?"""
+    return (box[3] - box[1]) >= FRAGMENT_HEIGHT * height and box[2] - box[0] > SPLIT_WIDTH * height
+
+
 def atoms_of_piece(
-    atom_labels: np.ndarray, atom_id: int, box: tuple[int, int, int, int], height: float, next_id: int
+    atom_labels: np.ndarray,
+    atom_id: int,
+    box: tuple[int, int, int, int],
+    height: float,
+    next_id: int,
+    cuts: list[tuple[np.ndarray, float]] | None = None,
 ) -> list[Atom]:
     """One merged piece -> its atoms: the piece itself, or, for a wide piece with candidate cuts,
-    its parts between the cuts. A part after the first gets a new id (from `next_id` on) and is
-    relabelled in `atom_labels` in place."""
+    its parts between the cuts (`cuts`: its `candidate_cuts`, when already found). A part after
+    the first gets a new id (from `next_id` on) and is relabelled in `atom_labels` in place."""
     small = (box[3] - box[1]) < FRAGMENT_HEIGHT * height
-    cuts = []
-    if not small and box[2] - box[0] > SPLIT_WIDTH * height:
-        cuts = candidate_cuts(atom_labels[box[1] : box[3], box[0] : box[2]] == atom_id, height)
+    if cuts is None:
+        cuts = []
+        if may_hold_digits(box, height):
+            cuts = candidate_cuts(atom_labels[box[1] : box[3], box[0] : box[2]] == atom_id, height)
     if not cuts:
         return [Atom(id=atom_id, box=box, small=small, piece=atom_id, full=is_full(box, height))]
     region = atom_labels[box[1] : box[3], box[0] : box[2]]  # a view: relabelled in place
@@ -145,10 +156,15 @@ def build_atoms(labels: np.ndarray, found: list[Piece], height: float) -> tuple[
         for p in members:
             lut[p.label] = atom_id
     atom_labels = lut[labels]
+    boxes = {atom_id: box_union([p.box for p in members]) for atom_id, members in groups.items()}
+    # the wide pieces' candidate cuts, their seams carved together (one row loop for the line)
+    wide = [atom_id for atom_id, box in boxes.items() if may_hold_digits(box, height)]
+    masks = [atom_labels[boxes[a][1] : boxes[a][3], boxes[a][0] : boxes[a][2]] == a for a in wide]
+    cuts = dict(zip(wide, cuts_of_pieces(masks, height)))
     atoms: list[Atom] = []
     next_id = len(groups) + 1  # ids for the parts of cut pieces
-    for atom_id, members in groups.items():
-        parts = atoms_of_piece(atom_labels, atom_id, box_union([p.box for p in members]), height, next_id)
+    for atom_id, box in boxes.items():
+        parts = atoms_of_piece(atom_labels, atom_id, box, height, next_id, cuts.get(atom_id, []))
         next_id += sum(a.id != atom_id for a in parts)
         atoms += parts
     atoms.sort(key=lambda a: a.centre_x)

@@ -16,7 +16,7 @@ from PIL import Image
 from scipy import ndimage
 
 from digitrec.reading import ndexact as nx
-from digitrec.reading.decode import ImageInput, decode, to_gray
+from digitrec.reading.decode import Decoded, ImageInput, decode, decode_reduced, to_gray
 
 WORK_MAX_SIDE = 1024  # pixels: long side of the working image for one digit
 
@@ -46,16 +46,28 @@ def ink_is_dark(gray: np.ndarray) -> bool:
     in a large frame is a tiny minority, so ever rarer tails are looked at until one side is
     clearly further out; when neither is (a blank page), dark ink, the common case."""
     smooth = nx.uniform_filter(gray, 3).ravel()  # a hot pixel is not ink
-    n = smooth.size
-    part, median = smooth, None
+    part = nx.ordered(smooth)  # one sort finds the paper and every tail
+    return _darker_tail(part, part, float(nx.median_of(part, smooth.size)))
+
+
+def ink_is_dark_in_blocks(darkest: np.ndarray, lightest: np.ndarray, paper: float, white: float = 1.0) -> bool:
+    """`ink_is_dark` for a picture shrunk by blocks, from the darkest and the lightest pixel of each
+    block (on a 0-`white` scale) and the median of the block means (`paper`, 0-1): a stroke thinner
+    than a block is averaged away in its mean, not in its block's extreme on the stroke's side.
+    Noise darkens the darkest and lightens the lightest alike, so neither side gains."""
+    # ordered in their own dtype (8-bit values sort fastest), then on the 0-1 scale
+    lows, highs = nx.ordered(darkest.ravel()) / white, nx.ordered(lightest.ravel()) / white
+    return _darker_tail(lows, highs, paper)
+
+
+def _darker_tail(lows: np.ndarray, highs: np.ndarray, median: float) -> bool:
+    """Does the dark tail (of the ordered `lows`) reach further from the paper (`median`) than the
+    light tail (of the ordered `highs`), looking at ever rarer tails? True when neither does."""
+    n = lows.size
     for tail in (0.5, 0.05, 0.005):
         (i, j, t), (k, m, u) = nx.percentile_ranks(n, tail), nx.percentile_ranks(n, 100 - tail)
-        # The first partial sort places the median too: one pass finds the paper and the first tails.
-        part = nx.partition(part, {i, j, k, m, *(nx.median_ranks(n) if median is None else ())})
-        if median is None:
-            median = float(nx.median_of(part, n))
-        # np.percentile(smooth, [tail, 100 - tail])
-        lo, hi = nx.lerp(part[i], part[j], t, in_dtype=False), nx.lerp(part[k], part[m], u, in_dtype=False)
+        # np.percentile(values, [tail, 100 - tail])
+        lo, hi = nx.lerp(lows[i], lows[j], t, in_dtype=False), nx.lerp(highs[k], highs[m], u, in_dtype=False)
         dark, light = median - lo, hi - median
         if max(dark, light) > 0.1 and max(dark, light) > 1.5 * min(dark, light):
             return bool(dark > light)
@@ -91,35 +103,45 @@ def _smooth_opening(small: np.ndarray, k: int, pad: int, smooth: int) -> np.ndar
     return ndimage.uniform_filter1d(level, smooth, axis=1)[:, pad : pad + w]
 
 
-def remove_background(ink_bright: np.ndarray, size: int | None = None) -> np.ndarray:
-    """Ink-bright image (H, W) -> residual (H, W): ink contrast above the local paper level.
+def paper_level(ink_bright: np.ndarray, size: int | None = None) -> np.ndarray:
+    """Ink-bright image (H, W) -> the level of its paper (H, W), from which `remove_background`
+    measures the ink; as slowly varying as the light, so it can be sampled at any resolution.
 
     The paper level is a grey opening (erosion then dilation) with a square wider than any stroke:
     it removes the strokes and keeps the slowly varying light. It is computed on a shrunken copy
-    (cheap even for a wide opening), smoothed and scaled back. Light falls on ink and paper alike,
-    so the contrast is taken relative to 1 - paper level: for dark ink on paper that is the local
-    paper brightness (a shadowed stroke is as black, relative to its paper, as a lit one). Light
-    ink on a dark board gets the same formula, so a picture and its negative give the same ink.
-    """
+    (cheap even for a wide opening), smoothed and scaled back."""
     h, w = ink_bright.shape
     size = size or background_size((h, w))
-    factor = max(1, size // 12)
+    factor = max(1, min(size // 12, h, w))  # (a block no larger than the frame)
     small = ink_bright
     if factor > 1:
         # Shrink by the minimum of each block (of a lightly smoothed copy: noise is not paper):
         # a block with any paper in it is paper, exactly as the opening's own erosion would say,
         # so no trace of the ink leaks into the paper estimate wherever the digit falls.
         smooth = nx.gaussian_filter(ink_bright, factor / 2)
-        hs, ws = max(1, h // factor), max(1, w // factor)
-        small = smooth[: hs * factor, : ws * factor].reshape(hs, factor, ws, factor).min(axis=(1, 3))
+        small = nx.block_min(smooth, factor)
     k = max(3, size // factor)
     # Pad explicitly: scipy applies the edge mode to each of erosion and dilation separately,
     # which would underestimate paper that gets brighter towards the border (vignetting).
     paper = _smooth_opening(small, k, pad=k + k // 2, smooth=max(3, k // 2))
     if factor > 1:
         paper = np.asarray(Image.fromarray(paper, "F").resize((w, h), Image.Resampling.BILINEAR))
+    return paper
+
+
+def above_paper(ink_bright: np.ndarray, paper: np.ndarray) -> np.ndarray:
+    """Ink contrast above the paper level (both (H, W), ink-bright). Light falls on ink and paper
+    alike, so the contrast is taken relative to 1 - paper level: for dark ink on paper that is the
+    local paper brightness (a shadowed stroke is as black, relative to its paper, as a lit one).
+    Light ink on a dark board gets the same formula, so a picture and its negative give the same ink."""
     paper = np.minimum(paper, ink_bright)
     return (ink_bright - paper) / np.maximum(1.0 - paper, 0.05)
+
+
+def remove_background(ink_bright: np.ndarray, size: int | None = None) -> np.ndarray:
+    """Ink-bright image (H, W) -> residual (H, W): ink contrast above the local paper level
+    (`paper_level`, `above_paper`)."""
+    return above_paper(ink_bright, paper_level(ink_bright, size))
 
 
 @dataclass
@@ -139,29 +161,33 @@ class Ink:
     contrast: float
     noise: float
     found: bool
+    paper: np.ndarray | None = None  # (H, W) the paper level (`paper_level`, ink-bright), for refining a crop
 
 
-def find_ink(residual: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float, bool]:
-    """Residual (ink above paper) -> (ink map, mask, contrast, noise, found)."""
-    # A light blur (about a stroke's edge) to average out sensor noise and JPEG blocks.
-    smooth = nx.gaussian_filter(residual, max(0.7, min(residual.shape) / 400))
+def ink_blur(shape: tuple[int, int]) -> float:
+    """The Gaussian sigma (pixels) `find_ink` smooths a frame of `shape` with: about a stroke's
+    edge, to average out sensor noise and JPEG blocks."""
+    return max(0.7, min(shape) / 400)
+
+
+def find_ink(residual: np.ndarray, blur: float | None = None) -> tuple[np.ndarray, np.ndarray, float, float, bool]:
+    """Residual (ink above paper) -> (ink map, mask, contrast, noise, found). `blur`: the
+    smoothing's sigma, `ink_blur` of the residual's shape unless given (a crop of a frame)."""
+    smooth = nx.gaussian_filter(residual, ink_blur(residual.shape) if blur is None else blur)
     n = smooth.size
     top = nx.percentile_ranks(n, 99.95)
-    part = nx.partition(smooth.ravel(), {*nx.median_ranks(n), top[0], top[1]})  # (n,)
+    part = nx.ordered(smooth.ravel())  # (n,)
     floor = float(nx.median_of(part, n))
     peak = float(part[n - 1]) - floor
     # Ink contrast: a high percentile (robust to a hot pixel), but a small digit in a large frame
     # is < 0.05% of the pixels, hence also half the peak.
     contrast = max(nx.lerp(part[top[0]], part[top[1]], top[2], in_dtype=True) - floor, 0.5 * peak)
     # Noise (sensor noise and paper texture): robust spread of the pixels that are clearly paper.
-    paper = smooth[smooth < floor + INK_FRACTION * contrast]  # (m,), in image order: a partial
-    # sort of them is quick, one of an already partitioned array may not be (worst-case pivots)
+    paper = smooth[smooth < floor + INK_FRACTION * contrast]  # (m,)
     noise = 0.0
     if paper.size:
-        centre = nx.median_of(nx.partition(paper, nx.median_ranks(paper.size)), paper.size)  # np.median(paper)
-        noise = 1.4826 * float(
-            nx.median_of(nx.partition(np.abs(paper - centre), nx.median_ranks(paper.size)), paper.size)
-        )
+        centre = nx.median(paper)  # np.median(paper)
+        noise = 1.4826 * float(nx.median(np.abs(paper - centre)))
     found = contrast >= MIN_CONTRAST and contrast >= NOISE_SIGMAS * noise
     threshold = floor + max(INK_FRACTION * contrast, 0.5 * NOISE_SIGMAS * noise)
     mask = smooth > threshold
@@ -170,9 +196,8 @@ def find_ink(residual: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float
         return zeros, np.zeros(residual.shape, bool), contrast, noise, False
     # Soft ink: 0 at the paper's noise floor, 1 at the stroke core (90th percentile of the mask).
     low = floor + max(0.05 * contrast, 3 * noise)
-    inked = smooth[mask]
+    inked = nx.ordered(smooth[mask])
     i, j, t = nx.percentile_ranks(inked.size, CORE_PERCENTILE)
-    inked = nx.partition(inked, {i, j})
     core = nx.lerp(inked[i], inked[j], t, in_dtype=True)  # np.percentile(smooth[mask], CORE_PERCENTILE)
     ink = np.clip((residual - low) / max(core - low, 1e-6), 0, 1).astype(np.float32)
     return ink, mask, contrast, noise, True
@@ -238,28 +263,61 @@ def _strokes_too_wide(bright: np.ndarray, mask: np.ndarray, size: int) -> bool:
     holes = filled & ~mask
     if holes.sum() <= 0.05 * mask.sum() or filled.all():
         return False
-    paper = np.median(bright[~filled])
-    return bool(np.median(bright[holes]) - paper > 0.5 * (np.median(bright[mask]) - paper))
+    paper = nx.median(bright[~filled])
+    return bool(nx.median(bright[holes]) - paper > 0.5 * (nx.median(bright[mask]) - paper))
 
 
-def extract_ink(image: ImageInput | Image.Image, max_side: int = WORK_MAX_SIDE) -> Ink:
-    """Steps 1-6: an image as handed to us -> its ink at working resolution."""
-    pil = decode(image)
-    gray = to_gray(pil)
-    work, scale = working_scale(gray, max_side)
-    dark = ink_is_dark(work)
-    bright = 1.0 - work if dark else work
-    # On a 2^-16 grid, so that a picture and its negative (1 - x, rounded differently in float32)
-    # become the very same array and give the very same digit.
-    bright = (np.round(bright * 65536.0) / 65536.0).astype(np.float32)
-    size, largest = background_size(bright.shape), max(bright.shape)
+def on_grid(bright: np.ndarray) -> np.ndarray:
+    """`(np.round(bright * 65536.0) / 65536.0).astype(np.float32)`, in place on one copy: the ink
+    brightness on a 2^-16 grid, so that a picture and its negative (1 - x, rounded differently in
+    float32) become the very same array and give the very same digit."""
+    if bright.dtype != np.float32:
+        return (np.round(bright * 65536.0) / 65536.0).astype(np.float32)
+    out = bright * np.float32(65536.0)
+    np.round(out, out=out)
+    out /= np.float32(65536.0)
+    return out
+
+
+def ink_of_gray(work: np.ndarray, scale: float, size: tuple[int, int], dark: bool | None = None) -> Ink:
+    """Steps 4-6 on a grey picture at working resolution (`scale` input pixels per pixel, `size` the
+    input's (width, height)): its ink. `dark`: the polarity, when already known (`ink_is_dark_in_blocks`)."""
+    dark = ink_is_dark(work) if dark is None else dark
+    bright = on_grid(1.0 - work if dark else work)
+    opening, largest = background_size(bright.shape), max(bright.shape)
     while True:
-        ink, mask, contrast, noise, found = find_ink(remove_background(bright, size))
-        if not found or size >= largest or not _strokes_too_wide(bright, mask, size):
+        paper = paper_level(bright, opening)
+        ink, mask, contrast, noise, found = find_ink(above_paper(bright, paper))
+        if not found or opening >= largest or not _strokes_too_wide(bright, mask, opening):
             break
         # Strokes about as wide as the opening are partly taken for paper: widen it (at the
         # limit, one paper level for the whole frame) and look again.
-        size = min(max(2 * size, int(THICKEST_PER_OPENING * thickest(fill_holes(mask))) + 1), largest)
-    return Ink(
-        ink=ink, mask=mask, scale=scale, input_size=pil.size, dark_ink=dark, contrast=contrast, noise=noise, found=found
+        opening = min(max(2 * opening, int(THICKEST_PER_OPENING * thickest(fill_holes(mask))) + 1), largest)
+    found_ink = Ink(
+        ink=ink, mask=mask, scale=scale, input_size=size, dark_ink=dark, contrast=contrast, noise=noise, found=found
     )
+    found_ink.paper = paper  # what a crop of this frame is refined against
+    return found_ink
+
+
+def ink_of_crop(gray: np.ndarray, paper: np.ndarray, dark: bool, blur: float) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The ink (map, mask, found) of a crop (grey (H, W)) of a frame whose polarity and paper level
+    (`paper_level`, sampled at the crop's pixels) were found on a small copy of it: the paper is as
+    slowly varying as the light, the ink is measured at the crop's own resolution. `blur`: the
+    frame's `ink_blur`, in pixels of the crop."""
+    bright = on_grid(1.0 - gray if dark else gray)
+    ink, mask, _, _, found = find_ink(above_paper(bright, paper), blur)
+    return ink, mask, found
+
+
+def extract_ink(image: ImageInput | Image.Image, max_side: int = WORK_MAX_SIDE, reduce: bool = True) -> Ink:
+    """Steps 1-6: an image as handed to us -> its ink at working resolution. `reduce`: a JPEG far
+    larger than the working resolution is decoded at a fraction of its size (`decode_reduced`),
+    otherwise it is decoded whole first."""
+    if reduce:
+        decoded = decode_reduced(image, max_side)
+    else:
+        pil = decode(image)
+        decoded = Decoded(image=pil, size=pil.size)
+    work, scale = working_scale(to_gray(decoded.image), max_side)
+    return ink_of_gray(work, scale * decoded.factor, decoded.size)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import cast
 
 import numpy as np
 from scipy import ndimage
@@ -45,16 +46,20 @@ def uniform_filter(image: np.ndarray, size: int) -> np.ndarray:
     return ndimage.uniform_filter1d(out, size, axis=1, output=out)
 
 
-# Order statistics read off np.partition, each exactly the value np.median / np.percentile (linear
-# interpolation) return, so that one partial sort serves several of them: on a small image, the
-# set-up of each np.percentile call costs more than the partial sort itself.
+# Order statistics read off one sorted copy, each exactly the value np.median / np.percentile
+# (linear interpolation) return, so that one sort serves several of them. numpy's vectorised sort
+# is several times quicker than np.partition asked for a handful of ranks (numpy's own route),
+# whatever the size, and the k-th smallest value is the same whichever way it is found.
 
 
-def partition(values: np.ndarray, ranks) -> np.ndarray:
-    """np.partition(values, ranks) with the largest value's rank added, as np.median does: numpy's
-    partial sort around a single rank can be a hundred times slower when most values are equal
-    (paper is mostly exactly 0 after background removal)."""
-    return np.partition(values, sorted({*ranks, values.size - 1}))
+def ordered(values: np.ndarray) -> np.ndarray:
+    """The values (1-D) in ascending order: every rank's order statistic at once."""
+    return np.sort(values)
+
+
+def median(values: np.ndarray) -> np.floating:
+    """np.median of a 1-D float array, exactly (a scalar of the array's dtype, as np.median's)."""
+    return cast(np.floating, median_of(ordered(values), values.size))
 
 
 def median_ranks(n: int) -> tuple[int, ...]:
@@ -63,8 +68,8 @@ def median_ranks(n: int) -> tuple[int, ...]:
 
 
 def median_of(part: np.ndarray, n: int) -> np.generic:
-    """np.median of the n smallest values of `part`, partitioned at `median_ranks(n)`: the middle
-    value, or the mean of the middle two in the array's own dtype (as np.mean computes it)."""
+    """np.median of n values, `part` holding them ordered (or partitioned at `median_ranks(n)`):
+    the middle value, or the mean of the middle two in the array's own dtype (as np.mean computes it)."""
     ranks = median_ranks(n)
     if len(ranks) == 1:
         return part[ranks[0]]
@@ -127,4 +132,48 @@ def dilate_square(mask: np.ndarray, radius: int) -> np.ndarray:
     for d in range(1, radius + 1):
         out[:, d:] |= rows[:, :-d]
         out[:, :-d] |= rows[:, d:]
+    return out
+
+
+def block_min(image: np.ndarray, factor: int, op: np.ufunc = np.minimum) -> np.ndarray:
+    """`image[:h * f, :w * f].reshape(h, f, w, f).min(axis=(1, 3))` (h, w = shape // f): the minimum of
+    each f x f block (`op` np.maximum: the maximum), as the running minimum of strided slices (a
+    reduction over two strided axes is numpy's slowest path, 5-30x slower)."""
+    hs, ws = image.shape[0] // factor, image.shape[1] // factor
+    image = image[: hs * factor, : ws * factor]
+    rows = image[0::factor].copy()
+    for i in range(1, factor):
+        op(rows, image[i::factor], out=rows)
+    out = rows[:, 0::factor].copy()
+    for i in range(1, factor):
+        op(out, rows[:, i::factor], out=out)
+    return out
+
+
+def grey_dilate(image: np.ndarray, footprint: np.ndarray) -> np.ndarray:
+    """`ndimage.grey_dilation(image, footprint=footprint)` for a non-negative 2-D image whose border,
+    as wide as the footprint's reach, is zero, and a footprint (odd square, symmetric) whose rows are
+    each one run centred on the middle column (a disk): the maximum over its rows of the image's
+    running maxima along rows, shifted. Each running maximum is the previous one widened by a
+    pixel on either side (two shifted maxima), the rows' maxima a shifted maximum each: a few
+    whole-array passes instead of a pass over the footprint for every pixel."""
+    r = footprint.shape[0] // 2
+    reach = footprint.sum(axis=1) // 2  # (2r + 1,) half-width of each row (an empty one: skipped)
+    wanted = {int(a) for a in reach[footprint.any(axis=1)]}
+    runs, run = {0: image}, image
+    for a in range(1, max(wanted) + 1):  # run: the maximum over [x - a, x + a] of each row
+        run = run.copy()
+        np.maximum(run[:, a:], image[:, :-a], out=run[:, a:])
+        np.maximum(run[:, :-a], image[:, a:], out=run[:, :-a])
+        if a in wanted:
+            runs[a] = run
+    out = runs[int(reach[r])].copy()
+    for dy in range(1, r + 1):
+        for row in (r - dy, r + dy):
+            if footprint[row].any():
+                shift = row - r  # out[y] takes the run at y + shift
+                if shift > 0:
+                    np.maximum(out[:-shift], runs[int(reach[row])][shift:], out=out[:-shift])
+                else:
+                    np.maximum(out[-shift:], runs[int(reach[row])][:shift], out=out[-shift:])
     return out

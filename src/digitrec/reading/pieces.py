@@ -36,9 +36,10 @@ class Piece:
         return self.box[3] - self.box[1]
 
 
-def pieces(mask: np.ndarray) -> tuple[np.ndarray, list[Piece]]:
+def pieces(mask: np.ndarray, lines: bool = False) -> tuple[np.ndarray, list[Piece]]:
     """Connected pieces of the ink mask, without specks (dust, noise) and without ruled lines
-    (long thin horizontal pieces spanning most of the frame). Returns (labels (H, W), pieces)."""
+    (long thin horizontal pieces spanning most of the frame; `lines` keeps them: a crop of a
+    frame, where a digit's own bar may span the crop). Returns (labels (H, W), pieces)."""
     labels, n = ndimage.label(mask, structure=EIGHT)
     if n == 0:
         return labels, []
@@ -54,10 +55,17 @@ def pieces(mask: np.ndarray) -> tuple[np.ndarray, list[Piece]]:
     for p in found:
         if p.area < max(3, SPECK_FRACTION * largest):
             continue
-        if p.width > 0.7 * w and p.width > LINE_ASPECT * p.height:
+        if not lines and p.width > 0.7 * w and p.width > LINE_ASPECT * p.height:
             continue  # a ruled line (a tall thin vertical piece may well be a "1")
         kept.append(p)
     return labels, kept
+
+
+def pieces_over(labels: np.ndarray, found: list[Piece], under: np.ndarray) -> list[Piece]:
+    """The pieces of `found` (labelled in `labels`) with at least one pixel where `under` is True."""
+    touched = np.zeros(int(labels.max()) + 1, bool)
+    touched[labels[under]] = True
+    return [p for p in found if touched[p.label]]
 
 
 def box_union(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:

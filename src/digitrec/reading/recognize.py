@@ -30,7 +30,7 @@ from digitrec.probability import softmax
 from digitrec.reading import preprocess as pp
 from digitrec.reading.overlay import draw_reading
 from digitrec.reading.pieces import Piece, box_union
-from digitrec.reading.results import Prediction, Prepared, Reading, scale_box
+from digitrec.reading.results import Prediction, Prepared, Reading
 from digitrec.reading.segment import read_number
 from digitrec.reading.verifier import Verifier, load_verifier
 from digitrec.runtime.backends import create_backend
@@ -192,12 +192,13 @@ class Recognizer:
 
     # --- one digit per image ---------------------------------------------------------------------
 
-    def prepare(self, image: pp.ImageInput, name: str | None = None) -> Prepared:
-        """Preprocess one image (raises NotAnImageError / BadImageError for unusable input)."""
-        digit = pp.prepare_digit(image)
-        if digit.digit28 is None or digit.box is None:  # the box is None only when there is no digit
+    def prepare(self, image: pp.ImageInput, name: str | None = None, fast: bool = True) -> Prepared:
+        """Preprocess one image (raises NotAnImageError / BadImageError for unusable input).
+        `fast` False: the reference path (`digitrec.reading.preprocess.prepare_digit`)."""
+        digit = pp.prepare_digit(image, fast=fast)
+        if digit.digit28 is None or digit.input_box is None:  # the box is None only when there is no digit
             return Prepared(name=name, digit28=None, reason=digit.reason or "no ink found")
-        box = scale_box(digit.box, digit.ink.scale, digit.ink.input_size)
+        box = digit.input_box
         reason = check_single_digit(digit)
         if reason:
             return Prepared(name=name, digit28=None, reason=reason, box=box)

@@ -144,13 +144,11 @@ def best_paths(n: int, candidates: dict[tuple[int, int], np.ndarray], skippable:
             logp = candidates.get((start, end - 1))
             if logp is None:
                 continue
+            # the best class and the runner-up (which makes alternatives too), with their scores
+            top = [(int(digit), float(logp[digit])) for digit in np.argsort(-logp)[:2]]
             for path in states[start]:
-                for digit in np.argsort(-logp)[:2]:  # the runner-up class makes alternatives too
-                    options.append(
-                        Path(
-                            score=path.score + float(logp[digit]), digits=path.digits + ((start, end - 1, int(digit)),)
-                        )
-                    )
+                for digit, score in top:
+                    options.append(Path(score=path.score + score, digits=path.digits + ((start, end - 1, digit),)))
         if skippable[end - 1]:
             options += [Path(score=p.score + SKIP_PENALTY, digits=p.digits) for p in states[end - 1]]
         options.sort(key=lambda p: -p.score)
