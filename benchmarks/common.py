@@ -26,6 +26,17 @@ def machine() -> str:
     )
 
 
+def native_bf16() -> bool:
+    """Does this CPU compute bf16 natively (AVX512-BF16 or AMX)? Where it does, `amp = "auto"`
+    trains in bf16; elsewhere in float32."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = next((line for line in handle if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def mean_std(values: list[float]) -> str:
     if len(values) < 2:
         return f"{values[0]:.1f}"

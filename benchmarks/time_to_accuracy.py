@@ -13,7 +13,11 @@ Every recipe trains on the same 55,000-image split. Reported per recipe, mean ov
   reaches 99.0%; for the multi-epoch default, the training seconds up to the first epoch whose
   validation accuracy reaches 99.0% (the test set is never looked at during training).
 
-    python benchmarks/time_to_accuracy.py [--seeds 5] [--recipes reference fast default]
+With `--amp none auto` every recipe but `reference` (always float32, as published) runs twice:
+in float32, as on a CPU without native bf16 (most laptops, AVX2-only servers), and with `auto`
+(bf16 where this CPU computes it natively). Ratios are to the reference of the same run.
+
+    python benchmarks/time_to_accuracy.py [--seeds 5] [--recipes reference fast default] [--amp none auto]
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import machine, mean_std
+from common import machine, mean_std, native_bf16
 
 TARGET = 0.99
 
@@ -51,7 +55,7 @@ class Run:
         return None
 
 
-def train(recipe: str, seed: int, out: Path) -> Run:
+def train(recipe: str, seed: int, out: Path, amp: str) -> Run:
     command = [
         sys.executable,
         "-m",
@@ -66,6 +70,7 @@ def train(recipe: str, seed: int, out: Path) -> Run:
         "--out",
         str(out),
         "--json",
+        *(["--amp", amp] if recipe != "reference" else []),
     ]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
@@ -83,24 +88,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--recipes", nargs="+", default=["reference", "fast", "default"])
+    parser.add_argument(
+        "--amp",
+        nargs="+",
+        default=["auto"],
+        choices=["auto", "none", "bf16"],
+        help="precision(s) for every recipe but the reference: none = float32 (a CPU without native bf16)",
+    )
     args = parser.parse_args()
-    results: dict[str, list[Run]] = {name: [] for name in args.recipes}
+    variants = [(name, amp) for name in args.recipes for amp in (["none"] if name == "reference" else args.amp)]
+    results: dict[tuple[str, str], list[Run]] = {variant: [] for variant in variants}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
-            for name in args.recipes:
-                run = train(name, seed, Path(tmp) / f"{name}-{seed}")
-                results[name].append(run)
+            for name, amp in variants:
+                run = train(name, seed, Path(tmp) / f"{name}-{amp}-{seed}", amp)
+                results[name, amp].append(run)
                 print(
-                    f"  seed {seed} {name:9s} test {100 * run.test_accuracy:.2f}%  train {run.train_seconds:.1f}s"
-                    f"  wall {run.wall_seconds:.1f}s  ({run.epochs} epoch(s))",
+                    f"  seed {seed} {name:9s} amp {amp:4s} test {100 * run.test_accuracy:.2f}%  "
+                    f"train {run.train_seconds:.1f}s  wall {run.wall_seconds:.1f}s  ({run.epochs} epoch(s))",
                     flush=True,
                 )
 
-    print(f"\nmachine: {machine()}")
+    print(f"\nmachine: {machine()}, native bf16: {native_bf16()}")
     print(f"{args.seeds} seeds per recipe; train s = training loop only; wall s = the whole `digitrec train`\n")
-    print("| recipe | epochs | train s | wall s | test acc % (mean ± std) | min test acc % | s to 99.0% |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, runs in results.items():
+    print(
+        "| recipe | amp | epochs | train s | x reference | wall s | test acc % (mean ± std) | min test acc % | s to 99.0% |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    reference = (
+        statistics.mean(r.train_seconds for r in results["reference", "none"]) if "reference" in args.recipes else None
+    )
+    for (name, amp), runs in results.items():
         accs = [100 * r.test_accuracy for r in runs]
         mean_acc = statistics.mean(accs)
         if runs[0].epochs == 1:
@@ -109,18 +127,13 @@ def main() -> None:
             times = [r.seconds_to_target() for r in runs]
             to_target = statistics.mean(times) if all(t is not None for t in times) else None
         shown = f"{to_target:.1f}" if to_target is not None else "not reached"
+        train_mean = statistics.mean(r.train_seconds for r in runs)
+        ratio = f"{train_mean / reference:.2f}x" if reference else "-"
         print(
-            f"| {name} | {runs[0].epochs} | {mean_std([r.train_seconds for r in runs])} | "
+            f"| {name} | {amp} | {runs[0].epochs} | {mean_std([r.train_seconds for r in runs])} | {ratio} | "
             f"{mean_std([r.wall_seconds for r in runs])} | "
             f"{mean_acc:.2f} ± {statistics.stdev(accs) if len(accs) > 1 else 0:.2f} | {min(accs):.2f} | {shown} |"
         )
-    if "reference" in results:
-        reference = statistics.mean(r.train_seconds for r in results["reference"])
-        print()
-        for name, runs in results.items():
-            if name != "reference":
-                ratio = statistics.mean(r.train_seconds for r in runs) / reference
-                print(f"{name}: {ratio:.2f}x the reference's training seconds")
 
 
 if __name__ == "__main__":

@@ -126,3 +126,17 @@ def test_evaluation_runs_channels_last_without_touching_the_callers_model(mnist)
     logits = predict_logits(model, images, Normalization())
     torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
     assert model[0].weight.is_contiguous()  # still NCHW: checkpoints written from it keep their layout
+
+
+def test_amp_flag_overrides_the_recipe():
+    """`digitrec train --amp none` is how a CPU with native bf16 measures the float32 path."""
+    import argparse
+
+    from digitrec.commands.train import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert config_from_args(parser.parse_args(["--recipe", "fast", "--amp", "none"])).amp == "none"
+    assert config_from_args(parser.parse_args(["--recipe", "fast"])).amp == "auto"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--amp", "float64"])

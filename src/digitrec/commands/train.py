@@ -14,7 +14,7 @@ from pathlib import Path
 from digitrec.commands.arguments import add_data_arguments, require_at_least
 from digitrec.evaluation.calibration import calibrate_checkpoint
 from digitrec.models import list_models
-from digitrec.training.config import TrainConfig, read_toml
+from digitrec.training.config import AMP_MODES, TrainConfig, read_toml
 from digitrec.training.data import Mnist, load_mnist
 from digitrec.training.loop import CURVES_NAME, train
 from digitrec.training.recipes import RECIPES, recipe
@@ -33,6 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help=f"images per step (default {defaults.batch_size})")
     parser.add_argument("--lr", type=float, help=f"Adam learning rate, the peak for OneCycle (default {defaults.lr})")
     parser.add_argument("--seed", type=int, help=f"training seed (default {defaults.seed})")
+    parser.add_argument(
+        "--amp",
+        choices=AMP_MODES,
+        help="mixed precision: auto (bf16 where the CPU computes it natively) | none (float32) | bf16 | fp16",
+    )
     parser.add_argument("--limit-train", type=int, help="train on a stratified slice of N images (smoke runs)")
     parser.add_argument("--tensorboard", action="store_true", default=None, help="log scalars to RUN_DIR/tensorboard")
     add_data_arguments(parser, device_default=None)  # None: the config's (or recipe's) device
@@ -58,6 +63,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         "batch_size": args.batch_size,
         "lr": args.lr,
         "seed": args.seed,
+        "amp": args.amp,
         "device": args.device,
         "limit_train": args.limit_train,
         "tensorboard": args.tensorboard,
