@@ -108,6 +108,8 @@ def load_template(source: str | os.PathLike) -> Template:
 
 def parse_template(text: str | bytes) -> Template:
     """A template from JSON text (ConfigError naming the first problem)."""
+    if len(text) > MAX_TEMPLATE_BYTES:
+        raise ConfigError(f"template is larger than {MAX_TEMPLATE_BYTES // 1024} KB")
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
