@@ -73,7 +73,7 @@ def main() -> None:
     picture = Image.fromarray(page)
     draw = ImageDraw.Draw(picture)
     draw.text((60, 50), "Claim form", fill=20, font=overlay_font(44))
-    for (name, box), label in zip(boxes.items(), ("Account no.", "Amount", "Code")):
+    for box, label in zip(boxes.values(), ("Account no.", "Amount", "Code")):
         draw.text((60, box[1] + box[3] // 2 - 16), label, fill=40, font=overlay_font(30))
     picture.save(HERE / "form_page.png", optimize=True)
     lengths = {"account": len(account), "amount": None, "code": len(code)}
