@@ -85,7 +85,9 @@ def main() -> None:
             for name, box in boxes.items()
         ],
     }
-    (HERE / "form_template.json").write_text(json.dumps(template, indent=2) + "\n")
+    lines = ",\n".join(f"    {json.dumps(f)}" for f in template["fields"])  # one field a line: easy to edit
+    head = f'"units": "px",\n  "page": {json.dumps(template["page"])}'
+    (HERE / "form_template.json").write_text(f'{{\n  {head},\n  "fields": [\n{lines}\n  ]\n}}\n')
 
     recognizer = Recognizer.load()
     readings = read_page(recognizer, HERE / "form_page.png", template_from_dict(template), name="form_page.png")
