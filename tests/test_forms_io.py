@@ -121,6 +121,18 @@ def test_each_page_of_a_tiff_is_read(tiff, capsys):
     assert [(r["page"], r["rejected"], r["reason"], r["digits"]) for r in readings[3:]] == [(2, True, NO_DIGIT, [])] * 3
 
 
+def test_overlay_draws_each_page_with_its_fields(tiff, tmp_path, capsys):
+    overlay = tmp_path / "form.png"
+    code, out, _ = run(["read", str(tiff), "--template", str(TEMPLATE), "--overlay", str(overlay)], capsys)
+    assert code == 0 and len(out) == 6
+    first, second = Image.open(overlay).convert("RGB"), Image.open(tmp_path / "form.page2.png").convert("RGB")
+    assert first.size == second.size == Image.open(PAGE).size
+    x0, y0, x1, y1 = json.loads(out[0])["box"]
+    assert first.getpixel((x0 + 1, (y0 + y1) // 2)) == (31, 111, 235)  # the clean account field's box, in blue
+    assert second.getpixel((x0 + 1, (y0 + y1) // 2)) == (200, 30, 30)  # nothing read on the blank page: red
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["form.page2.png", "form.png"]
+
+
 def test_a_folder_of_forms_reads_pdfs_and_reports_each_bad_file_once(tmp_path, pdf, capsys):
     """Good pages are read in order through the folder walker, with two processes and into a file
     written at the end; a broken PDF, an encrypted-looking stub and a text file are one line each."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 from digitrec.commands.arguments import add_batch_arguments, add_image_arguments
 from digitrec.commands.output import Layout, run_batch
@@ -75,7 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--overlay",
         metavar="OUT.png",
         help="draw the boxes and readings: with one image, the file to write; with several or a "
-        "directory, a directory that receives NAME.overlay.png per image (mirroring subdirectories)",
+        "directory, a directory that receives NAME.overlay.png per image (mirroring subdirectories); "
+        "with a template, each page's fields (page 2 and on beside page 1's file, as NAME.page2.png, ...)",
     )
 
 
@@ -127,8 +129,6 @@ def form_template(args: argparse.Namespace) -> Template | None:
         return None
     if args.dpi is not None and not 1 <= args.dpi <= MAX_DPI:
         raise ConfigError(f"--dpi must be between 1 and {MAX_DPI}, got {args.dpi}")
-    if args.overlay:
-        raise ConfigError("--overlay draws numbers, not form fields; leave it out with --template or --field")
     base = load_template(args.template) if args.template else None
     if not args.field:
         return base
@@ -144,27 +144,19 @@ def form_template(args: argparse.Namespace) -> Template | None:
 
 def run(args: argparse.Namespace) -> int:
     template = form_template(args)
-    if template is not None:
-        form_task = FormTask(
-            args.model,
-            backend=args.backend,
-            reader=args.reader,
-            checker=args.checker,
-            verifier=args.verifier,
-            template=template,
-            dpi=args.dpi or DEFAULT_DPI,
-        )
-        return run_batch(args, form_task, Layout("", False, None, FORM_CSV_COLUMNS, form_csv_row))
     several = len(args.images) > 1 or any(path != "-" and os.path.isdir(path) for path in args.images)
     if args.overlay and several and not Path(args.overlay).is_dir():
         raise ConfigError(f"--overlay {args.overlay}: with several images, give an existing directory")
-    task = ReadTask(
-        args.model,
-        backend=args.backend,
-        reader=args.reader,
-        checker=args.checker,
-        verifier=args.verifier,
-        overlay=args.overlay,
-        several=several,
-    )
+    options: dict[str, Any] = {
+        "backend": args.backend,
+        "reader": args.reader,
+        "checker": args.checker,
+        "verifier": args.verifier,
+        "overlay": args.overlay,
+        "several": several,
+    }
+    if template is not None:
+        form_task = FormTask(args.model, **options, template=template, dpi=args.dpi or DEFAULT_DPI)
+        return run_batch(args, form_task, Layout("", False, None, FORM_CSV_COLUMNS, form_csv_row))
+    task = ReadTask(args.model, **options)
     return run_batch(args, task, Layout("FILE\tNUMBER\tDETAILS", True, format_row, CSV_COLUMNS, csv_row))
