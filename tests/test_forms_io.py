@@ -22,6 +22,7 @@ from digitrec.reading.forms.results import NO_DIGIT, FieldReading
 from digitrec.reading.recognize import Recognizer
 from digitrec.server import create_app
 from digitrec.server.schemas import FieldReadingOut
+from digitrec.server.service import MAX_FORM_PAGES
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PAGE = EXAMPLES / "form_page.png"
@@ -282,6 +283,20 @@ def test_http_a_pdf_or_tiff_without_a_template_is_a_415_saying_why(client, pdf, 
         )
     broken = post_read(client, b"%PDF-1.4\n", "broken.pdf", TEMPLATE.read_text())
     assert broken.status_code == 422 and "not a readable PDF" in broken.json()["detail"]
+
+
+def test_http_refuses_a_document_over_the_servers_page_limit_before_reading_it(client):
+    """The service reads at most MAX_FORM_PAGES pages per request: each takes a second or two on
+    the inference thread every other request waits for."""
+    pages = [Image.new("L", (64, 64), 250) for _ in range(MAX_FORM_PAGES + 1)]
+    buffer = io.BytesIO()
+    pages[0].save(buffer, "TIFF", save_all=True, append_images=pages[1:])
+    response = post_read(client, buffer.getvalue(), "long.tif", TEMPLATE.read_text())
+    assert response.status_code == 422
+    assert (
+        response.json()["detail"]
+        == f"document has {MAX_FORM_PAGES + 1} pages, more than the {MAX_FORM_PAGES}-page limit"
+    )
 
 
 def test_http_without_a_template_reads_a_number_as_before(client):
