@@ -106,6 +106,14 @@ def test_csv_has_one_row_per_field_with_the_form_columns(capsys):
     assert all(0.5 < float(r["min_confidence"]) <= 1 and r["reason"] == "" for r in table)
 
 
+def test_a_jpeg_page_reads_the_same(tmp_path, capsys):
+    jpeg = tmp_path / "form.jpg"
+    Image.open(PAGE).convert("L").save(jpeg, quality=85)
+    code, out, _ = run(["read", str(jpeg), "--template", str(TEMPLATE)], capsys)
+    assert code == 0
+    check_page(rows(out), file=str(jpeg))
+
+
 def test_a_pdf_is_rasterised_at_the_dpi_asked_and_read(pdf, capsys):
     code, out, err = run(["read", str(pdf), "--template", str(TEMPLATE), "--dpi", "100"], capsys)
     assert code == 0 and err == []
