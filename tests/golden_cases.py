@@ -30,6 +30,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 GOLDEN = Path(__file__).resolve().parent / "golden" / "outputs.json"
+FORM_PAGE, FORM_TEMPLATE = EXAMPLES / "form_page.png", EXAMPLES / "form_template.json"
 IMAGES = [
     "digit_7_photo.jpg",
     "digit_4_scan.png",
@@ -81,6 +82,19 @@ def cli_cases(tmp: Path) -> dict[str, dict[str, Any]]:
         "read --json": lambda: run_cli(["read", "--json", *images[4:], images[0]], tmp),
         "read table": lambda: run_cli(["read", *images[4:]], tmp),
         "read bad files": lambda: run_cli(["read", str(bad), images[4]], tmp),
+        "read --template": lambda: run_cli(["read", str(FORM_PAGE), "--template", str(FORM_TEMPLATE)], tmp),
+        "read --template --csv": lambda: run_cli(
+            [
+                "read",
+                "--csv",
+                str(FORM_PAGE),
+                "--field",
+                "account=306,146,684,176,6",
+                "--field",
+                "code=306,676,466,204",
+            ],
+            tmp,
+        ),
         "predict onnx": lambda: run_cli(["predict", "--json", "--backend", "onnx", *images[:4]], tmp),
         "evaluate --json": lambda: run_cli(["evaluate", "--json", "--data-dir", str(ROOT / "data" / "mnist")], tmp),
         "unknown command": lambda: run_cli(["frobnicate"], tmp),
@@ -132,6 +146,14 @@ def http_cases() -> dict[str, dict[str, Any]]:
             client.post("/v1/predict", files={"file": upload("t.png", truncated)})
         )
         out["POST /v1/read text"] = answer(client.post("/v1/read", files={"file": upload("x.png", b"text")}))
+        page, template = upload(FORM_PAGE.name), FORM_TEMPLATE.read_text()
+        out["POST /v1/read template"] = answer(
+            client.post("/v1/read", files={"file": page}, data={"template": template})
+        )
+        out["POST /v1/read bad template"] = answer(
+            client.post("/v1/read", files={"file": page}, data={"template": '{"fields": [], "dpi": 3}'})
+        )
+        out["POST /v1/read PDF"] = answer(client.post("/v1/read", files={"file": upload("x.pdf", b"%PDF-1.4\n")}))
         out["POST /v1/predict no file"] = {"status": client.post("/v1/predict").status_code}
         out["GET /nowhere"] = answer(client.get("/nowhere"))
     return out

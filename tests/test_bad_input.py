@@ -96,7 +96,9 @@ def test_cli_reports_each_bad_file_and_processes_the_rest(tmp_path, capsys, digi
     assert "Traceback" not in err
     for path, line in zip(paths, lines):
         assert line.startswith(f"digitrec {command}: {path}: ")
-    assert lines[-3].endswith(": PDF pages are not supported yet (save the pages as PNG or TIFF images)")
+    assert lines[-3].endswith(
+        ": a PDF holds form pages: read them with a page template (digitrec read --template or --field)"
+    )
     assert "a directory with no image files" in lines[-1]
     assert len(out.strip().splitlines()) == 1  # the good file was still processed
     assert '"good.png' in out or "good.png" in out

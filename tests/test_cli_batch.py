@@ -71,7 +71,8 @@ def test_directories_are_searched_recursively_in_name_order(tree, tmp_path, caps
     assert files == [str(loose), *(str(tree / name) for name in expected), str(loose)]
     assert code == 2  # the PDF, refused in one line; every other file answered
     assert err == [
-        f"digitrec predict: {tree / 'b' / 'form.pdf'}: PDF pages are not supported yet (save the pages as PNG or TIFF images)"
+        f"digitrec predict: {tree / 'b' / 'form.pdf'}: a PDF holds form pages: read them with a page template "
+        "(digitrec read --template or --field)"
     ]
     assert [json.loads(line)["digit"] for line in out] == [mnist.test_labels[i].item() for i in (7, 1, 4, 2, 3, 0, 7)]
 

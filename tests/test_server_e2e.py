@@ -318,6 +318,49 @@ def test_uploading_a_number_shows_it_with_boxes(page, server, mnist, tmp_path):
         page.screenshot(path=str(Path(SCREENSHOTS) / "screenshot-number.png"), full_page=True)
 
 
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_a_form_page_with_its_template_shows_each_field_on_the_page(page, server, tmp_path):
+    """The template loaded from its file, the page handed in: each field is drawn over the page
+    with what was read in it, and listed with its review state, as the API answers."""
+    template = (EXAMPLES / "form_template.json").read_text()
+    fields = [f["name"] for f in json.loads(template)["fields"]]
+    page.click("label[for=mode-form]")
+    assert page.is_visible("#template")
+    page.set_input_files("#template-file", str(EXAMPLES / "form_template.json"))
+    page.wait_for_function("document.getElementById('template').value.includes('fields')")
+    page.set_input_files("#file", str(EXAMPLES / "form_page.png"))
+    answer, status = shown(page)
+    with open(EXAMPLES / "form_page.png", "rb") as handle:
+        expected = httpx.post(
+            f"{server}/v1/read", files={"file": ("form_page.png", handle, "image/png")}, data={"template": template}
+        ).json()
+    assert [r["field"] for r in expected] == fields
+    assert answer == f"{len(fields)} fields"
+    labels = page.locator("#boxes .box.field span").all_inner_texts()
+    assert labels == [f"{r['field']}: {r['text']}" for r in expected]
+    assert page.locator("#boxes .box.digit").count() == sum(len(r["digits"]) for r in expected)
+    listed = page.locator("#fields li")
+    assert listed.count() == len(fields)
+    for i, r in enumerate(expected):
+        item = listed.nth(i)
+        assert item.locator(".text").inner_text() == r["text"] and item.get_attribute("data-field") == r["field"]
+        state = "rejected" if r["rejected"] else "review" if r["needs_review"] else "clean"
+        assert item.get_attribute("class") == state
+        assert (item.locator(".note").count() == 1) == (state != "clean")
+    assert ("to check" in status) == any(r["needs_review"] or r["rejected"] for r in expected)
+    # the field box over the page sits where the template put it (percent of the page's size)
+    first = page.locator("#boxes .box.field").first.bounding_box()
+    shown_page = page.locator("#preview").bounding_box()
+    x0 = expected[0]["box"][0] / 1400 * shown_page["width"] + shown_page["x"]
+    assert abs(first["x"] - x0) < 3
+    page.fill("#template", '{"fields": [{"name": "a", "box": [0, 0, 50, 50]}], "oops": 1}')
+    page.click("#submit")
+    _, status = shown(page)
+    assert page.get_attribute("#result", "data-state") == "error" and "unknown key 'oops'" in status
+
+
 UPLOAD_LIMIT = 5 * 1024 * 1024  # digitrec serve's default per-file limit
 
 

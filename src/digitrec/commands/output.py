@@ -29,11 +29,12 @@ from digitrec.reading.batch import Outcome, Source, Task, expand_inputs, run
 @dataclass(frozen=True)
 class Layout:
     """How one command prints an answer: a table row under `header` (predict prints the header
-    only above answers, read always), or a CSV row under `csv_columns`."""
+    only above answers, read always), or a CSV row under `csv_columns`. Without a `row`, JSON
+    lines are the default (a form's fields: a table of them would hide their boxes and reasons)."""
 
     header: str
     header_always: bool
-    row: Callable[[Any], str]
+    row: Callable[[Any], str] | None
     csv_columns: Sequence[str]
     csv_row: Callable[[Any], list[object]]
 
@@ -72,7 +73,7 @@ def _as_text(handle: IO[bytes], emit: Callable[[TextIO], None]) -> None:
 
 
 def _emit(out: TextIO, args: argparse.Namespace, task: Task, sources: list[Source], layout: Layout) -> int:
-    printer = _Printer(out, "json" if args.json else "csv" if args.csv else "table", layout)
+    printer = _Printer(out, "csv" if args.csv else "json" if args.json or layout.row is None else "table", layout)
     on_terminal = sys.stderr is not None and sys.stderr.isatty()
     failed = 0
     with tqdm(total=len(sources), unit="file", file=sys.stderr, disable=len(sources) < 2 or not on_terminal) as bar:
@@ -92,8 +93,8 @@ class _Printer:
 
     def write(self, outcomes: list[Outcome], command: str) -> int:
         """One chunk's answers, the first chunk's under the header (written once the model has
-        loaded); its errors on stderr. How many failed."""
-        if not self.headed and (self.form == "csv" or self.layout.header_always or any(o.answer for o in outcomes)):
+        loaded); its errors on stderr. How many inputs failed, wholly or in part (a form page)."""
+        if not self.headed and (self.form == "csv" or self.layout.header_always or any(o.answers for o in outcomes)):
             self.headed = True
             if self.form == "csv":
                 self.csv.writerow(self.layout.csv_columns)
@@ -101,15 +102,16 @@ class _Printer:
                 self.out.write(self.layout.header + "\n")
         failed = 0
         for o in outcomes:
-            if o.answer is None:
+            for answer in o.answers:
+                if self.form == "json":
+                    self.out.write(json.dumps(answer.to_dict()) + "\n")
+                elif self.form == "csv":
+                    self.csv.writerow([_cell(value) for value in self.layout.csv_row(answer)])
+                elif self.layout.row is not None:
+                    self.out.write(self.layout.row(answer) + "\n")
+            if o.error is not None:
                 print(f"digitrec {command}: {o.file}: {o.error}", file=sys.stderr)
                 failed += 1
-            elif self.form == "json":
-                self.out.write(json.dumps(o.answer.to_dict()) + "\n")
-            elif self.form == "csv":
-                self.csv.writerow([_cell(value) for value in self.layout.csv_row(o.answer)])
-            else:
-                self.out.write(self.layout.row(o.answer) + "\n")
         self.out.flush()  # a reader of the pipe sees each chunk as it is done
         return failed
 

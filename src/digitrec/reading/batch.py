@@ -1,8 +1,9 @@
 """Many inputs at once: folders of scans, lists of files and stdin, over one or several processes.
 
 `expand_inputs` turns what a user named (files, directories, `-` for stdin) into `Source`s, in the
-order given, each directory's images sorted and found recursively. `run` hands them, in chunks, to
-a task (`PredictTask`: one digit per image; `ReadTask`: a number per image) and yields each
+order given, each directory's images and PDFs sorted and found recursively. `run` hands them, in
+chunks, to a task (`PredictTask`: one digit per image; `ReadTask`: a number per image;
+`digitrec.reading.forms.task.FormTask`: the fields of every page of a form) and yields each
 chunk's `Outcome`s in input order as soon as they are ready: with `jobs` > 1, chunks are shared
 by that many processes (this one and `jobs` - 1 workers), each loading its `Recognizer` once. Only
 paths wait in line; at most a few chunks are in flight, and an image is dropped as soon as it is answered, so memory stays flat however many
@@ -38,14 +39,17 @@ from PIL import Image
 from digitrec.atomic import atomic_write
 from digitrec.errors import BadImageError, ConfigError, DigitrecError, ImageError, NotAnImageError
 from digitrec.reading.decode import MAX_FILE_BYTES, read_file
+from digitrec.reading.forms.results import FieldReading
+from digitrec.reading.pages import document_kind
 from digitrec.reading.recognize import Recognizer
 from digitrec.reading.results import Prediction, Prepared, Reading
 from digitrec.reading.verifier import load_verifier
 
-# What a directory is searched for (lower case; `.JPG` from a camera counts). PDF is listed so that
-# a folder's PDFs are named and refused one by one instead of silently skipped.
+# What a directory is searched for (lower case; `.JPG` from a camera counts). PDFs are form pages,
+# read with a template; without one, each is named and refused, never silently skipped.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".heic", ".heif")
 PDF_SUFFIXES = (".pdf",)
+FORM_FLAGS = "digitrec read --template or --field"  # how a user gives a template, named when one is missing
 IN_FLIGHT_PER_JOB = 2  # chunks sent to each worker ahead: one running, one waiting (more: a longer tail at the end)
 WINDOW_PER_JOB = 8  # chunks answered but not yet printed, at most, per process: bounds what is held
 
@@ -65,11 +69,19 @@ class Source:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What came of one input: its answer, or the one-line reason it could not be used."""
+    """What came of one input: its answer, or the one-line reason it could not be used. A form's
+    answer is its `fields`, one reading per field of each page; it may come with an `error` too
+    (a page that could not be read, a field off its page) when the rest was read."""
 
     file: str
     answer: Prediction | Reading | None = None
     error: str | None = None
+    fields: tuple[FieldReading, ...] = ()
+
+    @property
+    def answers(self) -> list[Prediction | Reading | FieldReading]:
+        """What to print for this input, one row each."""
+        return list(self.fields) if self.fields else [] if self.answer is None else [self.answer]
 
 
 def expand_inputs(paths: Iterable[str]) -> Iterator[Source]:
@@ -104,17 +116,20 @@ def _images_under(root: str) -> tuple[list[str], str | None]:
     return found, problem
 
 
-def load_bytes(source: Source) -> bytes:
-    """The bytes of one input, every failure as a one-line ImageError."""
+def load_bytes(source: Source, pages: bool = False) -> bytes:
+    """The bytes of one input, every failure as a one-line ImageError. Unless `pages` (a form
+    task, which reads them page by page), a PDF or a TIFF of several pages is refused."""
     if source.error:
         raise BadImageError(source.error)
-    if source.path.lower().endswith(PDF_SUFFIXES):
-        raise NotAnImageError("PDF pages are not supported yet (save the pages as PNG or TIFF images)")
     if source.path != "-":
-        return read_file(source.path)
-    data = source.data if source.data is not None else load_stdin()
-    if len(data) > MAX_FILE_BYTES:
-        raise BadImageError(f"input is larger than the {MAX_FILE_BYTES // 2**20} MB limit")
+        data = read_file(source.path)
+    else:
+        data = source.data if source.data is not None else load_stdin()
+        if len(data) > MAX_FILE_BYTES:
+            raise BadImageError(f"input is larger than the {MAX_FILE_BYTES // 2**20} MB limit")
+    kind = None if pages else document_kind(data)
+    if kind:
+        raise NotAnImageError(f"{kind} holds form pages: read them with a page template ({FORM_FLAGS})")
     return data
 
 

@@ -7,7 +7,7 @@ from PIL import Image, ImageDraw, ImageFont
 from digitrec.reading.results import Reading
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+def overlay_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow without FreeType: fixed-size bitmap font
@@ -31,8 +31,8 @@ def draw_reading(image: Image.Image, reading: Reading, threshold: float) -> Imag
         ok = item["confidence"] >= threshold and not reading.rejected
         colour = (0, 150, 0) if ok else (230, 110, 0)
         draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=colour, width=line)
-        big = _font(max(10, int(0.4 * (y1 - y0))))
-        small = _font(max(8, int(0.22 * (y1 - y0))))
+        big = overlay_font(max(10, int(0.4 * (y1 - y0))))
+        small = overlay_font(max(8, int(0.22 * (y1 - y0))))
         for text, font, top in ((str(item["digit"]), big, None), (f"{item['confidence']:.2f}", small, y1 + line)):
             left, t, right, bottom = draw.textbbox((0, 0), text, font=font)
             y = top if top is not None else y0 - (bottom - t) - 2 * line - t
@@ -42,5 +42,5 @@ def draw_reading(image: Image.Image, reading: Reading, threshold: float) -> Imag
         summary = f"rejected: {reading.reason}"
     else:
         summary = reading.text + ("   (needs review)" if reading.needs_review else "")
-    draw.text((4, max(0, header // 2 - header * 0.35)), summary, fill=(0, 0, 0), font=_font(int(header * 0.7)))
+    draw.text((4, max(0, header // 2 - header * 0.35)), summary, fill=(0, 0, 0), font=overlay_font(int(header * 0.7)))
     return canvas

@@ -61,6 +61,23 @@ def iter_pages(source: ImageInput, dpi: int = DEFAULT_DPI, max_pages: int = MAX_
     return iter([(1, decode(source if data is None else data))])
 
 
+def document_kind(data: bytes) -> str | None:
+    """What `data` is when it holds pages rather than one picture: "a PDF" or "a TIFF of N pages"
+    (None for anything else, a broken TIFF included: decoding it says what is wrong). Such a
+    document is read as form pages, each through a template; a caller reading a single picture
+    refuses it with this description and says how to give a template."""
+    if PDF_MAGIC in data[:1024]:
+        return "a PDF"
+    if data[:4] not in TIFF_MAGIC:
+        return None
+    try:
+        with Image.open(io.BytesIO(data), formats=("TIFF",)) as tiff:
+            count = getattr(tiff, "n_frames", 1)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError, EOFError):
+        return None
+    return f"a TIFF of {count} pages" if count > 1 else None
+
+
 def _check_size(what: str, width: int, height: int) -> None:
     """Refuse a page beyond decode's limits before it is made (a PDF page can declare any size)."""
     if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:

@@ -47,6 +47,35 @@ class ReadingOut(BaseModel):
     reason: str | None
 
 
+class FieldDigitOut(BaseModel):
+    digit: int | None = Field(ge=0, le=9, description="null for a comb box whose ink is no digit (flagged)")
+    confidence: float
+    box: list[int] = Field(description="[x0, y0, x1, y1] in the page's pixels", min_length=4, max_length=4)
+    box_index: int | None = Field(
+        None, ge=0, description="comb fields only: the printed box the digit is in (0 = leftmost)"
+    )
+
+
+class FieldReadingOut(BaseModel):
+    """One field of a form page (`/v1/read` with a `template`), read as a number."""
+
+    file: str | None
+    field: str | None = Field(description="the field's name in the template")
+    layout: str = Field(
+        description="what is printed in the field: comb (a row of boxes), ruled (lines, a frame) or plain"
+    )
+    text: str = Field(description="the digits read, left to right (empty when nothing was read)")
+    digits: list[FieldDigitOut] = Field(description="each digit, left to right, with its box on the page")
+    needs_review: bool = Field(
+        description="true when a person should check it: a digit is uncertain, printed structure could not be "
+        "explained, or the count differs from the template's length"
+    )
+    rejected: bool = Field(description="true when no number could be read from the field")
+    reason: str | None = Field(description="why it needs review or was rejected")
+    page: int | None = Field(description="the page the field is on, from 1 (a PDF or TIFF may hold several)")
+    box: list[int] | None = Field(description="the field's box on the page, [x0, y0, x1, y1] in pixels")
+
+
 class ProblemOut(BaseModel):
     """RFC 9457 problem details (`application/problem+json`)."""
 

@@ -22,9 +22,14 @@ from digitrec.server.problems import format_bytes
 if TYPE_CHECKING:
     # Only a type here: the module itself (and torch behind it) is imported when a model is loaded,
     # so importing the server package stays light.
+    from digitrec.reading.forms.results import FieldReading
+    from digitrec.reading.forms.template import Template
     from digitrec.reading.recognize import Recognizer
 
 DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+# Pages of one form upload (PDF, TIFF) read per request: each takes a second or two on the one
+# inference thread, which every other request waits for. The CLI reads up to 100.
+MAX_FORM_PAGES = 10
 # Environment variables through which `digitrec serve --workers N` configures each worker process.
 ENV_MODEL = "DIGITREC_SERVE_MODEL"
 ENV_BACKEND = "DIGITREC_SERVE_BACKEND"
@@ -121,6 +126,14 @@ class Service:
         if self.executor is None:
             raise NotLoadedError("the inference thread is not running")
         return await asyncio.get_running_loop().run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+
+    async def read_form(self, data: bytes, template: Template, name: str | None) -> list[FieldReading]:
+        """Every field of `template` on each page of an image, PDF or TIFF, on the inference thread."""
+        from digitrec.reading.forms.page import read_document  # brings torch, as load_recognizer does
+
+        return await self.run_model(
+            read_document, self.loaded_recognizer(), data, template, name=name, max_pages=MAX_FORM_PAGES
+        )
 
 
 def load_recognizer(settings: ServerSettings) -> Recognizer:

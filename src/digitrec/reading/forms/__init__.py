@@ -9,4 +9,6 @@
   is removed, plain paper as a number; `results.FieldReading` is what it answers.
 - `template`, `page`: a page's named field boxes (JSON, `--field NAME=x,y,w,h`), the page
   straightened (`deskew`) and every field read (`read_page`, `read_document` for PDFs and TIFFs).
+- `task`: `FormTask`, the pages of many files read as `digitrec.reading.batch` reads numbers
+  (`digitrec read --template`); `overlay`: a page's readings drawn on it.
 """

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from digitrec.errors import ConfigError
 from digitrec.reading import preprocess as pp
 from digitrec.reading.forms.field import read_field
 from digitrec.reading.forms.results import FieldReading
@@ -98,16 +99,27 @@ def read_page(
     name: str | None = None,
     page: int | None = None,
     straighten: bool = True,
+    problems: list[str] | None = None,
 ) -> list[FieldReading]:
     """Read every field of `template` on one page (an image, a path or bytes of a single-page
-    image); `page` numbers the readings. ConfigError when a field's box is not on the page."""
+    image); `page` numbers the readings. A field whose box is not on the page raises ConfigError;
+    with a `problems` list, its one-line reason is added there instead and the other fields are
+    still read (a batch of scans reports the page and goes on)."""
     gray = np.clip(pp.to_gray(pp.decode(page_image)) * 255 + 0.5, 0, 255).astype(np.uint8)
     if straighten:
         gray, _ = deskew(gray)
+    placed = []  # every box is checked before any field is read
+    for spec in template.fields:
+        try:
+            placed.append((spec, template.box_on(spec, gray.shape[1], gray.shape[0])))
+        except ConfigError as exc:
+            if problems is None:
+                raise
+            problems.append(str(exc))
     readings = []
-    for spec, (x0, y0, x1, y1) in zip(template.fields, template.boxes_on(gray.shape[1], gray.shape[0])):
+    for spec, (x0, y0, x1, y1) in placed:
         reading = read_field(recognizer, gray[y0:y1, x0:x1], name=name, field=spec.name).shifted(x0, y0)
-        reading.page = page
+        reading.page, reading.box = page, [x0, y0, x1, y1]
         if spec.length is not None and not reading.rejected and len(reading.text) != spec.length:
             reading.flag(f"expected {spec.length} digits, read {len(reading.text)}")
         readings.append(reading)

@@ -27,7 +27,8 @@ class FieldReading(Answer):
     digits also carry `box_index`, the printed box they were written in (0 = leftmost), so a
     blank box between two digits shows as a gap in the indices. `digit` may be None for a box
     whose ink could not be read as any digit (flagged, left out of `text`). `page` numbers the
-    page of a document the field is on (None for a single image).
+    page of a document the field is on (None for a single image), and `box` is the field's own
+    box on that page, [x0, y0, x1, y1] (None when the field was read alone, by `read_field`).
     """
 
     file: str | None
@@ -39,6 +40,7 @@ class FieldReading(Answer):
     rejected: bool = False
     reason: str | None = None
     page: int | None = None  # of a document (`read_document`), from 1
+    box: list[int] | None = None  # the field's box on the page (`read_page`), in the page's pixels
 
     def flag(self, reason: str) -> None:
         """Ask for a person's look, keeping the reasons already given (joined with "; ")."""

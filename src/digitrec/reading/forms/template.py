@@ -58,27 +58,29 @@ class Template:
     def boxes_on(self, width: int, height: int) -> list[Box]:
         """Each field's box in the pixels of a page `width` x `height` (ConfigError when a box
         reaches outside it or is too small to hold a digit)."""
+        return [self.box_on(spec, width, height) for spec in self.fields]
+
+    def box_on(self, spec: FieldSpec, width: int, height: int) -> Box:
+        """One field's box in the pixels of a page `width` x `height` (ConfigError naming the
+        field when the box reaches outside the page or is too small to hold a digit)."""
         if self.units == "fraction":
             sx, sy = float(width), float(height)
         elif self.page is not None:
             sx, sy = width / self.page[0], height / self.page[1]
         else:
             sx = sy = 1.0
-        out = []
-        for spec in self.fields:
-            x, y, w, h = spec.box
-            box = (round(x * sx), round(y * sy), round((x + w) * sx), round((y + h) * sy))
-            if box[2] > width or box[3] > height:
-                raise ConfigError(
-                    f"template field {spec.name!r}: box {_show(spec.box)} reaches outside the {width}x{height} page"
-                )
-            if box[2] - box[0] < MIN_BOX_PX or box[3] - box[1] < MIN_BOX_PX:
-                raise ConfigError(
-                    f"template field {spec.name!r}: box {_show(spec.box)} is {box[2] - box[0]}x{box[3] - box[1]} "
-                    f"pixels on this page, too small to hold a digit (at least {MIN_BOX_PX}x{MIN_BOX_PX})"
-                )
-            out.append(box)
-        return out
+        x, y, w, h = spec.box
+        box = (round(x * sx), round(y * sy), round((x + w) * sx), round((y + h) * sy))
+        if box[2] > width or box[3] > height:
+            raise ConfigError(
+                f"template field {spec.name!r}: box {_show(spec.box)} reaches outside the {width}x{height} page"
+            )
+        if box[2] - box[0] < MIN_BOX_PX or box[3] - box[1] < MIN_BOX_PX:
+            raise ConfigError(
+                f"template field {spec.name!r}: box {_show(spec.box)} is {box[2] - box[0]}x{box[3] - box[1]} "
+                f"pixels on this page, too small to hold a digit (at least {MIN_BOX_PX}x{MIN_BOX_PX})"
+            )
+        return box
 
 
 def _show(box: tuple[float, ...]) -> str:
@@ -106,6 +108,8 @@ def load_template(source: str | os.PathLike) -> Template:
 
 def parse_template(text: str | bytes) -> Template:
     """A template from JSON text (ConfigError naming the first problem)."""
+    if len(text) > MAX_TEMPLATE_BYTES:
+        raise ConfigError(f"template is larger than {MAX_TEMPLATE_BYTES // 1024} KB")
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -1,4 +1,5 @@
 // digitrec page: draw or hand in an image, send it to /v1/predict or /v1/read, show the answer.
+// In form mode, a page template goes with the image (or PDF) to /v1/read and each field is shown.
 // Plain JS, no libraries, no build step; everything it needs is served by the app itself.
 "use strict";
 
@@ -10,8 +11,12 @@
   const statusLine = $("status"), candidates = $("candidates");
   const undoButton = $("undo"), clearButton = $("clear"), submitButton = $("submit");
   const fileInput = $("file"), dropping = $("dropping");
+  const templatePanel = $("template-panel"), templateBox = $("template"), templateFile = $("template-file");
+  const fieldList = $("fields");
 
-  const SIZES = { digit: [400, 400], number: [800, 400] }; // drawing area in canvas pixels (w, h)
+  const SIZES = { digit: [400, 400], number: [800, 400], form: [800, 400] }; // drawing area in canvas pixels (w, h)
+  const LABELS = { digit: "Digit", number: "Number", form: "Form" };
+  const HINTS = { digit: "Draw a digit here", number: "Write a number here", form: "Choose a form page" };
   const AUTO_SUBMIT_MS = 700; // after the last stroke, recognise without a click
 
   let mode = "digit";
@@ -25,8 +30,9 @@
 
   function resizePad() {
     const [w, h] = SIZES[mode];
-    answerLabel.textContent = mode === "number" ? "Number" : "Digit";
-    hint.textContent = mode === "number" ? "Write a number here" : "Draw a digit here";
+    answerLabel.textContent = LABELS[mode];
+    hint.textContent = HINTS[mode];
+    templatePanel.hidden = mode !== "form";
     pad.width = w;
     pad.height = h;
     redraw();
@@ -169,21 +175,28 @@
     if (!blob) return;
     const mine = ++handedIn;
     clearTimeout(autoTimer);
-    if (blob.size > SHRINK_OVER_BYTES) {
+    // A form page goes as it is: its template's boxes are in its pixels (and a PDF cannot be redrawn).
+    const asItIs = mode === "form" || isDocument(blob, name);
+    if (blob.size > SHRINK_OVER_BYTES && !asItIs) {
       setState("busy");
       statusLine.textContent = "Making the photo smaller…";
     }
-    const sent = await shrunk(blob);
+    const sent = asItIs ? blob : await shrunk(blob);
     if (mine !== handedIn) return; // another image, or the drawing pad, came since
     if (upload) URL.revokeObjectURL(upload.url);
     // The preview is what is sent, so the boxes the server draws fit it.
     upload = { blob: sent, name: name || "image", url: URL.createObjectURL(sent) };
     preview.src = upload.url;
-    preview.hidden = false;
+    preview.hidden = isDocument(sent, name); // a browser shows neither PDFs nor TIFFs in an <img>
+    hint.textContent = preview.hidden ? `${upload.name}: its fields are listed beside` : HINTS[mode];
     pad.hidden = true;
     clearBoxes();
     redraw();
     submit();
+  }
+
+  function isDocument(blob, name) {
+    return /pdf|tiff/.test(blob.type || "") || /\.(pdf|tiff?)$/i.test(name || "");
   }
 
   function showPad() {
@@ -224,7 +237,7 @@
     radio.addEventListener("change", () => {
       if (!radio.checked) return;
       mode = radio.value;
-      stage.classList.toggle("wide", mode === "number");
+      stage.classList.toggle("wide", mode !== "digit");
       resizePad(); // strokes keep their coordinates; the number pad is the digit pad made wider
       clearBoxes();
       if (strokes.length || upload) submit(); else showIdle();
@@ -245,13 +258,20 @@
     setState("busy"); // at once, so whoever clicked sees this request, not the previous answer
     const [blob, name] = await currentImage();
     if (!blob) {
-      showIdle(mode === "number" ? "Write a number first, or choose an image." : "Draw a digit first, or choose an image.");
+      showIdle({ digit: "Draw a digit first, or choose an image.", number: "Write a number first, or choose an image.",
+                 form: "Choose the form page first: an image, a PDF or a TIFF." }[mode]);
+      return;
+    }
+    const template = templateBox.value.trim();
+    if (mode === "form" && !template) {
+      showIdle("Give the page template first: paste its JSON, or load the file.");
       return;
     }
     const seq = ++requestSeq;
-    const url = mode === "number" ? "/v1/read" : "/v1/predict?top_k=5";
+    const url = mode === "digit" ? "/v1/predict?top_k=5" : "/v1/read";
     const form = new FormData();
     form.append("file", blob, name);
+    if (mode === "form") form.append("template", template);
     statusLine.textContent = "Reading…";
     let response, body;
     try {
@@ -263,11 +283,17 @@
     }
     if (seq !== requestSeq) return; // a newer request is on its way
     if (!response.ok) { showError(body.title || `HTTP ${response.status}`, body.detail || ""); return; }
-    if (mode === "number") showReading(body); else showPrediction(body);
+    if (mode === "form") showFields(body); else if (mode === "number") showReading(body); else showPrediction(body);
   }
   submitButton.addEventListener("click", submit);
 
   // ---- showing answers ---------------------------------------------------------------------
+
+  const IDLE = {
+    digit: "Draw a digit and press Recognise.",
+    number: "Write a number and press Recognise.",
+    form: "Give the page template, then choose the page: an image, a PDF or a TIFF.",
+  };
 
   const percent = (p) => `${(100 * p).toFixed(p >= 0.995 || p < 0.005 ? 0 : 1)}%`;
 
@@ -278,9 +304,9 @@
     setState("idle");
     answer.textContent = "–";
     answer.className = "answer";
-    statusLine.textContent = message || (mode === "number" ? "Write a number and press Recognise."
-                                                           : "Draw a digit and press Recognise.");
+    statusLine.textContent = message || IDLE[mode];
     candidates.replaceChildren();
+    fieldList.replaceChildren();
   }
 
   function showError(title, detail) {
@@ -289,6 +315,7 @@
     answer.className = "answer";
     statusLine.textContent = detail ? `${title}: ${detail}` : title;
     candidates.replaceChildren();
+    fieldList.replaceChildren();
     clearBoxes();
   }
 
@@ -313,6 +340,7 @@
 
   function showPrediction(p) {
     setState("done");
+    fieldList.replaceChildren();
     if (p.rejected) {
       answer.textContent = "Not a digit";
       answer.className = "answer rejected";
@@ -327,6 +355,7 @@
 
   function showReading(r) {
     setState("done");
+    fieldList.replaceChildren();
     if (r.rejected || !r.text) {
       answer.textContent = "Not a number";
       answer.className = "answer rejected";
@@ -342,28 +371,83 @@
     drawBoxes(r.digits);
   }
 
+  // A form's fields: listed with what was read and why a person should look, and drawn on the page
+  // (a single image; the fields of a PDF's or TIFF's pages are listed only).
+  function showFields(readings) {
+    setState("done");
+    candidates.replaceChildren();
+    const unsure = readings.filter((r) => r.needs_review || r.rejected).length;
+    const pages = new Set(readings.map((r) => r.page)).size;
+    answer.textContent = `${readings.length} field${readings.length === 1 ? "" : "s"}`;
+    answer.className = unsure ? "answer review" : "answer";
+    statusLine.textContent = (pages > 1 ? `${pages} pages. ` : "") +
+      (unsure ? `${unsure} to check: see why below.` : "Every field read cleanly.");
+    fieldList.replaceChildren(...readings.map((r) => fieldItem(r, pages > 1)));
+    clearBoxes();
+    if (!upload || preview.hidden) return;
+    for (const r of readings.filter((r) => r.page === 1 && r.box)) {
+      place(r.box, `box field ${fieldState(r)}`, `${r.field}: ${r.rejected ? "–" : r.text}`);
+      for (const d of r.digits) place(d.box, "box digit", null);
+    }
+  }
+
+  function fieldState(r) { return r.rejected ? "rejected" : r.needs_review ? "review" : "clean"; }
+
+  function fieldItem(r, withPage) {
+    const li = document.createElement("li");
+    li.className = fieldState(r);
+    li.dataset.field = r.field;
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = withPage ? `${r.field} (page ${r.page})` : r.field;
+    const text = document.createElement("span");
+    text.className = "text";
+    text.textContent = r.rejected ? "–" : r.text;
+    li.append(name, text);
+    if (r.needs_review || r.rejected) {
+      const note = document.createElement("span");
+      note.className = "note";
+      note.textContent = `${r.rejected ? "nothing read" : "needs review"}: ${r.reason || "uncertain"}`;
+      li.append(note);
+    }
+    return li;
+  }
+
   function clearBoxes() { boxes.replaceChildren(); }
 
   // Boxes come in the input image's pixels; placed in percent they follow any display size.
-  function drawBoxes(digits) {
-    clearBoxes();
+  function place([x0, y0, x1, y1], className, label) {
     const w = upload ? preview.naturalWidth : pad.width;
     const h = upload ? preview.naturalHeight : pad.height;
     if (!w || !h) return;
-    for (const d of digits) {
-      const [x0, y0, x1, y1] = d.box;
-      const box = document.createElement("div");
-      box.className = "box";
-      box.style.left = `${(100 * x0) / w}%`;
-      box.style.top = `${(100 * y0) / h}%`;
-      box.style.width = `${(100 * (x1 - x0)) / w}%`;
-      box.style.height = `${(100 * (y1 - y0)) / h}%`;
+    const box = document.createElement("div");
+    box.className = className;
+    box.style.left = `${(100 * x0) / w}%`;
+    box.style.top = `${(100 * y0) / h}%`;
+    box.style.width = `${(100 * (x1 - x0)) / w}%`;
+    box.style.height = `${(100 * (y1 - y0)) / h}%`;
+    if (label !== null) {
       const tag = document.createElement("span");
-      tag.textContent = String(d.digit);
+      tag.textContent = label;
       box.append(tag);
-      boxes.append(box);
     }
+    boxes.append(box);
   }
+
+  function drawBoxes(digits) {
+    clearBoxes();
+    for (const d of digits) place(d.box, "box", String(d.digit));
+  }
+
+  // ---- the page template -------------------------------------------------------------------
+
+  templateFile.addEventListener("change", async () => {
+    const file = templateFile.files && templateFile.files[0];
+    templateFile.value = "";
+    if (!file) return;
+    templateBox.value = await file.text();
+    if (upload || strokes.length) submit(); else showIdle();
+  });
 
   // ---- model line in the footer ------------------------------------------------------------
 
