@@ -22,6 +22,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from digitrec import __version__
+from digitrec.runtime.backends import DEFAULT_BACKEND
+from digitrec.runtime.threads import set_inference_threads
 from digitrec.server.batching import MicroBatcher, PreprocessPool
 from digitrec.server.limits import UploadLimitMiddleware
 from digitrec.server.metrics import MetricsMiddleware, ServiceMetrics
@@ -83,14 +85,14 @@ async def start_preprocess_pool(settings: ServerSettings, recognizer: Recognizer
     so a recognizer handed in ready-made (tests) or with its own `prepare` keeps it in-process."""
     if settings.preprocess_processes == 0:
         return None
-    # Imported here, not at the top: it brings torch, which only a process that serves a model needs.
+    # Imported here, not at the top: only a process that serves a model needs the reading stack.
     from digitrec.reading.recognize import Recognizer
 
-    path = settings.model_path or getattr(recognizer.checkpoint, "path", None)
+    path = settings.model_path or getattr(getattr(recognizer, "model", None), "path", None)
     if type(recognizer).prepare is not Recognizer.prepare or path is None:
         log.warning("preprocessing stays in the server process: the recognizer is not one loaded from a file")
         return None
-    pool = PreprocessPool(str(path), settings.preprocess_processes)
+    pool = PreprocessPool(str(path), settings.preprocess_processes, backend=settings.backend)
     try:
         await pool.start()
     except Exception:  # noqa: BLE001 - the service works without it, on one core
@@ -108,7 +110,7 @@ def create_app(
     recognizer: Recognizer | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     *,
-    backend: str = "torch",
+    backend: str = DEFAULT_BACKEND,
     max_batch_files: int = 64,
     micro_batch: int = 32,
     preprocess_processes: int = 0,
@@ -152,19 +154,17 @@ def build_app(settings: ServerSettings, recognizer: Recognizer | None = None) ->
     return app
 
 
-def set_torch_threads(n: int) -> None:
-    """Torch's intra-op threads for this whole process (a server process only: tests and
+def set_server_threads(n: int) -> None:
+    """The backend's intra-op threads for this whole process (a server process only: tests and
     training keep their own setting). A small CNN on one image gains nothing from more threads,
     and on a busy machine extra threads wait for each other: one 28x28 image took 47 ms with 2
-    threads and 0.2 ms with 1 on the shared 2-core test machine."""
-    import torch  # here, not at the top: importing the server package does not load torch
-
-    torch.set_num_threads(n)
+    threads and 0.2 ms with 1 on the shared 2-core test machine (torch)."""
+    set_inference_threads(n)
 
 
 def create_app_from_env() -> FastAPI:
     """Factory for `uvicorn --factory` (one call per worker process with `--workers N`)."""
     env = os.environ
     if env.get(ENV_THREADS):
-        set_torch_threads(int(env[ENV_THREADS]))
+        set_server_threads(int(env[ENV_THREADS]))
     return build_app(settings_from_env(env))

@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from digitrec import __version__
+from digitrec.runtime.backends import DEFAULT_BACKEND
 from digitrec.server.batching import MicroBatcher, PreprocessPool
 from digitrec.server.limits import MULTIPART_OVERHEAD
 from digitrec.server.metrics import ServiceMetrics
 from digitrec.server.problems import format_bytes
 
 if TYPE_CHECKING:
-    # Only a type here: the module itself (and torch behind it) is imported when a model is loaded,
-    # so importing the server package stays light.
+    # Only a type here: the module itself (and the backend behind it) is imported when a model is
+    # loaded, so importing the server package stays light.
     from digitrec.reading.recognize import Recognizer
 
 DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024 * 1024
@@ -37,7 +38,7 @@ ENV_PREPROCESS = "DIGITREC_SERVE_PREPROCESS_PROCESSES"
 @dataclass(frozen=True)
 class ServerSettings:
     model_path: str | None = None  # None: the shipped default model
-    backend: str = "torch"
+    backend: str = DEFAULT_BACKEND
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES  # per file
     max_batch_files: int = 64  # files per POST /v1/predict/batch
     micro_batch: int = 32  # most images per model call; 1 turns micro-batching off
@@ -82,7 +83,7 @@ def settings_from_env(env: Mapping[str, str]) -> ServerSettings:
     """A worker's settings from `worker_env`'s variables; the defaults where one is unset or empty."""
     return ServerSettings(
         model_path=env.get(ENV_MODEL) or None,
-        backend=env.get(ENV_BACKEND) or "torch",
+        backend=env.get(ENV_BACKEND) or DEFAULT_BACKEND,
         max_upload_bytes=int(env.get(ENV_MAX_UPLOAD) or DEFAULT_MAX_UPLOAD_BYTES),
         micro_batch=int(env.get(ENV_MICRO_BATCH) or 32),
         preprocess_processes=int(env.get(ENV_PREPROCESS) or 0),
@@ -124,23 +125,20 @@ class Service:
 
 
 def load_recognizer(settings: ServerSettings) -> Recognizer:
-    # Imported here, not at the top: it brings torch, which only a process that serves a model needs.
+    # Imported here, not at the top: only a process that serves a model needs the reading stack.
     from digitrec.reading.recognize import Recognizer
 
     return Recognizer.load(settings.model_path, backend=settings.backend, device="cpu")
 
 
 def model_info(service: Service) -> dict[str, Any]:
-    """What GET /v1/model reports, from the checkpoint's own metadata."""
+    """What GET /v1/model reports, from the model's own metadata."""
     recognizer = service.loaded_recognizer()
-    checkpoint = recognizer.checkpoint
+    info = recognizer.model.info()
     return {
-        "arch": checkpoint.arch,
-        "arch_kwargs": dict(checkpoint.arch_kwargs),
-        "metrics": checkpoint.meta.get("metrics", {}),
-        "weights_sha256": checkpoint.meta.get("weights_sha256"),
+        **info,
         "version": __version__,
         "backend": getattr(getattr(recognizer, "backend", None), "name", service.settings.backend),
-        "temperature": checkpoint.temperature,
-        "model_path": checkpoint.path,
+        "temperature": info["temperature"],
+        "model_path": info["model_path"],
     }
