@@ -560,7 +560,7 @@ class CountingRecognizer:
 
     def __init__(self, inner: Recognizer) -> None:
         self.inner, self.calls = inner, []
-        self.checkpoint, self.backend = inner.checkpoint, inner.backend
+        self.model, self.checkpoint, self.backend = inner.model, inner.checkpoint, inner.backend
 
     def prepare(self, image, name=None):
         return self.inner.prepare(image, name)
