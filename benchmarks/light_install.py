@@ -57,6 +57,7 @@ class Figures:
     predict_s: float | None = None
     predict_rss_mb: float | None = None
     ready_s: float | None = None
+    ready_cpu_s: float | None = None  # CPU seconds its processes used until ready: what a busy machine does not inflate
     requests_per_s: float | None = None
     serve_rss_mb: float | None = None
     serve_processes: int | None = None
@@ -122,8 +123,21 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def tree_rss_mb(pid: int) -> tuple[float, int]:
-    """RSS of `pid` and all its descendants (MB), and how many processes that is."""
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of `pid` and its descendants so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for current in tree(pid):
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+def tree(pid: int) -> list[int]:
+    """`pid` and all its descendants."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -132,9 +146,18 @@ def tree_rss_mb(pid: int) -> tuple[float, int]:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry.name))
-    total, count, todo = 0.0, 0, [pid]
+    found, todo = [], [pid]
     while todo:
         current = todo.pop()
+        found.append(current)
+        todo += children.get(current, [])
+    return found
+
+
+def tree_rss_mb(pid: int) -> tuple[float, int]:
+    """RSS of `pid` and all its descendants (MB), and how many processes that is."""
+    total, count = 0.0, 0
+    for current in tree(pid):
         try:
             for line in Path(f"/proc/{current}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -142,7 +165,6 @@ def tree_rss_mb(pid: int) -> tuple[float, int]:
                     count += 1
         except OSError:
             continue
-        todo += children.get(current, [])
     return total, count
 
 
@@ -206,8 +228,9 @@ def ready(port: int, process: subprocess.Popen, deadline: float) -> bool:
     return False
 
 
-def serve(figures: Figures, env: dict[str, str], requests: int, clients: int) -> tuple[float, float, float, int]:
-    """Time to ready (s), requests/s, RSS of all the server's processes (MB) after the requests."""
+def serve(figures: Figures, env: dict[str, str], requests: int, clients: int) -> tuple[float, float, float, float, int]:
+    """Time to ready (s) and the CPU seconds it took, requests/s, RSS of all the server's
+    processes (MB) after the requests and how many there are."""
     command = figures.command
     port = free_port()
     start = time.perf_counter()
@@ -223,9 +246,10 @@ def serve(figures: Figures, env: dict[str, str], requests: int, clients: int) ->
             error = process.stderr.read()[-500:] if process.stderr else ""
             raise SystemExit(f"{' '.join(command)} serve did not become ready: {error}")
         ready_s = time.perf_counter() - start
+        ready_cpu = tree_cpu_s(process.pid)
         rate = load(port, requests, clients)
         rss, count = tree_rss_mb(process.pid)
-        return ready_s, rate, rss, count
+        return ready_s, ready_cpu, rate, rss, count
     finally:
         process.terminate()
         try:
@@ -236,7 +260,7 @@ def serve(figures: Figures, env: dict[str, str], requests: int, clients: int) ->
 
 def measure(figures: Figures, env: dict[str, str], args: argparse.Namespace) -> Figures:
     figures.predict_s, figures.predict_rss_mb = timed_predict(figures, env, args.runs)
-    figures.ready_s, figures.requests_per_s, figures.serve_rss_mb, figures.serve_processes = serve(
+    figures.ready_s, figures.ready_cpu_s, figures.requests_per_s, figures.serve_rss_mb, figures.serve_processes = serve(
         figures, env, args.requests, args.clients
     )
     return figures
@@ -244,13 +268,13 @@ def measure(figures: Figures, env: dict[str, str], args: argparse.Namespace) -> 
 
 def table(rows: list[Figures]) -> str:
     lines = [
-        "| install | venv MB | torch | predict s | predict peak MB | serve ready s | requests/s | serve RSS MB (processes) |",
+        "| install | venv MB | torch | predict s | predict peak MB | serve ready s (CPU s) | requests/s | serve RSS MB (processes) |",
         "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r.name} | {r.venv_mb:.0f} | {'yes' if r.torch_installed else 'no'} | {r.predict_s:.2f} | "
-            f"{r.predict_rss_mb:.0f} | {r.ready_s:.2f} | {r.requests_per_s:.0f} | {r.serve_rss_mb:.0f} ({r.serve_processes}) |"
+            f"{r.predict_rss_mb:.0f} | {r.ready_s:.2f} ({r.ready_cpu_s:.2f}) | {r.requests_per_s:.0f} | {r.serve_rss_mb:.0f} ({r.serve_processes}) |"
         )
     return "\n".join(lines)
 
@@ -298,6 +322,7 @@ def main() -> int:
     measure(full, dict(os.environ), args)
 
     print(f"machine: {machine()}; cpu flags: {cpu_flags()}")
+    print(f"load average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"requests: {args.requests} POST /v1/predict over {args.clients} connections; predict: median of {args.runs}")
     if light.install_s is not None:
         print(f"pip install . took {light.install_s:.0f} s")

@@ -178,17 +178,27 @@ def test_the_server_starts_and_answers_without_torch(tmp_path, block):
     # extra blocked, a process that imported it would fail, and the service would run without it)
     body = textwrap.dedent(
         f"""
-        from fastapi.testclient import TestClient
+        import asyncio
+        import httpx
         from digitrec.server import create_app
-        app = create_app(preprocess_processes=1)
-        with TestClient(app) as client:
-            assert app.state.service.preprocess is not None, "the preprocessing process did not start"
-            image = open({str(ROOT / "examples" / "digit_4_scan.png")!r}, "rb").read()
-            answer = client.post("/v1/predict", files={{"file": ("d.png", image)}}).json()
-            assert answer["digit"] == 4, answer
-            number = open({str(ROOT / "examples" / "number_scan.png")!r}, "rb").read()
-            assert client.post("/v1/read", files={{"file": ("n.png", number)}}).json()["text"] == "20250317"
-            assert client.get("/v1/model").json()["backend"] == "onnx"
+
+        async def go():
+            app = create_app(preprocess_processes=1)
+            async with app.router.lifespan_context(app):
+                service = app.state.service
+                await service.preprocess_joining
+                assert service.batcher.preprocess is not None, "the preprocessing process did not start"
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                    image = open({str(ROOT / "examples" / "digit_4_scan.png")!r}, "rb").read()
+                    answer = (await client.post("/v1/predict", files={{"file": ("d.png", image)}})).json()
+                    assert answer["digit"] == 4, answer
+                    number = open({str(ROOT / "examples" / "number_scan.png")!r}, "rb").read()
+                    reading = (await client.post("/v1/read", files={{"file": ("n.png", number)}})).json()
+                    assert reading["text"] == "20250317", reading
+                    assert (await client.get("/v1/model")).json()["backend"] == "onnx"
+
+        asyncio.run(go())
         """
     )
     result = run_python(tmp_path, WATCH.format(body=body, modules=TRAIN_ONLY), block)

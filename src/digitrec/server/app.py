@@ -7,10 +7,15 @@ routes, so that the routes never import the app that includes them.
 All model work runs on one inference thread behind a micro-batcher, so the event loop only
 parses and writes HTTP; `preprocess_processes=1` moves the preprocessing of /v1/predict images
 to a process of its own (a second core), which `digitrec serve` does on a multi-core machine.
+That process starts after the service is ready (a second interpreter importing the reading stack
+takes seconds on a busy machine) and takes over once warm; until then the inference thread
+preprocesses, with the same answers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -54,15 +59,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             # Loaded once per process, before the server accepts its first request.
             service.recognizer = await service.run_model(load_recognizer, service.settings)
         recognizer = service.loaded_recognizer()
-        service.preprocess = await start_preprocess_pool(service.settings, recognizer)
         service.batcher = MicroBatcher(
-            recognizer,
-            service.executor,
-            service.settings.micro_batch,
-            on_batch=service.metrics.batch_size.observe,
-            preprocess=service.preprocess,
+            recognizer, service.executor, service.settings.micro_batch, on_batch=service.metrics.batch_size.observe
         )
         await service.batcher.start()
+        service.preprocess_joining = asyncio.create_task(join_preprocess_pool(service, recognizer))
         info = model_info(service)
         service.metrics.model_info.labels(info["arch"], info["weights_sha256"] or "", __version__).set(1)
         service.ready = True
@@ -72,11 +73,26 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         service.ready = False
         service.metrics.ready.set(0)
+        if service.preprocess_joining is not None:
+            service.preprocess_joining.cancel()  # still starting: it closes its process itself
+            with contextlib.suppress(asyncio.CancelledError):
+                await service.preprocess_joining
         if service.batcher is not None:
             await service.batcher.stop()
         if service.preprocess is not None:
             service.preprocess.close()
         service.executor.shutdown(wait=True)
+
+
+async def join_preprocess_pool(service: Service, recognizer: Recognizer) -> None:
+    """Start the preprocessing process the settings ask for and, once it is warm, hand it the
+    preprocessing of /v1/predict images (until then, and if it cannot start, the inference thread
+    does it)."""
+    pool = await start_preprocess_pool(service.settings, recognizer)
+    if pool is not None:
+        service.preprocess = pool
+        if service.batcher is not None:
+            service.batcher.preprocess = pool
 
 
 async def start_preprocess_pool(settings: ServerSettings, recognizer: Recognizer) -> PreprocessPool | None:

@@ -104,7 +104,8 @@ class Service:
     recognizer: Recognizer | None = None  # loaded in the lifespan, or handed to create_app
     executor: ThreadPoolExecutor | None = None
     batcher: MicroBatcher | None = None
-    preprocess: PreprocessPool | None = None
+    preprocess: PreprocessPool | None = None  # set once the preprocessing process is warm
+    preprocess_joining: asyncio.Task | None = None  # starting it, after the service is ready
     ready: bool = False
 
     def loaded_recognizer(self) -> Recognizer:
