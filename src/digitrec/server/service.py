@@ -135,11 +135,8 @@ def load_recognizer(settings: ServerSettings) -> Recognizer:
 def model_info(service: Service) -> dict[str, Any]:
     """What GET /v1/model reports, from the model's own metadata."""
     recognizer = service.loaded_recognizer()
-    info = recognizer.model.info()
     return {
-        **info,
+        **recognizer.model.info(),
         "version": __version__,
         "backend": getattr(getattr(recognizer, "backend", None), "name", service.settings.backend),
-        "temperature": info["temperature"],
-        "model_path": info["model_path"],
     }
