@@ -175,12 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     def mean(part: str, key: str) -> float:
         return float(np.mean([run[part][key] for run in runs]))
 
-    reader = recognizer.reader.checkpoint.path if recognizer.reader is not recognizer else None
+    reader = recognizer.reader.model.path if recognizer.reader is not recognizer else None
     summary = {
         "machine": machine(),
-        "model": recognizer.checkpoint.path,
+        "model": recognizer.model.path,
         "reader": reader,
-        "arch": recognizer.checkpoint.arch,
+        "arch": recognizer.model.metadata.arch,
         "backend": args.backend,
         "split": args.split,
         "seeds": seeds,

@@ -78,7 +78,7 @@ def outcome(recognizer: Recognizer, image, fast: bool = True) -> Prepared | Imag
         assert np.isfinite(digit).all() and digit.min() >= 0.0 and digit.max() <= 1.0
         assert digit.max() > 0  # a digit has ink
         x = pp.model_input(digit, recognizer.normalization)
-        assert x.shape == (1, 1, 28, 28) and x.dtype == torch.float32 and torch.isfinite(x).all()
+        assert x.shape == (1, 1, 28, 28) and x.dtype == np.float32 and np.isfinite(x).all()
     return prepared
 
 
@@ -379,7 +379,7 @@ def test_polarity_does_not_matter(recognizer, digits, index, scale, page, paper,
         np.testing.assert_allclose(a.digit28, b.digit28, atol=1e-4)
         x_a = pp.model_input(a.digit28, recognizer.normalization)
         x_b = pp.model_input(b.digit28, recognizer.normalization)
-        torch.testing.assert_close(x_a, x_b, atol=1e-3, rtol=0)
+        np.testing.assert_allclose(x_a, x_b, atol=1e-3, rtol=0)
 
 
 @settings(max_examples=30, **SETTINGS)

@@ -406,6 +406,6 @@ def test_the_verifier_is_passed_in(recognizer, mnist):
     assert len(paths) > 1  # there is a runner-up reading ...
     wary = Verifier(bias=shipped.bias, weights=shipped.weights, review_margin=1e9)
     assert sg.decode_line(line, threshold, wary).needs_review  # ... which a huge review margin flags
-    custom = Recognizer(recognizer.checkpoint, reader=recognizer.reader.checkpoint, verifier=wary)
+    custom = Recognizer(recognizer.model, reader=recognizer.reader.model, verifier=wary)
     assert custom.verifier is wary and custom.read(number.image).needs_review
     assert recognizer.verifier == shipped  # the shipped recognizer's is untouched

@@ -560,7 +560,7 @@ class CountingRecognizer:
 
     def __init__(self, inner: Recognizer) -> None:
         self.inner, self.calls = inner, []
-        self.checkpoint, self.backend = inner.checkpoint, inner.backend
+        self.model, self.checkpoint, self.backend = inner.model, inner.checkpoint, inner.backend
 
     def prepare(self, image, name=None):
         return self.inner.prepare(image, name)
@@ -725,6 +725,7 @@ def test_preprocessing_in_its_own_process_answers_exactly_as_in_process_and_surv
     async def go() -> tuple[list[httpx.Response], list[httpx.Response], list[httpx.Response]]:
         async with app.router.lifespan_context(app):
             service = app.state.service
+            await service.preprocess_joining  # it starts after the service is ready, and then takes over
             assert service.preprocess is not None and service.batcher.preprocess is service.preprocess
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
@@ -756,5 +757,6 @@ def test_preprocessing_in_its_own_process_answers_exactly_as_in_process_and_surv
 def test_a_recognizer_without_a_file_keeps_preprocessing_in_process(recognizer, digit_png):
     app = create_app(recognizer=recognizer, preprocess_processes=1)  # the tiny model exists only here
     with TestClient(app) as c:
-        assert app.state.service.preprocess is None
         assert_same(post(c, "/v1/predict", digit_png).json(), recognizer.predict(digit_png, name="image.png").to_dict())
+        # joining ends at its first step (no file to load from), queued before any request
+        assert app.state.service.preprocess_joining.done() and app.state.service.preprocess is None

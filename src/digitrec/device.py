@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from digitrec.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
 def pick_device(name: str = "auto") -> torch.device:
     """Return the device for `name`; "auto" prefers CUDA, then MPS, then CPU."""
+    import torch  # here: the flags that name devices are declared by commands that run without torch
+
     if name not in DEVICE_CHOICES:
         raise ConfigError(f"unknown device {name!r}; choose one of {', '.join(DEVICE_CHOICES)}")
     if name == "auto":

@@ -7,6 +7,9 @@ Everything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+# What the `[train]` extra installs beyond the base (inference) install, by import name.
+TRAIN_EXTRA_MODULES = frozenset({"torch", "torchvision", "onnx", "onnxscript", "matplotlib", "sklearn", "tensorboard"})
+
 
 class DigitrecError(Exception):
     """An error caused by the user's input or environment, with a one-line explanation."""
@@ -40,3 +43,9 @@ class BadImageError(ImageError):
     """An image that is truncated, too large, animated, or otherwise unusable (HTTP 422)."""
 
     status = 422
+
+
+def needs_train_extra(exc: ImportError) -> bool:
+    """Is `exc` a module of the `[train]` extra missing (a base install asked to train or export)?"""
+    name = exc.name or ""
+    return name.split(".")[0] in TRAIN_EXTRA_MODULES

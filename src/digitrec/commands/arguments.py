@@ -7,7 +7,7 @@ from typing import Any
 
 from digitrec.device import DEVICE_CHOICES
 from digitrec.errors import ConfigError
-from digitrec.runtime.backends import BACKENDS
+from digitrec.runtime.backends import BACKENDS, DEFAULT_BACKEND
 
 
 def add_image_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +19,9 @@ def add_image_arguments(parser: argparse.ArgumentParser) -> None:
         help="image files (PNG, JPEG, TIFF, ...), directories (their images, recursively, in name order); - reads stdin",
     )
     add_model_argument(parser, "checkpoint (default: the shipped model)")
-    parser.add_argument("--backend", choices=BACKENDS, default="torch", help="inference backend (default torch)")
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default=DEFAULT_BACKEND, help=f"inference backend (default {DEFAULT_BACKEND})"
+    )
 
 
 def add_batch_arguments(parser: argparse.ArgumentParser) -> None:

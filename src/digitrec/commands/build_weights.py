@@ -9,6 +9,9 @@
         --reader-val-numbers 20 --reader-epochs 1 --checker-numbers 40 --checker-val-numbers 20 \\
         --checker-epochs 1 --verifier-numbers 30 --verifier-holdout 20 --verifier-epochs 2 --limit-eval 500
 
+    # only the .onnx twins of the .pt files already there (seconds), e.g. after replacing default.pt:
+    digitrec build-weights --onnx-only --out src/digitrec/weights
+
 See `digitrec.making` for what each step does; the defaults are the recipe of the shipped files.
 """
 
@@ -19,47 +22,57 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from digitrec.commands.arguments import add_data_arguments
 from digitrec.commands.train import format_epoch
 from digitrec.errors import ConfigError
-from digitrec.making.build import BuildPlan, Hooks, build_weights
-from digitrec.making.checker import CheckerRecipe
-from digitrec.making.reader import ReaderRecipe
-from digitrec.making.verifier_fit import VerifierRecipe
 from digitrec.reading.verifier import load_verifier
-from digitrec.training.data import load_mnist
 from digitrec.weights import VERIFIER_PATH, WEIGHTS_DIR
 
+if TYPE_CHECKING:
+    from digitrec.making.build import BuildPlan
+
 NAME = "build-weights"
-HELP = "remake the reading model, the one-digit checker and the segment verifier (reader.pt, checker.pt, verifier.json)"
-# flag -> (recipe field, help); the defaults are the recipes' own
-SIZES = {
-    "reader": (
-        ReaderRecipe(),
-        {
-            "numbers": "training-split numbers cut up",
-            "val_numbers": "validation-split numbers cut up (choosing only)",
-            "epochs": "fine-tuning epochs",
-        },
-    ),
-    "checker": (
-        CheckerRecipe(),
-        {
-            "numbers": "training-split numbers cut up",
-            "val_numbers": "validation-split numbers cut up (choosing only)",
-            "epochs": "training epochs",
-        },
-    ),
-    "verifier": (
-        VerifierRecipe(),
-        {
-            "numbers": "validation-split numbers to fit on",
-            "holdout": "validation-split numbers to choose among fits on",
-            "epochs": "perceptron passes",
-        },
-    ),
-}
+HELP = (
+    "remake the reading model, the one-digit checker and the segment verifier (reader.pt, checker.pt, "
+    "verifier.json) and the .onnx twins inference runs on"
+)
+
+
+def sizes() -> dict[str, tuple[Any, dict[str, str]]]:
+    """flag -> (recipe, {field: help}); the defaults are the recipes' own."""
+    # Imported here, not at the top: torch (the [train] extra); the CLI imports every command to list it
+    from digitrec.making.checker import CheckerRecipe
+    from digitrec.making.reader import ReaderRecipe
+    from digitrec.making.verifier_fit import VerifierRecipe
+
+    return {
+        "reader": (
+            ReaderRecipe(),
+            {
+                "numbers": "training-split numbers cut up",
+                "val_numbers": "validation-split numbers cut up (choosing only)",
+                "epochs": "fine-tuning epochs",
+            },
+        ),
+        "checker": (
+            CheckerRecipe(),
+            {
+                "numbers": "training-split numbers cut up",
+                "val_numbers": "validation-split numbers cut up (choosing only)",
+                "epochs": "training epochs",
+            },
+        ),
+        "verifier": (
+            VerifierRecipe(),
+            {
+                "numbers": "validation-split numbers to fit on",
+                "holdout": "validation-split numbers to choose among fits on",
+                "epochs": "perceptron passes",
+            },
+        ),
+    }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,7 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="verifier kept "
         "unless a refit reads held-out numbers better ('none': always the refit; default: the shipped one)",
     )
-    for part, (defaults, fields) in SIZES.items():
+    for part, (defaults, fields) in sizes().items():
         for name, text in fields.items():
             flag = f"--{part}-{name.replace('_', '-')}"
             parser.add_argument(
@@ -115,15 +128,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="evaluate only the first N clean validation and test digits (smoke runs)",
     )
     parser.add_argument("--jobs", type=int, metavar="N", default=1, help="processes cutting up numbers (default 1)")
+    parser.add_argument(
+        "--onnx-only",
+        action="store_true",
+        help="only write the .onnx twin of each of default.pt, reader.pt, checker.pt in --out "
+        "(default: the package's weights directory), from those files alone",
+    )
     add_data_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object with what each step recorded")
 
 
 def plan_from_args(args: argparse.Namespace) -> BuildPlan:
-    sizes = {
-        f"{part}_{name}": getattr(args, f"{part}_{name}") for part, (_, fields) in SIZES.items() for name in fields
+    from digitrec.making.build import BuildPlan
+    from digitrec.making.checker import CheckerRecipe
+    from digitrec.making.reader import ReaderRecipe
+    from digitrec.making.verifier_fit import VerifierRecipe
+
+    values = {
+        f"{part}_{name}": getattr(args, f"{part}_{name}") for part, (_, fields) in sizes().items() for name in fields
     }
-    small = [name for name, value in sizes.items() if value < 1]
+    small = [name for name, value in values.items() if value < 1]
     for name, value in (("jobs", args.jobs), ("base_epochs", args.base_epochs), ("limit_eval", args.limit_eval)):
         if value is not None and value < 1:
             small.append(name)
@@ -162,6 +186,11 @@ def plan_from_args(args: argparse.Namespace) -> BuildPlan:
 
 
 def run(args: argparse.Namespace) -> int:
+    from digitrec.making.build import Hooks, build_weights
+    from digitrec.training.data import load_mnist
+
+    if args.onnx_only:
+        return write_twins(Path(args.out) if args.out else WEIGHTS_DIR, args.json)
     plan = plan_from_args(args)
     data = load_mnist(args.data_dir)
 
@@ -174,6 +203,23 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        for name in ("reader", "checker", "verifier"):
+        for name in ("reader", "checker", "verifier", "onnx"):
             print(f"{name}: {json.dumps(summary[name])}")
+    return 0
+
+
+def write_twins(directory: Path, as_json: bool) -> int:
+    """--onnx-only: the .onnx twins of the checkpoints in `directory`."""
+    from digitrec.making.onnx_twins import write_onnx_twins
+
+    if not directory.is_dir():
+        raise ConfigError(f"{directory}: no such directory")
+    written = write_onnx_twins(directory)
+    if not written:
+        raise ConfigError(f"{directory}: none of default.pt, reader.pt, checker.pt is there")
+    if as_json:
+        print(json.dumps({"onnx": written}))
+    else:
+        for name, info in written.items():
+            print(f"wrote {directory / name} ({info['bytes'] / 1e6:.2f} MB) from {info['from']}")
     return 0

@@ -7,14 +7,15 @@ import json
 
 from digitrec.commands.arguments import add_data_arguments, add_model_argument, require_at_least
 from digitrec.device import pick_device
-from digitrec.evaluation.calibration import DEFAULT_BINS, calibrate_checkpoint
-from digitrec.training.data import load_mnist
 
 NAME = "calibrate"
 HELP = "fit temperature scaling on a checkpoint's validation split and store it in the file (weights unchanged)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # Imported here, not at the top: torch (the [train] extra); the CLI imports every command to list it
+    from digitrec.evaluation.calibration import DEFAULT_BINS
+
     add_model_argument(parser, "checkpoint to calibrate, updated in place", required=True)
     parser.add_argument("--bins", type=int, default=DEFAULT_BINS, help=f"equal-width ECE bins (default {DEFAULT_BINS})")
     add_data_arguments(parser)
@@ -22,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from digitrec.evaluation.calibration import calibrate_checkpoint
+    from digitrec.training.data import load_mnist
+
     require_at_least("--bins", args.bins, 1)
     device = pick_device(args.device)
     data = load_mnist(args.data_dir)

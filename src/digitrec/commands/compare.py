@@ -9,9 +9,6 @@ from dataclasses import asdict
 
 from digitrec.commands.arguments import require_at_least
 from digitrec.errors import ConfigError
-from digitrec.evaluation.compare import compare, to_markdown, write_outputs
-from digitrec.models import list_models
-from digitrec.training.data import load_mnist
 from digitrec.training.recipes import RECIPES, recipe
 
 NAME = "compare"
@@ -19,6 +16,9 @@ HELP = "train several models under the same budget; table of accuracy, cost and 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # Imported here, not at the top: torch (the [train] extra); the CLI imports every command to list it
+    from digitrec.models import list_models
+
     parser.add_argument(
         "models", nargs="+", metavar="MODEL", help=f"registry names, or 'all' ({', '.join(list_models())})"
     )
@@ -33,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from digitrec.evaluation.compare import compare, to_markdown, write_outputs
+    from digitrec.models import list_models
+    from digitrec.training.data import load_mnist
+
     models = list_models() if args.models == ["all"] else args.models
     unknown = [m for m in models if m not in list_models()]
     if unknown:

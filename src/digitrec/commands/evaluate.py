@@ -14,16 +14,16 @@ import json
 
 from digitrec.commands.arguments import add_data_arguments, add_model_argument, require_at_least
 from digitrec.device import pick_device
-from digitrec.evaluation.analysis import SPLITS, analyze, predict_split
-from digitrec.evaluation.ensemble import load_ensemble
-from digitrec.evaluation.report import DEFAULT_GALLERY, model_info, write_report
-from digitrec.training.data import load_mnist
 
 NAME = "evaluate"
 HELP = "evaluate a checkpoint on the MNIST test set (or its validation split), optionally write a report"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # Imported here, not at the top: torch (the [train] extra); the CLI imports every command to list it
+    from digitrec.evaluation.analysis import SPLITS
+    from digitrec.evaluation.report import DEFAULT_GALLERY
+
     add_model_argument(
         parser,
         "checkpoint to evaluate (default: the shipped model); repeat to evaluate an ensemble "
@@ -58,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from digitrec.evaluation.analysis import analyze, predict_split
+    from digitrec.evaluation.ensemble import load_ensemble
+    from digitrec.evaluation.report import model_info, write_report
+    from digitrec.training.data import load_mnist
+
     require_at_least("--max", args.max, 0)
     device = pick_device(args.device)
     checkpoint = load_ensemble(args.model or [None], tta=args.tta, device=device)

@@ -8,8 +8,7 @@ import sys
 from dataclasses import asdict
 
 from digitrec.commands.arguments import add_model_argument
-from digitrec.models.checkpoint import load_checkpoint
-from digitrec.runtime.export import FORMATS, SUFFIXES, export_model, format_for
+from digitrec.runtime.export import FORMATS, SUFFIXES, format_for
 
 NAME = "export"
 HELP = "export a model (ONNX, torch.export or TorchScript) with its preprocessing metadata"
@@ -29,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     fmt = format_for(args.out, args.format)  # a bad --out suffix fails before loading anything
+    # Imported here, not at the top: torch (the [train] extra); `export --help` runs without it
+    from digitrec.models.checkpoint import load_checkpoint
+    from digitrec.runtime.export import export_model
+
     checkpoint = load_checkpoint(args.model)
     result = export_model(checkpoint, args.out, fmt)
     for note in result.notes:

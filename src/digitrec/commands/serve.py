@@ -9,7 +9,7 @@ import sys
 
 from digitrec.commands.arguments import add_model_argument
 from digitrec.errors import ConfigError
-from digitrec.runtime.backends import BACKENDS
+from digitrec.runtime.backends import BACKENDS, DEFAULT_BACKEND
 
 NAME = "serve"
 HELP = "serve the web page and the HTTP API (upload or draw a digit or a number)"
@@ -23,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     add_model_argument(parser, "checkpoint to serve (default: the shipped model)")
-    parser.add_argument("--backend", choices=BACKENDS, default="torch", help="inference backend (default torch)")
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default=DEFAULT_BACKEND, help=f"inference backend (default {DEFAULT_BACKEND})"
+    )
     parser.add_argument(
         "--workers", type=int, default=1, help="worker processes, each with its own copy of the model (default 1)"
     )
@@ -39,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         metavar="N",
-        help="torch threads per worker (default 1: concurrent requests are the parallelism, "
+        help="inference threads per worker (default 1: concurrent requests are the parallelism, "
         "and more threads than free cores make every model call wait)",
     )
     parser.add_argument(
@@ -112,12 +114,12 @@ def run(args: argparse.Namespace) -> int:
     # command (and `digitrec --help`) imports this module to build the parser.
     import uvicorn
 
-    from digitrec.server.app import build_app, set_torch_threads
+    from digitrec.server.app import build_app, set_server_threads
     from digitrec.server.service import ServerSettings, load_recognizer, worker_env
 
     max_upload_bytes = check_args(args)
     check_port_free(args.host, args.port)
-    set_torch_threads(args.threads)
+    set_server_threads(args.threads)
     settings = ServerSettings(
         model_path=args.model,
         backend=args.backend,
@@ -129,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     # worker this is the model the server uses; with several, each worker loads its own copy.
     recognizer = load_recognizer(settings)
     url = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
-    print(f"digitrec: serving {recognizer.checkpoint.path} on {url}/ (API docs at {url}/docs)", file=sys.stderr)
+    print(f"digitrec: serving {recognizer.model.path} on {url}/ (API docs at {url}/docs)", file=sys.stderr)
     common = dict(
         host=args.host,
         port=args.port,

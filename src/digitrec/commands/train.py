@@ -10,21 +10,24 @@ import sys
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from digitrec.commands.arguments import add_data_arguments, require_at_least
-from digitrec.evaluation.calibration import calibrate_checkpoint
-from digitrec.models import list_models
 from digitrec.training.config import AMP_MODES, TrainConfig, read_toml
-from digitrec.training.data import Mnist, load_mnist
-from digitrec.training.loop import CURVES_NAME, train
 from digitrec.training.recipes import RECIPES, recipe
-from digitrec.training.records import EpochRecord, TrainResult, read_resume_config
+
+if TYPE_CHECKING:
+    from digitrec.training.data import Mnist
+    from digitrec.training.records import EpochRecord, TrainResult
 
 NAME = "train"
 HELP = "train a model on MNIST and report validation and test accuracy"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # Imported here, not at the top: torch (the [train] extra); the CLI imports every command to list it
+    from digitrec.models import list_models
+
     defaults = TrainConfig()
     parser.add_argument("--recipe", choices=list(RECIPES), help="named recipe (default: 'default'); flags override it")
     parser.add_argument("--config", metavar="FILE.toml", help="TOML file of TrainConfig keys; flags override it")
@@ -53,6 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.resume:
+        from digitrec.training.records import read_resume_config
+
         return read_resume_config(args.resume)
     values = recipe(args.recipe or "default")
     if args.config:
@@ -107,7 +112,9 @@ def launch_torchrun(nproc: int) -> int:
 def finish_run(result: TrainResult, config: TrainConfig, data: Mnist, out: str | os.PathLike) -> None:
     """What `digitrec train` does with a finished run: fit the softmax temperature and reject
     threshold on its validation split (stored in the checkpoint) and draw its learning curves."""
+    from digitrec.evaluation.calibration import calibrate_checkpoint
     from digitrec.evaluation.plots import plot_curves  # matplotlib: only once a run has finished
+    from digitrec.training.loop import CURVES_NAME
 
     if config.calibrate:
         result.calibration = calibrate_checkpoint(result.checkpoint, data, "cpu")
@@ -115,6 +122,9 @@ def finish_run(result: TrainResult, config: TrainConfig, data: Mnist, out: str |
 
 
 def run(args: argparse.Namespace) -> int:
+    from digitrec.training.data import load_mnist
+    from digitrec.training.loop import train
+
     require_at_least("--nproc", args.nproc, 1)
     config = config_from_args(args)
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:

@@ -11,7 +11,9 @@ already written to the output directory is kept.
 3. candidates cut out of training-split and validation-split numbers, labelled one digit or not;
 4. the one-digit checker trained on them (`digitrec.making.checker`) -> checker.pt;
 5. the segment verifier fitted on validation-split numbers read with the new reading model and
-   checker (`digitrec.making.verifier_fit`) -> verifier.json.
+   checker (`digitrec.making.verifier_fit`) -> verifier.json;
+6. the `.onnx` twin of each checkpoint in the output directory, which inference runs on
+   (`digitrec.making.onnx_twins`) -> reader.onnx, checker.onnx (and default.onnx beside a default.pt).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from digitrec.making.checker import CheckerRecipe, train_checker
 from digitrec.making.cutouts import Job, Pair, cached, cut_candidates, cut_out, cut_true_digits, split_digits, split_tag
+from digitrec.making.onnx_twins import write_onnx_twins
 from digitrec.making.reader import ReaderRecipe, fine_tune_reader
 from digitrec.making.runs import RunOptions, StepData, train_run
 from digitrec.making.verifier_fit import ReadingModels, VerifierRecipe, fit_verifier
@@ -174,4 +177,6 @@ def build_weights(plan: BuildPlan, data: Mnist, hooks: Hooks = Hooks()) -> dict[
             continue
         started = time.time()
         summary[name] = {**step(), "seconds": round(time.time() - started, 1), "file": str(plan.out / file)}
+    hooks.log(f"step 6: the .onnx twins of the checkpoints in {plan.out}")
+    summary["onnx"] = write_onnx_twins(plan.out)  # always remade: cheap, and must follow the .pt files
     return summary

@@ -11,10 +11,12 @@ keyword arguments so a checkpoint can rebuild the model from its name and kwargs
 from __future__ import annotations
 
 from collections.abc import Callable
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from digitrec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 

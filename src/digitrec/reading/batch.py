@@ -33,7 +33,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-import torch
 from PIL import Image
 
 from digitrec.atomic import atomic_write
@@ -44,6 +43,8 @@ from digitrec.reading.pages import document_kind
 from digitrec.reading.recognize import Recognizer
 from digitrec.reading.results import Prediction, Prepared, Reading
 from digitrec.reading.verifier import load_verifier
+from digitrec.runtime.loading import DEFAULT_BACKEND
+from digitrec.runtime.threads import inference_threads_set, set_inference_threads
 
 # What a directory is searched for (lower case; `.JPG` from a camera counts). PDFs are form pages,
 # read with a template; without one, each is named and refused, never silently skipped.
@@ -156,7 +157,7 @@ class PredictTask:
     the same for any number of processes, so the batches, and so the answers, are too."""
 
     model: str | None = None
-    backend: str = "torch"
+    backend: str = DEFAULT_BACKEND
     top_k: int = 3
     chunk_size: int = 32
 
@@ -184,7 +185,7 @@ class ReadTask:
     or (`several`) into that directory as RELATIVE.overlay.png, mirroring the folders read."""
 
     model: str | None = None
-    backend: str = "torch"
+    backend: str = DEFAULT_BACKEND
     reader: str | None = None
     checker: str | None = None
     verifier: str | None = None
@@ -236,14 +237,14 @@ def run(task: Task, sources: Iterable[Source], jobs: int = 1) -> Iterator[list[O
 
     `jobs` 1 answers in this process; N > 1 starts N - 1 worker processes and answers in this one
     too while it waits for them (so a few files never wait for workers to start), never more
-    processes than there are chunks. A model that fails to load raises (a DigitrecError). Torch
-    runs on one thread in this process while the iteration lasts (`one_torch_thread`). With N > 1,
+    processes than there are chunks. A model that fails to load raises (a DigitrecError). Inference
+    runs on one thread in this process while the iteration lasts (`one_thread`). With N > 1,
     call this under `if __name__ == "__main__":` in a script: workers are started with `spawn`,
     which imports the calling script again."""
     chunks = _chunks(sources, task.chunk_size)
     if isinstance(sources, list | tuple):
         jobs = min(jobs, max(1, -(-len(sources) // task.chunk_size)))
-    with one_torch_thread():
+    with one_thread():
         recognizer = task.load()
         if jobs <= 1:
             for chunk in chunks:
@@ -278,16 +279,12 @@ _LIBC = _load_libc()  # prctl and malloc_trim, on Linux (a libc without malloc_t
 
 
 @contextlib.contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Torch (and ONNX Runtime, which takes torch's count) on one thread, as in each worker process:
-    `jobs` N then uses N cores, and the answers are the same to the last bit for any N (sums over
-    several threads are added in another order: confidences would differ in the tenth decimal)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+def one_thread() -> Iterator[None]:
+    """ONNX Runtime (or torch) on one thread, as in each worker process: `jobs` N then uses N
+    cores, and the answers are the same to the last bit for any N (sums over several threads are
+    added in another order: confidences would differ in the tenth decimal)."""
+    with inference_threads_set(1):
         yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _chunks(sources: Iterable[Source], size: int) -> Iterator[list[Source]]:
@@ -304,11 +301,11 @@ def load_stdin() -> bytes:
 def _shared(
     task: Task, recognizer: Recognizer, chunks: Iterator[list[Source]], workers: int
 ) -> Iterator[list[Outcome]]:
-    """Until a worker is ready (a few seconds: it imports torch and loads its models), this process
+    """Until a worker is ready (a second or more: it imports its libraries and loads its models), this process
     answers alone; then chunks go out to the workers, and this process answers the next chunk
     itself whenever the oldest one sent out is not back yet. The window holds the chunks in input
     order, each a Future (sent out) or a list (answered here)."""
-    # spawn, not fork: a clean interpreter, no copy of this process's threads (torch's among them)
+    # spawn, not fork: a clean interpreter, no copy of this process's threads (the backend's among them)
     pool = ProcessPoolExecutor(
         workers,
         mp_context=multiprocessing.get_context("spawn"),
@@ -376,7 +373,7 @@ def _start_worker(task: Task, parent: int) -> None:
             _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:  # the parent ended before that was set
         os._exit(0)
-    torch.set_num_threads(1)  # see one_torch_thread
+    set_inference_threads(1)  # see one_thread
     _task = task
 
 

@@ -20,8 +20,8 @@ mass, light ink on a black (exactly zero) background. Steps, each a function:
    of the noise); ``pieces`` (digitrec.reading.pieces) splits the mask into connected pieces.
 7. ``digit_to_mnist`` (here): crop the digit's ink, thicken a too-thin pen stroke to MNIST's stroke
    width, fit the long side to 20 pixels with anti-aliasing, centre by centre of mass in 28x28.
-8. ``to_model_input`` (digitrec.models.inputs, through ``model_input`` here): normalise exactly as
-   training did.
+8. ``normalize`` (digitrec.models.inputs, through ``model_input`` here): normalise exactly as
+   training did (``to_model_input``, the same arithmetic on torch tensors, to the last bit).
 
 ``prepare_digit`` runs them all for an image of one digit (the largest piece of ink with the
 pieces near it), so that the cost follows the digit, not the megapixels: a JPEG far larger than
@@ -39,10 +39,9 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
-import torch
 from PIL import Image
 
-from digitrec.models.inputs import Normalization, to_model_input
+from digitrec.models.inputs import Normalization, normalize
 from digitrec.reading import ndexact as nx
 from digitrec.reading.decode import (  # noqa: F401  (re-exported: the one path starts there)
     FORMATS,
@@ -333,11 +332,9 @@ def refine(image: ImageInput, decoded: Decoded, gray: Image.Image, digit: DigitI
     return replace(digit, digit28=digit_to_mnist(crop), input_box=scale_box(shifted, fine, decoded.size))
 
 
-def model_input(digits28: np.ndarray | list[np.ndarray], norm: Normalization) -> torch.Tensor:
-    """(B, 28, 28) or a list of (28, 28) float 0-1 -> normalised (B, 1, 28, 28), as training did."""
-    batch = torch.from_numpy(
-        np.ascontiguousarray(np.stack(list(digits28)) if isinstance(digits28, list) else digits28, dtype=np.float32)
-    )
-    if batch.dim() == 2:
-        batch = batch.unsqueeze(0)
-    return to_model_input(batch, norm)
+def model_input(digits28: np.ndarray | list[np.ndarray], norm: Normalization) -> np.ndarray:
+    """(B, 28, 28) or a list of (28, 28) float 0-1 -> normalised float32 (B, 1, 28, 28), as training did."""
+    batch = np.ascontiguousarray(np.stack(list(digits28)) if isinstance(digits28, list) else digits28, dtype=np.float32)
+    if batch.ndim == 2:
+        batch = batch[None]
+    return normalize(batch, norm)

@@ -1,9 +1,9 @@
 """Recognise one digit per image (`predict`) or a whole number on a line (`read`).
 
 Both go through `digitrec.reading.preprocess` (the one path from an image to the model's input)
-and a backend (`digitrec.runtime.backends`: eager torch or ONNX Runtime), and turn logits into
-calibrated probabilities: softmax(logits / T) with the checkpoint's temperature T (1.0 until
-calibrated). Numbers are segmented by `digitrec.reading.segment`, scored with a segment verifier
+and a backend (`digitrec.runtime.backends`: ONNX Runtime by default, which needs no torch, or eager
+torch), and turn logits into calibrated probabilities: softmax(logits / T) with the model's
+temperature T (1.0 until calibrated). Numbers are segmented by `digitrec.reading.segment`, scored with a segment verifier
 (`digitrec.reading.verifier`, the shipped one unless another is given). The results are the types
 of `digitrec.reading.results`, importable from here too.
 
@@ -20,12 +20,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from digitrec.models.checkpoint import Checkpoint, load_checkpoint
 from digitrec.probability import softmax
 from digitrec.reading import preprocess as pp
 from digitrec.reading.overlay import draw_reading
@@ -33,8 +33,11 @@ from digitrec.reading.pieces import Piece, box_union
 from digitrec.reading.results import Prediction, Prepared, Reading
 from digitrec.reading.segment import read_number
 from digitrec.reading.verifier import Verifier, load_verifier
-from digitrec.runtime.backends import create_backend
-from digitrec.weights import CHECKER_PATH, DEFAULT_MODEL_PATH, READER_PATH
+from digitrec.runtime.loading import DEFAULT_BACKEND, InferenceModel, load_model, model_from_checkpoint
+from digitrec.weights import CHECKER_PATH, DEFAULT_MODEL_PATH, READER_PATH, onnx_twin
+
+if TYPE_CHECKING:
+    from digitrec.models.checkpoint import Checkpoint
 
 # The reject threshold when the checkpoint has none (not calibrated): choose_reject_threshold(p, y)
 # with the defaults below, on the 5000-image validation split, for the shipped fast_bn_cnn
@@ -95,39 +98,51 @@ def marks_inside_loop(labels: np.ndarray, chosen: list[Piece]) -> bool:
     return False
 
 
+def _installed(path: Path) -> Path | None:
+    """A shipped checkpoint when it, or its ONNX twin, is installed."""
+    twin = onnx_twin(path)
+    return path if path.is_file() or (twin is not None and twin.is_file()) else None
+
+
 class Recognizer:
-    """A checkpoint plus a backend: predict digits and read numbers from images."""
+    """A model on a backend: predict digits and read numbers from images."""
 
     def __init__(
         self,
-        checkpoint: Checkpoint,
-        backend: str = "torch",
-        reader: Checkpoint | str | None = None,
+        model: InferenceModel | Checkpoint,
+        backend: str = DEFAULT_BACKEND,
+        reader: InferenceModel | Checkpoint | str | None = None,
         device: str = "cpu",
         verifier: Verifier | None = None,
-        checker: Checkpoint | str | None = None,
+        checker: InferenceModel | Checkpoint | str | None = None,
     ) -> None:
-        self.checkpoint = checkpoint
-        self.backend_name = backend
-        self.backend = create_backend(backend, checkpoint)
-        self.normalization = checkpoint.normalization
-        self.temperature = checkpoint.temperature
-        stored = checkpoint.meta.get("calibration", {}).get("reject_threshold")
+        """`model`: a loaded model (`load_model`), or a torch checkpoint to run on `backend`."""
+        self.model = model if isinstance(model, InferenceModel) else model_from_checkpoint(model, backend)
+        self.backend = self.model.backend
+        self.backend_name = self.backend.name
+        self.normalization = self.model.normalization
+        self.temperature = self.model.temperature
+        stored = self.model.reject_threshold
         self.reject_threshold = float(stored) if stored is not None else DEFAULT_REJECT_THRESHOLD
-        self._reader_source = reader  # a checkpoint or its path; None: this model reads numbers too
-        # the one-digit checker: a checkpoint or its path; None: the shipped one, when installed
-        self._checker_source = checker if checker is not None else (CHECKER_PATH if CHECKER_PATH.is_file() else None)
+        self._reader_source = reader  # a model, checkpoint or path; None: this model reads numbers too
+        # the one-digit checker: a model, checkpoint or path; None: the shipped one, when installed
+        self._checker_source = checker if checker is not None else _installed(CHECKER_PATH)
         self._companions: dict[str, Recognizer | None] = {}  # reader, checker: loaded on first use
         self._lock = threading.Lock()  # the server reads from several threads
         self._device = device
         # The segment verifier reading numbers scores with: the shipped one unless given.
         self.verifier = verifier if verifier is not None else load_verifier()
 
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        """The torch checkpoint the model was loaded from; None for an ONNX model."""
+        return self.model.checkpoint
+
     @classmethod
     def load(
         cls,
         path: str | None = None,
-        backend: str = "torch",
+        backend: str = DEFAULT_BACKEND,
         device: str = "cpu",
         reader: str | None = None,
         verifier: Verifier | None = None,
@@ -138,10 +153,10 @@ class Recognizer:
         `verifier` and `checker` None read numbers with the shipped segment verifier and one-digit
         checker (a set made by `digitrec build-weights` is used by naming all three)."""
         shipped = path is None or Path(path).resolve() == DEFAULT_MODEL_PATH.resolve()
-        if reader is None and shipped and READER_PATH.is_file():
+        if reader is None and shipped and _installed(READER_PATH):
             reader = str(READER_PATH)
         return cls(
-            load_checkpoint(path, device),
+            load_model(path, backend, device),
             backend=backend,
             reader=reader,
             device=device,
@@ -149,20 +164,18 @@ class Recognizer:
             checker=checker,
         )
 
-    def _companion(self, role: str, source: Checkpoint | str | Path | None) -> Recognizer | None:
+    def _companion(self, role: str, source: InferenceModel | Checkpoint | str | Path | None) -> Recognizer | None:
         """A second model for reading numbers, loaded once on first use (a process that only
-        predicts never pays for it)."""
+        predicts never pays for it), on this recognizer's backend."""
         with self._lock:
             if role not in self._companions:
-                checkpoint = (
-                    source
-                    if isinstance(source, Checkpoint) or source is None
-                    else load_checkpoint(source, self._device)
+                model = (
+                    load_model(source, self.backend_name, self._device) if isinstance(source, str | Path) else source
                 )
                 # The companions share this recognizer's verifier rather than reading the file again.
                 self._companions[role] = (
-                    Recognizer(checkpoint, self.backend_name, device=self._device, verifier=self.verifier)
-                    if checkpoint is not None
+                    Recognizer(model, self.backend_name, device=self._device, verifier=self.verifier)
+                    if model is not None
                     else None
                 )
             return self._companions[role]
@@ -183,7 +196,7 @@ class Recognizer:
         """(B, 28, 28) float 0-1 digits -> (B, 10) logits divided by the temperature, one model call."""
         if len(digits28) == 0:
             return np.zeros((0, 10))
-        x = pp.model_input(list(digits28), self.normalization).numpy()  # (B, 1, 28, 28)
+        x = pp.model_input(list(digits28), self.normalization)  # (B, 1, 28, 28)
         return np.asarray(self.backend.logits(x), dtype=np.float64) / self.temperature
 
     def probabilities(self, digits28: Sequence[np.ndarray]) -> np.ndarray:

@@ -12,6 +12,9 @@ the file under the user cache directory, keyed by the export metadata (weights c
 architecture, versions), so later processes start in milliseconds instead of seconds.
 
 `load_export` loads any digitrec export back for CPU inference (ONNX through `OnnxBackend`).
+
+Only the torch backend, exporting a checkpoint and loading a torch export import torch, when they
+run: an ONNX file is answered with ONNX Runtime and numpy alone (the base install).
 """
 
 from __future__ import annotations
@@ -25,18 +28,20 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
 
 from digitrec.atomic import atomic_write_bytes
 from digitrec.errors import CheckpointError, ConfigError
-from digitrec.models.checkpoint import Checkpoint
-from digitrec.runtime.convert import inference_model, onnx_bytes, prepare
 from digitrec.runtime.metadata import METADATA_FILE, ExportMetadata
+from digitrec.runtime.threads import apply_to_torch, inference_threads
+
+if TYPE_CHECKING:
+    from digitrec.models.checkpoint import Checkpoint
 
 BACKENDS = ("torch", "onnx")
+DEFAULT_BACKEND = "onnx"  # identical answers (tests/test_light.py), a tenth of the start-up, no torch
 
 
 class Backend(Protocol):
@@ -57,6 +62,12 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, checkpoint: Checkpoint, *, optimize: bool = True) -> None:
+        import torch
+
+        from digitrec.runtime.convert import inference_model
+
+        apply_to_torch()
+        self._torch = torch
         self.model = checkpoint.model.eval()  # the checkpoint's own module, untouched
         self.device = next(self.model.parameters()).device
         self.channels_last = optimize and self.device.type == "cpu"
@@ -64,18 +75,13 @@ class TorchBackend:
         if self.channels_last:
             self._runner = self._runner.to(memory_format=torch.channels_last)
 
-    @torch.inference_mode()
     def logits(self, x: np.ndarray) -> np.ndarray:
-        inputs = torch.from_numpy(_check_input(x)).to(self.device)  # (B, 1, 28, 28)
-        if self.channels_last:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        return self._runner(inputs).float().cpu().numpy()  # (B, 10)
-
-
-def default_threads() -> int:
-    """Intra-op threads for ONNX Runtime: the same as torch uses (physical cores, or the
-    OMP_NUM_THREADS / torch.set_num_threads the user chose), so the backends compare fairly."""
-    return max(1, torch.get_num_threads())
+        torch = self._torch
+        with torch.inference_mode():
+            inputs = torch.from_numpy(_check_input(x)).to(self.device)  # (B, 1, 28, 28)
+            if self.channels_last:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            return self._runner(inputs).float().cpu().numpy()  # (B, 10)
 
 
 def session_options(threads: int | None = None):
@@ -84,7 +90,8 @@ def session_options(threads: int | None = None):
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # fusions + NCHWc layout
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # a chain of layers: nothing to run in parallel
-    options.intra_op_num_threads = threads or default_threads()
+    # the same count as torch (runtime/threads.py), so the backends compare fairly; 0: physical cores
+    options.intra_op_num_threads = threads or inference_threads()
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only; warnings about unused initialisers are noise
     return options
@@ -132,6 +139,8 @@ class OnnxBackend:
         use_cache: bool = True,
     ) -> OnnxBackend:
         """Export `checkpoint` to ONNX (or reuse the cached export of the same weights)."""
+        from digitrec.runtime.convert import onnx_bytes, prepare
+
         model, metadata = prepare(checkpoint)
         if not use_cache:
             return cls(onnx_bytes(model, metadata), threads=threads)
@@ -225,6 +234,8 @@ def load_export(path: str | os.PathLike) -> LoadedExport:
     if fmt == "onnx":
         backend = OnnxBackend.from_file(path)
         return LoadedExport(format=fmt, metadata=backend.metadata, path=path, _run=backend.logits)
+    import torch
+
     extra = {METADATA_FILE: ""}
     try:
         if fmt == "exported-program":
@@ -241,8 +252,8 @@ def load_export(path: str | os.PathLike) -> LoadedExport:
         raise CheckpointError(f"{path}: corrupt {METADATA_FILE}") from None
     metadata = ExportMetadata.from_props(props, str(path))
 
-    @torch.inference_mode()
     def run(x: np.ndarray) -> np.ndarray:
-        return module(torch.from_numpy(x)).float().numpy()
+        with torch.inference_mode():
+            return module(torch.from_numpy(x)).float().numpy()
 
     return LoadedExport(format=fmt, metadata=metadata, path=path, _run=run)

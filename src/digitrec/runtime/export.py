@@ -4,7 +4,9 @@ Every exported file carries the model *and* what a consumer needs to feed it (`E
 runtime/metadata.py): ONNX keeps it in `metadata_props`; ExportedProgram and TorchScript keep the
 same keys as `digitrec.json` inside the archive. The model is written in inference form with a
 dynamic batch dimension (runtime/convert.py). TorchScript is deprecated in PyTorch and is kept
-only for old runtimes. Loading an export back is `load_export` in runtime/backends.py.
+only for old runtimes. Loading an export back is `load_export` in runtime/backends.py. Exporting
+needs torch (the `[train]` extra), imported when a model is exported: the formats and the checks
+of an output path (what `digitrec export --help` and its flag checks use) do not.
 """
 
 from __future__ import annotations
@@ -15,16 +17,16 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
-
-import torch
-from torch import nn
+from typing import IO, TYPE_CHECKING
 
 from digitrec.atomic import atomic_write
 from digitrec.errors import ConfigError
-from digitrec.models.checkpoint import Checkpoint
-from digitrec.runtime.convert import batch_dim, example_input, onnx_bytes, prepare
 from digitrec.runtime.metadata import METADATA_FILE, ExportMetadata
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from digitrec.models.checkpoint import Checkpoint
 
 FORMATS = ("onnx", "exported-program", "torchscript")
 SUFFIXES = {".onnx": "onnx", ".pt2": "exported-program", ".ts": "torchscript", ".torchscript": "torchscript"}
@@ -41,11 +43,19 @@ class ExportResult:
 
 
 def _write_exported_program(model: nn.Module, metadata: ExportMetadata, handle: IO[bytes]) -> None:
+    import torch
+
+    from digitrec.runtime.convert import batch_dim, example_input
+
     program = torch.export.export(model, (example_input(),), dynamic_shapes=(batch_dim(),))
     torch.export.save(program, handle, extra_files={METADATA_FILE: json.dumps(metadata.to_props())})
 
 
 def _write_torchscript(model: nn.Module, metadata: ExportMetadata, handle: IO[bytes]) -> None:
+    import torch
+
+    from digitrec.runtime.convert import example_input
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # the deprecation is reported once, in ExportResult.notes
         traced = torch.jit.trace(model, example_input())
@@ -93,6 +103,8 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> int:
 def export_model(checkpoint: Checkpoint, out: str | os.PathLike, fmt: str | None = None) -> ExportResult:
     """Write `checkpoint`'s model and metadata to `out` in format `fmt` (onnx, exported-program,
     torchscript; inferred from the suffix when None). The file appears whole or not at all."""
+    from digitrec.runtime.convert import onnx_bytes, prepare
+
     fmt = format_for(out, fmt)
     path = Path(out)
     _check_out(path)

@@ -5,6 +5,7 @@ mean/std, input shape and polarity, class labels, softmax temperature (when cali
 architecture, weights checksum and the digitrec version. ONNX keeps them in `metadata_props`;
 ExportedProgram and TorchScript keep the same keys as `digitrec.json` inside the archive.
 
+It imports no torch: the shipped `.onnx` files are read with ONNX Runtime alone (a base install).
 This module is the bottom of `digitrec.runtime`: writing an export (export.py), converting a model
 (convert.py) and loading one back (backends.py) all describe the model with the same metadata.
 """
@@ -12,14 +13,14 @@ This module is the bottom of `digitrec.runtime`: writing an export (export.py), 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
-from typing import Any
-
-import torch
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from digitrec import __version__
 from digitrec.errors import CheckpointError
-from digitrec.models.checkpoint import Checkpoint, weights_sha256
+
+if TYPE_CHECKING:
+    from digitrec.models.checkpoint import Checkpoint
 
 EXPORT_FORMAT_VERSION = 1  # bump when the layout of the metadata or the graph's inputs changes
 METADATA_FILE = "digitrec.json"  # name of the metadata entry in ExportedProgram / TorchScript archives
@@ -36,6 +37,9 @@ class ExportMetadata:
     mean: float  # normalisation on the 0-1 pixel scale: x = (pixel / 255 - mean) / std
     std: float
     temperature: float | None  # softmax(logits / T); None when the checkpoint is not calibrated
+    # confidence below which `predict` rejects (chosen on the validation split by calibration); None: not chosen
+    reject_threshold: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)  # the checkpoint's recorded metrics (test accuracy, ...)
     polarity: str = "light ink on dark background"
     input_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W) after the batch dim, NCHW float32
     class_labels: tuple[str, ...] = tuple(str(d) for d in range(10))
@@ -43,7 +47,7 @@ class ExportMetadata:
     output_name: str = OUTPUT_NAME
     batchnorm_folded: bool = True  # False when the model has a BatchNorm fx could not fold
     digitrec_version: str = __version__
-    torch_version: str = str(torch.__version__)
+    torch_version: str = ""  # the torch that exported the model
     export_format_version: int = EXPORT_FORMAT_VERSION
     producer: str = "digitrec"
 
@@ -74,8 +78,14 @@ class ExportMetadata:
 
 
 def metadata_for(checkpoint: Checkpoint) -> ExportMetadata:
+    import torch
+
+    from digitrec.models.checkpoint import weights_sha256
+
     calibration = checkpoint.meta.get("calibration") or {}
     temperature = calibration.get("temperature") if isinstance(calibration, dict) else None
+    threshold = calibration.get("reject_threshold") if isinstance(calibration, dict) else None
+    metrics = checkpoint.meta.get("metrics")
     input_info = checkpoint.meta.get("input") or {}
     labels = checkpoint.meta.get("class_labels") or [str(d) for d in range(10)]
     return ExportMetadata(
@@ -86,6 +96,9 @@ def metadata_for(checkpoint: Checkpoint) -> ExportMetadata:
         mean=float(checkpoint.normalization.mean),
         std=float(checkpoint.normalization.std),
         temperature=None if temperature is None else float(temperature),
+        reject_threshold=None if threshold is None else float(threshold),
+        metrics=dict(metrics) if isinstance(metrics, dict) else {},
         polarity=str(input_info.get("polarity", ExportMetadata.polarity)),
         class_labels=tuple(str(label) for label in labels),
+        torch_version=str(torch.__version__),
     )

@@ -7,10 +7,15 @@ routes, so that the routes never import the app that includes them.
 All model work runs on one inference thread behind a micro-batcher, so the event loop only
 parses and writes HTTP; `preprocess_processes=1` moves the preprocessing of /v1/predict images
 to a process of its own (a second core), which `digitrec serve` does on a multi-core machine.
+That process starts after the service is ready (a second interpreter importing the reading stack
+takes seconds on a busy machine) and takes over once warm; until then the inference thread
+preprocesses, with the same answers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -22,6 +27,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from digitrec import __version__
+from digitrec.runtime.backends import DEFAULT_BACKEND
+from digitrec.runtime.threads import set_inference_threads
 from digitrec.server.batching import MicroBatcher, PreprocessPool
 from digitrec.server.limits import UploadLimitMiddleware
 from digitrec.server.metrics import MetricsMiddleware, ServiceMetrics
@@ -52,15 +59,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             # Loaded once per process, before the server accepts its first request.
             service.recognizer = await service.run_model(load_recognizer, service.settings)
         recognizer = service.loaded_recognizer()
-        service.preprocess = await start_preprocess_pool(service.settings, recognizer)
         service.batcher = MicroBatcher(
-            recognizer,
-            service.executor,
-            service.settings.micro_batch,
-            on_batch=service.metrics.batch_size.observe,
-            preprocess=service.preprocess,
+            recognizer, service.executor, service.settings.micro_batch, on_batch=service.metrics.batch_size.observe
         )
         await service.batcher.start()
+        service.preprocess_joining = asyncio.create_task(join_preprocess_pool(service, recognizer))
         info = model_info(service)
         service.metrics.model_info.labels(info["arch"], info["weights_sha256"] or "", __version__).set(1)
         service.ready = True
@@ -70,11 +73,26 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         service.ready = False
         service.metrics.ready.set(0)
+        if service.preprocess_joining is not None:
+            service.preprocess_joining.cancel()  # still starting: it closes its process itself
+            with contextlib.suppress(asyncio.CancelledError):
+                await service.preprocess_joining
         if service.batcher is not None:
             await service.batcher.stop()
         if service.preprocess is not None:
             service.preprocess.close()
         service.executor.shutdown(wait=True)
+
+
+async def join_preprocess_pool(service: Service, recognizer: Recognizer) -> None:
+    """Start the preprocessing process the settings ask for and, once it is warm, hand it the
+    preprocessing of /v1/predict images (until then, and if it cannot start, the inference thread
+    does it)."""
+    pool = await start_preprocess_pool(service.settings, recognizer)
+    if pool is not None:
+        service.preprocess = pool
+        if service.batcher is not None:
+            service.batcher.preprocess = pool
 
 
 async def start_preprocess_pool(settings: ServerSettings, recognizer: Recognizer) -> PreprocessPool | None:
@@ -83,14 +101,14 @@ async def start_preprocess_pool(settings: ServerSettings, recognizer: Recognizer
     so a recognizer handed in ready-made (tests) or with its own `prepare` keeps it in-process."""
     if settings.preprocess_processes == 0:
         return None
-    # Imported here, not at the top: it brings torch, which only a process that serves a model needs.
+    # Imported here, not at the top: only a process that serves a model needs the reading stack.
     from digitrec.reading.recognize import Recognizer
 
-    path = settings.model_path or getattr(recognizer.checkpoint, "path", None)
+    path = settings.model_path or getattr(getattr(recognizer, "model", None), "path", None)
     if type(recognizer).prepare is not Recognizer.prepare or path is None:
         log.warning("preprocessing stays in the server process: the recognizer is not one loaded from a file")
         return None
-    pool = PreprocessPool(str(path), settings.preprocess_processes)
+    pool = PreprocessPool(str(path), settings.preprocess_processes, backend=settings.backend)
     try:
         await pool.start()
     except Exception:  # noqa: BLE001 - the service works without it, on one core
@@ -108,7 +126,7 @@ def create_app(
     recognizer: Recognizer | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     *,
-    backend: str = "torch",
+    backend: str = DEFAULT_BACKEND,
     max_batch_files: int = 64,
     micro_batch: int = 32,
     preprocess_processes: int = 0,
@@ -152,19 +170,17 @@ def build_app(settings: ServerSettings, recognizer: Recognizer | None = None) ->
     return app
 
 
-def set_torch_threads(n: int) -> None:
-    """Torch's intra-op threads for this whole process (a server process only: tests and
+def set_server_threads(n: int) -> None:
+    """The backend's intra-op threads for this whole process (a server process only: tests and
     training keep their own setting). A small CNN on one image gains nothing from more threads,
     and on a busy machine extra threads wait for each other: one 28x28 image took 47 ms with 2
-    threads and 0.2 ms with 1 on the shared 2-core test machine."""
-    import torch  # here, not at the top: importing the server package does not load torch
-
-    torch.set_num_threads(n)
+    threads and 0.2 ms with 1 on the shared 2-core test machine (torch)."""
+    set_inference_threads(n)
 
 
 def create_app_from_env() -> FastAPI:
     """Factory for `uvicorn --factory` (one call per worker process with `--workers N`)."""
     env = os.environ
     if env.get(ENV_THREADS):
-        set_torch_threads(int(env[ENV_THREADS]))
+        set_server_threads(int(env[ENV_THREADS]))
     return build_app(settings_from_env(env))

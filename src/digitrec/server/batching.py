@@ -166,17 +166,16 @@ def prepare_images(recognizer: Any, images: list[tuple[bytes, str | None]]) -> l
 _worker_recognizer: Any = None  # in the preprocessing process: the recognizer whose prepare runs
 
 
-def _start_worker(model_path: str | None, server_pid: int) -> None:
+def _start_worker(model_path: str | None, server_pid: int, backend: str) -> None:
     """Initialiser of the preprocessing process: its own copy of the recognizer (prepare needs no
-    model, but a Recognizer is what prepare belongs to), one torch thread."""
+    model, but a Recognizer is what prepare belongs to), on the server's backend, one thread."""
     global _worker_recognizer
     _end_with_server(server_pid)
-    import torch
-
     from digitrec.reading.recognize import Recognizer
+    from digitrec.runtime.threads import set_inference_threads
 
-    torch.set_num_threads(1)
-    _worker_recognizer = Recognizer.load(model_path)
+    set_inference_threads(1)
+    _worker_recognizer = Recognizer.load(model_path, backend=backend)
 
 
 def _end_with_server(server_pid: int) -> None:
@@ -201,7 +200,7 @@ class PreprocessPool:
     """A process that preprocesses images for the server, started (with `spawn`: a clean
     interpreter, no copy of the server's threads) and warmed up before the service is ready."""
 
-    def __init__(self, model_path: str | None, processes: int = 1) -> None:
+    def __init__(self, model_path: str | None, processes: int = 1, backend: str = "onnx") -> None:
         if processes < 1:
             raise ValueError("processes must be at least 1")
         self.model_path = model_path
@@ -209,7 +208,7 @@ class PreprocessPool:
             processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
-            initargs=(model_path, os.getpid()),
+            initargs=(model_path, os.getpid(), backend),
         )
 
     async def start(self) -> None:

@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from digitrec import __version__
+from digitrec.runtime.backends import DEFAULT_BACKEND
 from digitrec.server.batching import MicroBatcher, PreprocessPool
 from digitrec.server.limits import MULTIPART_OVERHEAD
 from digitrec.server.metrics import ServiceMetrics
 from digitrec.server.problems import format_bytes
 
 if TYPE_CHECKING:
-    # Only a type here: the module itself (and torch behind it) is imported when a model is loaded,
-    # so importing the server package stays light.
+    # Only types here: the modules themselves (and the backend behind them) are imported when a
+    # model is loaded, so importing the server package stays light.
     from digitrec.reading.forms.results import FieldReading
     from digitrec.reading.forms.template import Template
     from digitrec.reading.recognize import Recognizer
@@ -42,7 +43,7 @@ ENV_PREPROCESS = "DIGITREC_SERVE_PREPROCESS_PROCESSES"
 @dataclass(frozen=True)
 class ServerSettings:
     model_path: str | None = None  # None: the shipped default model
-    backend: str = "torch"
+    backend: str = DEFAULT_BACKEND
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES  # per file
     max_batch_files: int = 64  # files per POST /v1/predict/batch
     micro_batch: int = 32  # most images per model call; 1 turns micro-batching off
@@ -87,7 +88,7 @@ def settings_from_env(env: Mapping[str, str]) -> ServerSettings:
     """A worker's settings from `worker_env`'s variables; the defaults where one is unset or empty."""
     return ServerSettings(
         model_path=env.get(ENV_MODEL) or None,
-        backend=env.get(ENV_BACKEND) or "torch",
+        backend=env.get(ENV_BACKEND) or DEFAULT_BACKEND,
         max_upload_bytes=int(env.get(ENV_MAX_UPLOAD) or DEFAULT_MAX_UPLOAD_BYTES),
         micro_batch=int(env.get(ENV_MICRO_BATCH) or 32),
         preprocess_processes=int(env.get(ENV_PREPROCESS) or 0),
@@ -108,7 +109,8 @@ class Service:
     recognizer: Recognizer | None = None  # loaded in the lifespan, or handed to create_app
     executor: ThreadPoolExecutor | None = None
     batcher: MicroBatcher | None = None
-    preprocess: PreprocessPool | None = None
+    preprocess: PreprocessPool | None = None  # set once the preprocessing process is warm
+    preprocess_joining: asyncio.Task | None = None  # starting it, after the service is ready
     ready: bool = False
 
     def loaded_recognizer(self) -> Recognizer:
@@ -129,7 +131,7 @@ class Service:
 
     async def read_form(self, data: bytes, template: Template, name: str | None) -> list[FieldReading]:
         """Every field of `template` on each page of an image, PDF or TIFF, on the inference thread."""
-        from digitrec.reading.forms.page import read_document  # brings torch, as load_recognizer does
+        from digitrec.reading.forms.page import read_document  # the reading stack, as load_recognizer does
 
         return await self.run_model(
             read_document, self.loaded_recognizer(), data, template, name=name, max_pages=MAX_FORM_PAGES
@@ -137,23 +139,17 @@ class Service:
 
 
 def load_recognizer(settings: ServerSettings) -> Recognizer:
-    # Imported here, not at the top: it brings torch, which only a process that serves a model needs.
+    # Imported here, not at the top: only a process that serves a model needs the reading stack.
     from digitrec.reading.recognize import Recognizer
 
     return Recognizer.load(settings.model_path, backend=settings.backend, device="cpu")
 
 
 def model_info(service: Service) -> dict[str, Any]:
-    """What GET /v1/model reports, from the checkpoint's own metadata."""
+    """What GET /v1/model reports, from the model's own metadata."""
     recognizer = service.loaded_recognizer()
-    checkpoint = recognizer.checkpoint
     return {
-        "arch": checkpoint.arch,
-        "arch_kwargs": dict(checkpoint.arch_kwargs),
-        "metrics": checkpoint.meta.get("metrics", {}),
-        "weights_sha256": checkpoint.meta.get("weights_sha256"),
+        **recognizer.model.info(),
         "version": __version__,
         "backend": getattr(getattr(recognizer, "backend", None), "name", service.settings.backend),
-        "temperature": checkpoint.temperature,
-        "model_path": checkpoint.path,
     }

@@ -10,7 +10,6 @@ from typing import Any, cast
 import tomllib
 
 from digitrec.errors import ConfigError
-from digitrec.models import list_models
 
 SCHEDULES = ("none", "onecycle", "cosine")
 SELECTIONS = ("accuracy", "loss")
@@ -57,6 +56,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = cast(tuple[float, float], tuple(float(b) for b in self.betas))  # TOML gives a list
+        from digitrec.models import list_models  # the registry imports torch; a config is read without it
+
         if self.model not in list_models():
             raise ConfigError(f"unknown model {self.model!r}; known models: {', '.join(list_models())}")
         checks = [

@@ -2,10 +2,14 @@
 
 `digitrec build-weights` makes the reading files (the reading model, the one-digit checker and the
 segment verifier) from the default model and the MNIST training split; see `digitrec.making`.
+Each shipped checkpoint `X.pt` has its twin `X.onnx` (the same weights in inference form, with
+their metadata), made from it by `digitrec build-weights` (last step) or `--onnx-only`: inference
+reads the `.onnx` with ONNX Runtime, fine-tuning starts from the `.pt` (which needs torch).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
@@ -19,3 +23,11 @@ READER_PATH = WEIGHTS_DIR / "reader.pt"
 CHECKER_PATH = WEIGHTS_DIR / "checker.pt"
 # The segment verifier's weights and review margin (`digitrec.reading.verifier.Verifier`).
 VERIFIER_PATH = WEIGHTS_DIR / "verifier.json"
+
+SHIPPED_CHECKPOINTS = (DEFAULT_MODEL_PATH, READER_PATH, CHECKER_PATH)
+
+
+def onnx_twin(path: str | os.PathLike) -> Path | None:
+    """The shipped `.onnx` made from the shipped checkpoint `path`; None for any other file."""
+    resolved = Path(path).resolve()
+    return resolved.with_suffix(".onnx") if resolved in SHIPPED_CHECKPOINTS else None
