@@ -256,7 +256,8 @@ def build(digits: list[np.ndarray]) -> list[Entry]:
             animated(frames, "WEBP", duration=100, lossless=True),
             error(422),
         ),
-        ("multipage.tiff", "a 3-page TIFF", animated(frames, "TIFF"), error(422)),
+        # 422 to /v1/predict (one picture expected); 415 to /v1/read without a template (pages of a form)
+        ("multipage.tiff", "a 3-page TIFF", animated(frames, "TIFF"), error(422, 415)),
         (
             "gif_no_frames.gif",
             "a GIF with a screen descriptor and a trailer but no frame",
