@@ -17,7 +17,8 @@ Targets (issue 16): each condition's read-right share within 1.0 point of the pl
 accuracy, wrong-and-accepted at most 0.5% everywhere, at least 95% of the negatives rejected.
 
     python benchmarks/robustness.py                                 # the shipped model, test digits
-    python benchmarks/robustness.py --model runs/x/model.pt         # the shipped model beside a new one
+    python benchmarks/robustness.py --model shipped                 # ... read with the mark classifier too
+    python benchmarks/robustness.py --model runs/x/model.pt --marks runs/marks.pt   # beside a new pair
     python benchmarks/robustness.py --split val --n 300             # tune on validation digits only
 """
 
@@ -36,7 +37,7 @@ from common import machine
 from digitrec.making.negatives import NEGATIVE_KINDS, render_negative
 from digitrec.models.checkpoint import load_checkpoint
 from digitrec.reading import synth
-from digitrec.reading.conditions import Condition, all_conditions, render_condition
+from digitrec.reading.conditions import all_conditions, render_condition
 from digitrec.reading.recognize import Recognizer
 from digitrec.training.data import checkpoint_split, load_mnist
 
@@ -170,8 +171,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--negatives", type=int, default=150, help="pictures per kind of negative (default 150)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", choices=("test", "val"), default="test", help="digits to render (default test)")
-    parser.add_argument("--model", action="append", default=[], help="a checkpoint to compare (repeatable)")
-    parser.add_argument("--no-shipped", action="store_true", help="leave the shipped model out")
+    parser.add_argument(
+        "--baseline",
+        help="the model as it was read before the mark classifier: a checkpoint, read with the filled-area "
+        "blob rule (default: the shipped model)",
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        help="a checkpoint to compare, read with the mark classifier ('shipped': the shipped model; repeatable)",
+    )
+    parser.add_argument("--marks", help="the mark classifier the --model entries use (default: the shipped one)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--check", action="store_true", help="exit 1 when the last model misses a target")
     args = parser.parse_args(argv)
@@ -179,11 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     images, labels = digit_pool(args.split)
     sets = render_sets(images, labels, args.n, args.negatives, args.seed)
-    paths: dict[str, str | None] = {} if args.no_shipped else {"shipped": None}
-    paths.update({path: path for path in args.model})
+    recognizers = {f"baseline {args.baseline or 'shipped'} (blob rule)": Recognizer.load(args.baseline, marks=False)}
+    for path in args.model:
+        name = f"{path} + {args.marks or 'shipped'} marks"
+        recognizers[name] = Recognizer.load(None if path == "shipped" else path, marks=args.marks)
     models = {}
-    for name, path in paths.items():
-        recognizer = Recognizer.load(path)
+    for name, recognizer in recognizers.items():
         models[name] = summarise(plain_accuracy(recognizer, images, labels), score(recognizer, sets))
     seconds = time.perf_counter() - start
     if args.json:
