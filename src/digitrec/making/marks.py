@@ -19,13 +19,14 @@ lowest that still lets `digit_recall` of the validation digits through.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from digitrec.atomic import atomic_write
 from digitrec.making.negatives import NEGATIVE_KINDS, render_negative
 from digitrec.making.runs import RunOptions, inherited_split, provenance, run_task
 from digitrec.models.checkpoint import load_checkpoint, save_payload
@@ -37,6 +38,7 @@ from digitrec.training.data import Mnist, checkpoint_split
 from digitrec.training.metrics import predict_logits
 from digitrec.training.task import Labelled, Task
 
+EXAMPLES_NAME = "examples.pt"  # the made examples, in the run directory
 KIND_CLASS = {"word": "letter"}  # a negative kind -> its class, when not its own name
 
 
@@ -139,10 +141,31 @@ def digit_threshold(p_digit: np.ndarray, is_digit: np.ndarray, recall: float) ->
     return float(np.quantile(p_digit[is_digit], 1 - recall))
 
 
-def train_marks(data: Mnist, recipe: MarksRecipe, out: str | Path, options: RunOptions) -> dict[str, Any]:
-    """Make the examples, train, choose the threshold on validation and write the classifier to
-    `out`. Returns its validation figures."""
+def cached_task(data: Mnist, recipe: MarksRecipe, run_dir: Path) -> Task:
+    """`marks_task`, kept in the run directory: making the examples is most of the work, so a
+    rerun with other training settings (epochs, lr) on the same examples reuses them."""
+    making = {k: v for k, v in asdict(recipe).items() if k not in ("epochs", "lr", "batch_size", "digit_recall")}
+    path = run_dir / EXAMPLES_NAME
+    if path.is_file():
+        stored = torch.load(path, weights_only=True)
+        if stored["making"] == making:
+            return Task(
+                train=Labelled(stored["train_images"], stored["train_labels"]),
+                val=Labelled(stored["val_images"], stored["val_labels"]),
+                meta=stored["meta"],
+            )
     task = marks_task(data, recipe)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    parts: dict[str, Any] = {"train_images": task.train.images, "train_labels": task.train.labels}
+    parts |= {"val_images": task.val.images, "val_labels": task.val.labels, "meta": dict(task.meta)}
+    atomic_write(path, lambda handle: torch.save({"making": making, **parts}, handle))
+    return task
+
+
+def train_marks(data: Mnist, recipe: MarksRecipe, out: str | Path, options: RunOptions) -> dict[str, Any]:
+    """Make the examples (or reuse the run directory's), train, choose the threshold on
+    validation and write the classifier to `out`. Returns its validation figures."""
+    task = cached_task(data, recipe, options.run_dir)
     trained = run_task(marks_config(recipe, options.device), data, task, options)
     payload, model = trained.payload, trained.checkpoint
     logits = predict_logits(model.model, task.val.images, model.normalization)

@@ -111,7 +111,7 @@ def printed(rng: np.random.Generator, size: int, text: str) -> np.ndarray:
     if not fonts:
         raise FileNotFoundError("no fonts found; install fonts-dejavu-core and fonts-liberation")
     font = ImageFont.truetype(str(fonts[int(rng.integers(len(fonts)))]), int(size * 0.6))
-    left, top, right, bottom = font.getbbox(text)
+    left, top, right, bottom = (int(v) for v in font.getbbox(text))
     image = Image.new("L", (right - left + 8, bottom - top + 8), 0)
     ImageDraw.Draw(image).text((4 - left, 4 - top), text, fill=255, font=font)
     shear = rng.uniform(-0.3, 0.3)

@@ -125,13 +125,11 @@ class Recognizer:
         self._checker_source = checker if checker is not None else (CHECKER_PATH if CHECKER_PATH.is_file() else None)
         # the mark classifier: a checkpoint or its path; None: the shipped one, when installed; False: none
         # (the filled-area blob rule instead)
-        self._marks_source = (
-            None
-            if marks is False
-            else marks
-            if marks not in (None, True)
-            else (MARKS_PATH if MARKS_PATH.is_file() else None)
-        )
+        self._marks_source: Checkpoint | str | Path | None = None
+        if isinstance(marks, (Checkpoint, str)):
+            self._marks_source = marks
+        elif marks is not False and MARKS_PATH.is_file():
+            self._marks_source = MARKS_PATH
         self._companions: dict[str, Recognizer | None] = {}  # reader, checker: loaded on first use
         self._lock = threading.Lock()  # the server reads from several threads
         self._device = device
@@ -231,7 +229,7 @@ class Recognizer:
         if digit.digit28 is None or digit.input_box is None:  # the box is None only when there is no digit
             return Prepared(name=name, digit28=None, reason=digit.reason or "no ink found")
         box = digit.input_box
-        reason = check_single_digit(digit, blob_rule=self.marks is None)
+        reason = check_single_digit(digit, blob_rule=self._marks_source is None)  # no need to load it here
         if reason:
             return Prepared(name=name, digit28=None, reason=reason, box=box)
         return Prepared(name=name, digit28=digit.digit28, box=box)
