@@ -38,6 +38,17 @@ from digitrec.training.data import Mnist, checkpoint_split
 from digitrec.training.metrics import predict_logits
 from digitrec.training.task import Labelled, Task
 
+# The pen and scanner augmentations its training adds (TrainConfig fields): the made examples
+# already cover the conditions, these vary them further.
+AUGMENT: dict[str, Any] = {
+    "aug_degrees": 10.0,
+    "aug_stroke": 3.0,
+    "aug_blur": 1.0,
+    "aug_lowres": 9,
+    "aug_ink": 0.4,
+    "aug_grain": 0.03,
+    "aug_ink_p": 0.2,
+}
 EXAMPLES_NAME = "examples.pt"  # the made examples, in the run directory
 KIND_CLASS = {"word": "letter"}  # a negative kind -> its class, when not its own name
 
@@ -122,13 +133,7 @@ def marks_config(recipe: MarksRecipe, device: str = "auto") -> TrainConfig:
         lr=recipe.lr,
         weight_decay=0.01,
         label_smoothing=0.0,
-        aug_degrees=10.0,
-        aug_stroke=3.0,
-        aug_blur=1.0,
-        aug_lowres=9,
-        aug_ink=0.4,
-        aug_grain=0.03,
-        aug_ink_p=0.2,
+        **AUGMENT,
         select="loss",
         calibrate=False,
         seed=recipe.seed,

@@ -155,15 +155,7 @@ class Recognizer:
         shipped = path is None or Path(path).resolve() == DEFAULT_MODEL_PATH.resolve()
         if reader is None and shipped and READER_PATH.is_file():
             reader = str(READER_PATH)
-        return cls(
-            load_checkpoint(path, device),
-            backend=backend,
-            reader=reader,
-            device=device,
-            verifier=verifier,
-            checker=checker,
-            marks=marks,
-        )
+        return cls(load_checkpoint(path, device), backend, reader, device, verifier, checker, marks)
 
     def _companion(self, role: str, source: Checkpoint | str | Path | None) -> Recognizer | None:
         """A second model for reading numbers, loaded once on first use (a process that only
