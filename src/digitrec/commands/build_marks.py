@@ -1,7 +1,7 @@
 """digitrec build-marks: remake the mark classifier (weights/marks.pt), the check that rejects what
 is not a digit (blobs, scribbles, crossed-out digits, lines, letters, noise).
 
-    digitrec build-marks --out runs/marks.pt               # the shipped recipe (about 15 minutes on 2 cores)
+    digitrec build-marks --out runs/marks.pt    # the shipped recipe (53 minutes on 2 busy cores, most of it making examples)
     digitrec build-marks --out /tmp/m.pt --rendered-digits 200 --negatives 40 --val-digits 100 \\
         --val-negatives 20 --epochs 1                       # a small slice, to try it
 

@@ -59,10 +59,10 @@ class MarksRecipe:
 
     plain_digits: int = 20000  # training-split digits as they are
     rendered_digits: int = 5000  # training-split digits rendered under the conditions
-    negatives: int = 1000  # pictures per kind of negative
-    val_digits: int = 1000  # validation-split digits rendered (choosing only)
-    val_negatives: int = 150  # per kind
-    epochs: int = 6
+    negatives: int = 1200  # pictures per kind of negative
+    val_digits: int = 600  # validation-split digits rendered (choosing only)
+    val_negatives: int = 100  # per kind
+    epochs: int = 12
     lr: float = 3e-3
     batch_size: int = 128
     seed: int = 3000
