@@ -39,7 +39,18 @@ IMAGES = [
     "number_scan.png",
     "number_photo.jpg",
 ]
-COMMANDS = ["train", "evaluate", "predict", "read", "serve", "export", "compare", "calibrate", "build-weights"]
+COMMANDS = [
+    "train",
+    "evaluate",
+    "predict",
+    "read",
+    "serve",
+    "export",
+    "compare",
+    "calibrate",
+    "build-weights",
+    "build-marks",
+]
 
 
 def _normalise(text: str, tmp: Path) -> str:

@@ -19,11 +19,11 @@ from digitrec.models.inputs import normalize, to_model_input
 from digitrec.probability import softmax
 from digitrec.reading.recognize import Recognizer
 from digitrec.runtime.backends import OnnxBackend
-from digitrec.weights import CHECKER_PATH, DEFAULT_MODEL_PATH, READER_PATH, onnx_twin
+from digitrec.weights import CHECKER_PATH, DEFAULT_MODEL_PATH, MARKS_PATH, READER_PATH, onnx_twin
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(p for p in (ROOT / "examples").iterdir() if p.suffix in (".png", ".jpg"))
-SHIPPED = {"default": DEFAULT_MODEL_PATH, "reader": READER_PATH, "checker": CHECKER_PATH}
+SHIPPED = {"default": DEFAULT_MODEL_PATH, "reader": READER_PATH, "checker": CHECKER_PATH, "marks": MARKS_PATH}
 QUICK = 2000  # test digits in the default run; the slow test takes all 10,000
 TRAIN_ONLY = ("torch", "torchvision", "matplotlib")  # what inference must never import
 
@@ -69,7 +69,9 @@ def test_shipped_onnx_twin_carries_its_checkpoints_metadata(name):
     assert (meta.arch, meta.arch_kwargs) == (checkpoint.arch, checkpoint.arch_kwargs)
     assert (meta.mean, meta.std) == (checkpoint.normalization.mean, checkpoint.normalization.std)
     assert meta.temperature == calibration.get("temperature")
-    assert meta.reject_threshold == calibration.get("reject_threshold")
+    # the mark classifier's threshold is on its "digit" class (`digitrec build-marks`)
+    expected = calibration.get("reject_threshold", checkpoint.meta.get("marks", {}).get("digit_threshold"))
+    assert meta.reject_threshold == expected
     assert list(meta.class_labels) == list(checkpoint.meta.get("class_labels") or [str(d) for d in range(10)])
 
 

@@ -131,7 +131,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--onnx-only",
         action="store_true",
-        help="only write the .onnx twin of each of default.pt, reader.pt, checker.pt in --out "
+        help="only write the .onnx twin of each of default.pt, reader.pt, checker.pt, marks.pt in --out "
         "(default: the package's weights directory), from those files alone",
     )
     add_data_arguments(parser)
@@ -216,7 +216,7 @@ def write_twins(directory: Path, as_json: bool) -> int:
         raise ConfigError(f"{directory}: no such directory")
     written = write_onnx_twins(directory)
     if not written:
-        raise ConfigError(f"{directory}: none of default.pt, reader.pt, checker.pt is there")
+        raise ConfigError(f"{directory}: none of default.pt, reader.pt, checker.pt, marks.pt is there")
     if as_json:
         print(json.dumps({"onnx": written}))
     else:

@@ -1,6 +1,6 @@
 """The shipped `.onnx` files: each shipped checkpoint in inference form, for ONNX Runtime.
 
-`write_onnx_twins(directory)` exports every one of default.pt, reader.pt and checker.pt found in
+`write_onnx_twins(directory)` exports every one of default.pt, reader.pt, checker.pt and marks.pt found in
 `directory` to the `.onnx` beside it (`digitrec.runtime.export`: BatchNorm folded, dynamic batch,
 the metadata inference needs: normalisation, temperature, reject threshold, class labels,
 architecture and the checksum of the `.pt` weights). `digitrec build-weights` does it as its last

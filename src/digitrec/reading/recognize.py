@@ -8,8 +8,9 @@ temperature T (1.0 until calibrated). Numbers are segmented by `digitrec.reading
 of `digitrec.reading.results`, importable from here too.
 
 Reject instead of guessing: a picture is rejected, with a reason, when there is no ink, when the
-ink is not shaped like one digit (runs off the image, too wide, a filled blob, several marks side
-by side) or when the model's confidence is below the reject threshold. The threshold is stored in
+ink is not shaped like one digit (runs off the image, too wide, several marks side by side), when
+the mark classifier (`digitrec.reading.marks`) says it is not a digit at all (a blob, a scribble,
+a letter...), or when the model's confidence is below the reject threshold. The threshold is stored in
 the checkpoint by calibration (`meta["calibration"]["reject_threshold"]`, chosen with
 `digitrec.evaluation.calibration.choose_reject_threshold` on the validation split); without one,
 `DEFAULT_REJECT_THRESHOLD`.
@@ -28,13 +29,14 @@ from scipy import ndimage
 
 from digitrec.probability import softmax
 from digitrec.reading import preprocess as pp
+from digitrec.reading.marks import DEFAULT_DIGIT_THRESHOLD, mark_reasons
 from digitrec.reading.overlay import draw_reading
 from digitrec.reading.pieces import Piece, box_union
 from digitrec.reading.results import Prediction, Prepared, Reading
 from digitrec.reading.segment import read_number
 from digitrec.reading.verifier import Verifier, load_verifier
 from digitrec.runtime.loading import DEFAULT_BACKEND, InferenceModel, load_model, model_from_checkpoint
-from digitrec.weights import CHECKER_PATH, DEFAULT_MODEL_PATH, READER_PATH, onnx_twin
+from digitrec.weights import CHECKER_PATH, DEFAULT_MODEL_PATH, MARKS_PATH, READER_PATH, onnx_twin
 
 if TYPE_CHECKING:
     from digitrec.models.checkpoint import Checkpoint
@@ -47,6 +49,8 @@ DEFAULT_REJECT_THRESHOLD = 0.58
 
 # Input checks for one digit (the ink's bounding box at working resolution).
 MAX_ASPECT = 2.2  # width / height; MNIST's widest digit is 2.0, 99.9% are below 1.7
+# Without a mark classifier only: a box this full of ink is a blob. A marker's thick strokes fill
+# their box too, which is why the mark classifier replaces this rule when it is installed.
 BLOB_DENSITY = 0.75  # ink fraction of the box; MNIST 99.9% below 0.69, a filled disk is 0.79
 BLOB_MIN_ASPECT = 0.4  # ... for boxes wider than this (a straight "1" fills its thin box)
 OTHER_MARK_HEIGHT = 0.5  # a separate mark this tall (fraction of the digit) means several digits
@@ -55,8 +59,9 @@ SIDE_BY_SIDE_HEIGHT = 0.75  # two pieces this tall (fraction of the digit) ...
 SIDE_BY_SIDE_OVERLAP = 0.3  # ... overlapping horizontally less than this are two digits
 
 
-def check_single_digit(digit: pp.DigitImage) -> str | None:
-    """Why this ink is not one written digit, or None when it may be."""
+def check_single_digit(digit: pp.DigitImage, blob_rule: bool = True) -> str | None:
+    """Why this ink is not one written digit, or None when it may be. `blob_rule` False leaves
+    blobs to the mark classifier (the filled-area rule also refuses felt-tip digits)."""
     ink, chosen, rest = digit.ink, digit.chosen, digit.rest
     box = box_union([p.box for p in chosen])
     w, h = box[2] - box[0], box[3] - box[1]
@@ -75,7 +80,7 @@ def check_single_digit(digit: pp.DigitImage) -> str | None:
             return "more than one digit or mark (use `digitrec read` for a number)"
     if w > MAX_ASPECT * h:
         return "too wide to be a digit"
-    if w > BLOB_MIN_ASPECT * h and area / (w * h) > BLOB_DENSITY:
+    if blob_rule and w > BLOB_MIN_ASPECT * h and area / (w * h) > BLOB_DENSITY:
         return "a filled blob or smudge, not a written digit"
     if marks_inside_loop(digit.labels, chosen):
         return "marks inside a closed loop: a drawing, not a digit"
@@ -115,6 +120,7 @@ class Recognizer:
         device: str = "cpu",
         verifier: Verifier | None = None,
         checker: InferenceModel | Checkpoint | str | None = None,
+        marks: InferenceModel | Checkpoint | str | bool | None = None,
     ) -> None:
         """`model`: a loaded model (`load_model`), or a torch checkpoint to run on `backend`."""
         self.model = model if isinstance(model, InferenceModel) else model_from_checkpoint(model, backend)
@@ -127,6 +133,13 @@ class Recognizer:
         self._reader_source = reader  # a model, checkpoint or path; None: this model reads numbers too
         # the one-digit checker: a model, checkpoint or path; None: the shipped one, when installed
         self._checker_source = checker if checker is not None else _installed(CHECKER_PATH)
+        # the mark classifier: a model, checkpoint or path; None: the shipped one, when installed;
+        # False: none (the filled-area blob rule instead)
+        self._marks_source: InferenceModel | Checkpoint | str | Path | None = None
+        if marks is not None and marks is not False and marks is not True:
+            self._marks_source = marks
+        elif marks is not False:
+            self._marks_source = _installed(MARKS_PATH)
         self._companions: dict[str, Recognizer | None] = {}  # reader, checker: loaded on first use
         self._lock = threading.Lock()  # the server reads from several threads
         self._device = device
@@ -147,11 +160,13 @@ class Recognizer:
         reader: str | None = None,
         verifier: Verifier | None = None,
         checker: str | None = None,
+        marks: str | bool | None = None,
     ) -> Recognizer:
         """`path` None loads the shipped model, which reads numbers with the shipped reading
         model; `reader` names a reading model explicitly (a custom `path` alone reads with itself).
         `verifier` and `checker` None read numbers with the shipped segment verifier and one-digit
-        checker (a set made by `digitrec build-weights` is used by naming all three)."""
+        checker (a set made by `digitrec build-weights` is used by naming all three). `marks` None
+        uses the shipped mark classifier, a path another, False none (the blob rule instead)."""
         shipped = path is None or Path(path).resolve() == DEFAULT_MODEL_PATH.resolve()
         if reader is None and shipped and _installed(READER_PATH):
             reader = str(READER_PATH)
@@ -162,6 +177,7 @@ class Recognizer:
             device=device,
             verifier=verifier,
             checker=checker,
+            marks=marks,
         )
 
     def _companion(self, role: str, source: InferenceModel | Checkpoint | str | Path | None) -> Recognizer | None:
@@ -190,6 +206,22 @@ class Recognizer:
         """The segmenter's one-digit checker (the same for every model); None when not installed."""
         return self._companion("checker", self._checker_source)
 
+    @property
+    def marks(self) -> Recognizer | None:
+        """The mark classifier (is this a digit at all?), the same for every model; None when off."""
+        return self._companion("marks", self._marks_source)
+
+    def not_digit_reasons(self, digits28: Sequence[np.ndarray]) -> list[str | None]:
+        """Per 28x28 image, why the mark classifier says it is not a digit, or None (always None
+        without one)."""
+        marks = self.marks
+        if marks is None or not len(digits28):
+            return [None] * len(digits28)
+        stored = marks.model.reject_threshold  # the classifier's: on its "digit" class
+        return mark_reasons(
+            marks.probabilities(digits28), float(stored if stored is not None else DEFAULT_DIGIT_THRESHOLD)
+        )
+
     # --- the model -------------------------------------------------------------------------------
 
     def logits(self, digits28: Sequence[np.ndarray]) -> np.ndarray:
@@ -212,7 +244,7 @@ class Recognizer:
         if digit.digit28 is None or digit.input_box is None:  # the box is None only when there is no digit
             return Prepared(name=name, digit28=None, reason=digit.reason or "no ink found")
         box = digit.input_box
-        reason = check_single_digit(digit)
+        reason = check_single_digit(digit, blob_rule=self._marks_source is None)  # no need to load it here
         if reason:
             return Prepared(name=name, digit28=None, reason=reason, box=box)
         return Prepared(name=name, digit28=digit.digit28, box=box)
@@ -223,10 +255,12 @@ class Recognizer:
         usable = [(p, p.digit28) for p in prepared if p.digit28 is not None]
         probs = self.probabilities([digit28 for _, digit28 in usable])
         by_id = {id(p): row for (p, _), row in zip(usable, probs)}
+        not_digit = dict(zip((id(p) for p, _ in usable), self.not_digit_reasons([d for _, d in usable])))
         out = []
         for p in prepared:
-            if p.digit28 is None:
-                out.append(Prediction(file=p.name, digit=None, confidence=0.0, rejected=True, reason=p.reason))
+            reason = (p.reason or "no ink found") if p.digit28 is None else not_digit[id(p)]
+            if reason is not None:
+                out.append(Prediction(file=p.name, digit=None, confidence=0.0, rejected=True, reason=reason))
                 continue
             row = by_id[id(p)]
             ranked = np.argsort(-row, kind="stable")[:top_k]

@@ -85,6 +85,10 @@ def metadata_for(checkpoint: Checkpoint) -> ExportMetadata:
     calibration = checkpoint.meta.get("calibration") or {}
     temperature = calibration.get("temperature") if isinstance(calibration, dict) else None
     threshold = calibration.get("reject_threshold") if isinstance(calibration, dict) else None
+    marks = checkpoint.meta.get("marks")
+    if threshold is None and isinstance(marks, dict) and marks.get("digit_threshold") is not None:
+        # a mark classifier's threshold is on its "digit" class: below it, an image is not a digit
+        threshold = marks["digit_threshold"]
     metrics = checkpoint.meta.get("metrics")
     input_info = checkpoint.meta.get("input") or {}
     labels = checkpoint.meta.get("class_labels") or [str(d) for d in range(10)]

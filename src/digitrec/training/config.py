@@ -33,6 +33,13 @@ class TrainConfig:
     aug_scale: float = 0.1  # max relative zoom in/out
     aug_translate: float = 2.0  # max shift, pixels
     aug_elastic: float = 0.0  # elastic distortion amplitude, pixels (0 = off)
+    # Pen and scanner augmentations (digitrec.training.augment), independent of `augment`; 0 = off.
+    aug_stroke: float = 0.0  # widest stroke gain, pixels at 28x28 (grey dilation), 0-4; thinning up to 1 px
+    aug_blur: float = 0.0  # largest Gaussian blur sigma, pixels at 28x28
+    aug_lowres: int = 0  # smallest side (pixels, 7-14) a digit is shrunk to and enlarged back from
+    aug_ink: float = 0.0  # lightest peak ink, 0-1 (0.3: a light pencil), with a random contrast curve
+    aug_grain: float = 0.0  # largest paper-grain noise std, 0-1 scale
+    aug_ink_p: float = 0.5  # chance that each pen/scanner augmentation above touches a given image
     ema: float | None = None  # weight EMA decay per step (e.g. 0.999); evaluation uses the averaged weights
     # mixed precision: auto (bf16 where the hardware computes it natively, else none) | none |
     # bf16 (CPU/CUDA autocast) | fp16 (CUDA only)
@@ -87,6 +94,15 @@ class TrainConfig:
             (self.limit_eval is None or self.limit_eval >= 1, f"limit_eval must be >= 1, got {self.limit_eval!r}"),
             (isinstance(self.model_kwargs, dict), "model_kwargs must be a table"),
             (self.aug_elastic >= 0, f"aug_elastic must be >= 0, got {self.aug_elastic!r}"),
+            (0 <= self.aug_stroke <= 6, f"aug_stroke must be in [0, 6] pixels, got {self.aug_stroke!r}"),
+            (0 <= self.aug_blur <= 3, f"aug_blur must be in [0, 3] pixels, got {self.aug_blur!r}"),
+            (
+                self.aug_lowres == 0 or (isinstance(self.aug_lowres, int) and 4 <= self.aug_lowres <= 14),
+                f"aug_lowres must be 0 (off) or an integer in [4, 14], got {self.aug_lowres!r}",
+            ),
+            (0 <= self.aug_ink < 1, f"aug_ink must be in [0, 1), got {self.aug_ink!r}"),
+            (0 <= self.aug_grain <= 0.5, f"aug_grain must be in [0, 0.5], got {self.aug_grain!r}"),
+            (0 <= self.aug_ink_p <= 1, f"aug_ink_p must be in [0, 1], got {self.aug_ink_p!r}"),
             (self.ema is None or 0 < self.ema < 1, f"ema decay must be in (0, 1), got {self.ema!r}"),
             (self.amp in AMP_MODES, f"unknown amp mode {self.amp!r}; choose one of {', '.join(AMP_MODES)}"),
         ]

@@ -36,6 +36,7 @@ from digitrec.models import create_model
 from digitrec.models.checkpoint import save_checkpoint, weights_sha256
 from digitrec.models.inputs import Normalization
 from digitrec.training import distributed
+from digitrec.training.augment import InkAugment
 from digitrec.training.config import TrainConfig
 from digitrec.training.data import Mnist
 from digitrec.training.metrics import Metrics, evaluate
@@ -149,6 +150,18 @@ def _prepare(config: TrainConfig, task: Task, out: Path, device: torch.device, w
     )
 
 
+def ink_augment(config: TrainConfig) -> InkAugment:
+    """The pen and scanner augmentations a config turns on (inactive when none is)."""
+    return InkAugment(
+        stroke=config.aug_stroke,
+        blur=config.aug_blur,
+        lowres=config.aug_lowres,
+        ink=config.aug_ink,
+        grain=config.aug_grain,
+        p=config.aug_ink_p,
+    )
+
+
 def _stream(run: _Run, epoch: int, progress: bool) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
     """This rank's batches of one epoch: the epoch's examples (`Task.epoch_examples`), shuffled,
     sharded across ranks, augmented; every draw seeded from (seed, epoch, rank)."""
@@ -168,6 +181,7 @@ def _stream(run: _Run, epoch: int, progress: bool) -> Iterable[tuple[torch.Tenso
         run.norm,
         order=order,
         augment=augment,
+        ink=ink_augment(config),
         device=run.device,
         generator=torch.Generator().manual_seed(_seed(config.seed, epoch, world.rank, 2)),
     )

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from digitrec.models.inputs import Normalization, to_model_input
+from digitrec.training.augment import InkAugment
 
 
 @dataclass(frozen=True)
@@ -82,19 +83,27 @@ def batches(
     generator: torch.Generator | None = None,
     order: torch.Tensor | None = None,
     augment: Augment | None = None,
+    ink: InkAugment | None = None,
     device: torch.device | str = "cpu",
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (inputs (B, 1, 28, 28), labels (B,)).
 
     The order is `order` when given, else a fresh permutation from `generator` when `shuffle`,
-    else the stored order. `generator` also drives the augmentation.
+    else the stored order. `generator` also drives the augmentation: the pen's (`ink.pen`, on the
+    0-1 ink), the affine (`augment`, on the normalised input), then the scanner's (`ink.scan`).
     """
+    ink = ink if ink is not None and ink.active else None
     if order is None:
         n = labels.numel()
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        x = to_model_input(images[idx].to(device, non_blocking=True), norm)
+        pixels = images[idx].to(device, non_blocking=True)
+        if ink is not None:
+            pixels = ink.pen(pixels.float().div(255).unsqueeze(1), generator)  # (B, 1, 28, 28) 0-1
+        x = to_model_input(pixels, norm)
         if augment is not None:
             x = augment(x, generator)
+        if ink is not None:
+            x = to_model_input(ink.scan(x * norm.std + norm.mean, generator), norm)
         yield x, labels[idx].to(device, non_blocking=True)

@@ -21,10 +21,13 @@ READER_PATH = WEIGHTS_DIR / "reader.pt"
 # The segmenter's one-digit checker: is a candidate cut out of a number exactly one digit (not two
 # touching digits, not half of one)? A 2-class fast_bn_cnn.
 CHECKER_PATH = WEIGHTS_DIR / "checker.pt"
+# The mark classifier: is a 28x28 image a digit at all, or a blob, scribble, letter...? A 7-class
+# fast_bn_cnn a quarter of the default model's size, made by `digitrec build-marks`.
+MARKS_PATH = WEIGHTS_DIR / "marks.pt"
 # The segment verifier's weights and review margin (`digitrec.reading.verifier.Verifier`).
 VERIFIER_PATH = WEIGHTS_DIR / "verifier.json"
 
-SHIPPED_CHECKPOINTS = (DEFAULT_MODEL_PATH, READER_PATH, CHECKER_PATH)
+SHIPPED_CHECKPOINTS = (DEFAULT_MODEL_PATH, READER_PATH, CHECKER_PATH, MARKS_PATH)
 
 
 def onnx_twin(path: str | os.PathLike) -> Path | None:

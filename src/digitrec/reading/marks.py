@@ -1,0 +1,37 @@
+"""The mark classifier's side of reading: what a 28x28 mark is, when it is not a digit.
+
+The shape rules of `digitrec.reading.recognize` judge ink by its geometry; a filled blob and a
+felt-tip `1` or a closed-up `8` have the same geometry (much ink in a small box). The mark
+classifier (`weights/marks.pt`, made by `digitrec.making.marks`) is a small CNN that looks at the
+same 28x28 image the digit model sees and says which kind of mark it is: a digit, or one of the
+kinds of non-digit the project renders (`digitrec.making.negatives`). A picture is rejected when
+the classifier's probability of "digit" is below the threshold stored with it, and the reason
+names the kind it most looks like.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MARK_CLASSES = ("digit", "blob", "scribble", "crossed", "line", "letter", "noise")
+REASONS = {
+    "blob": "a filled blob or smudge, not a written digit",
+    "scribble": "a scribble or drawing, not a written digit",
+    "crossed": "crossed out, not a written digit",
+    "line": "a line or dash, not a written digit",
+    "letter": "a letter or printed text, not a digit",
+    "noise": "specks or noise, not a written digit",
+}
+DEFAULT_DIGIT_THRESHOLD = 0.5  # a mark classifier without a stored threshold
+
+
+def mark_reasons(probabilities: np.ndarray, threshold: float) -> list[str | None]:
+    """(B, len(MARK_CLASSES)) probabilities -> per image the reason to reject it (the most likely
+    kind of non-digit) or None when it is likely enough a digit."""
+    reasons: list[str | None] = []
+    for row in probabilities:
+        if row[0] >= threshold:
+            reasons.append(None)
+        else:
+            reasons.append(REASONS[MARK_CLASSES[1 + int(np.argmax(row[1:]))]])
+    return reasons
