@@ -10,6 +10,7 @@ test set, and validation digits only for choosing.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -171,8 +172,15 @@ def cut_candidates(job: Job) -> Pair:
 def in_workers(work: Callable[[Job], Pair], jobs: list[Job], processes: int) -> Pair:
     """Run `work` on each job in `processes` one-thread worker processes and concatenate the
     results in job order, so the data does not depend on the scheduling. Always in workers, even
-    one: the image work leaves this process's thread pools slow to train with afterwards."""
-    with ProcessPoolExecutor(max_workers=processes, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+    one: the image work leaves this process's thread pools slow to train with afterwards. Spawned,
+    not forked: a fork copies this process's thread pools (ONNX Runtime's, torch's) mid-state, and
+    a child could wait forever on a lock held by a thread it does not have."""
+    with ProcessPoolExecutor(
+        max_workers=processes,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=torch.set_num_threads,
+        initargs=(1,),
+    ) as pool:
         parts = list(pool.map(work, jobs))
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
