@@ -4,10 +4,12 @@
     digitrec build-weights --out runs/weights --jobs 2
     # ... or over the shipped ones, explicitly:
     digitrec build-weights --out src/digitrec/weights --jobs 2
+    # only choose again when a number is flagged needs_review (the models already in OUT; ~20 min):
+    digitrec build-weights --out src/digitrec/weights --only review
     # a small slice, to try it (a minute or two):
     digitrec build-weights --out /tmp/w --reader-base src/digitrec/weights/default.pt --reader-numbers 60 \\
         --reader-val-numbers 20 --reader-epochs 1 --checker-numbers 40 --checker-val-numbers 20 \\
-        --checker-epochs 1 --verifier-numbers 30 --verifier-holdout 20 --verifier-epochs 2 --limit-eval 500
+        --checker-epochs 1 --verifier-numbers 30 --verifier-holdout 20 --verifier-epochs 2 --review-numbers 30 --limit-eval 500
 
 See `digitrec.making` for what each step does; the defaults are the recipe of the shipped files.
 """
@@ -23,9 +25,10 @@ from pathlib import Path
 from digitrec.commands.arguments import add_data_arguments
 from digitrec.commands.train import format_epoch
 from digitrec.errors import ConfigError
-from digitrec.making.build import BuildPlan, Hooks, build_weights
+from digitrec.making.build import STEPS, BuildPlan, Hooks, build_weights
 from digitrec.making.checker import CheckerRecipe
 from digitrec.making.reader import ReaderRecipe
+from digitrec.making.review_fit import ReviewRecipe
 from digitrec.making.verifier_fit import VerifierRecipe
 from digitrec.reading.verifier import load_verifier
 from digitrec.training.data import load_mnist
@@ -59,6 +62,7 @@ SIZES = {
             "epochs": "perceptron passes",
         },
     ),
+    "review": (ReviewRecipe(), {"numbers": "validation-split numbers the needs_review operating point is chosen on"}),
 }
 
 
@@ -80,6 +84,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue an interrupted build with the same --out "
         "and flags: cached cut-outs, unfinished training runs and finished files are reused",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=STEPS,
+        metavar="STEP",
+        help=f"run this step alone on the files already in --out (repeatable; {', '.join(STEPS)}); "
+        "'review' chooses again when a number is flagged needs_review, e.g. after the models changed",
     )
     parser.add_argument(
         "--reader-base",
@@ -131,6 +143,8 @@ def plan_from_args(args: argparse.Namespace) -> BuildPlan:
         raise ConfigError(f"{', '.join('--' + n.replace('_', '-') for n in small)} must be >= 1")
     if args.resume and not args.out:
         raise ConfigError("--resume needs the --out of the build to continue")
+    if args.only and not args.out:
+        raise ConfigError("--only needs the --out holding the files the step works on")
     out = Path(args.out or f"runs/weights-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     shipped = out.resolve() == WEIGHTS_DIR.resolve()
     work = Path(args.work) if args.work else (Path("runs/build-weights") if shipped else out / "build")
@@ -158,6 +172,8 @@ def plan_from_args(args: argparse.Namespace) -> BuildPlan:
         verifier=VerifierRecipe(
             numbers=args.verifier_numbers, holdout=args.verifier_holdout, epochs=args.verifier_epochs
         ),
+        review=ReviewRecipe(numbers=args.review_numbers),
+        only=tuple(args.only or ()),
     )
 
 
@@ -174,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        for name in ("reader", "checker", "verifier"):
-            print(f"{name}: {json.dumps(summary[name])}")
+        for name in STEPS:
+            if name in summary:
+                print(f"{name}: {json.dumps(summary[name])}")
     return 0

@@ -1,0 +1,252 @@
+"""Choose when a number is flagged `needs_review`: the error-reject curve on VALIDATION numbers.
+
+A flag costs a person's time, and a flag on a number read right is time wasted; a wrong number
+not flagged is the worst outcome a reader has. Two bounds decide the flag
+(`digitrec.reading.segment.review_reason`): the review margin (another number scoring within it
+of the best) and the review confidence (a digit read below it). Each pair of bounds is an
+operating point with a review rate (numbers flagged or rejected) and a silent-error rate
+(numbers read wrong and neither); together they trace the error-reject curve.
+
+Numbers are written from validation digits exactly as the reading benchmark writes test ones
+(3-8 digits, a photo, scan or chalk style each, some neighbours touching:
+`photographed_numbers`), read once with the models being shipped, and reduced to what deciding a
+flag needs (`NumberEvidence`). Every operating point of a grid is then scored on them, and the
+one flagging fewest numbers with at most `UNFLAGGED_TARGET` read wrong silently is chosen
+(`choose_point`). `digitrec build-weights` writes it into verifier.json with the curve's summary
+(`fit.review`); `digitrec build-weights --only review` redoes it alone when the models change.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitrec.atomic import atomic_write_text
+from digitrec.reading import synth
+from digitrec.reading.segment import (
+    LineAnalysis,
+    LineRecognizer,
+    analyse_line,
+    decode_line,
+    decode_paths,
+    review_bound,
+    review_reason,
+    runner_up,
+)
+from digitrec.reading.verifier import Verifier
+
+UNFLAGGED_TARGET = 0.005  # at most this share of the numbers read wrong without needs_review
+# The grid of operating points: margins in log score units (log 2 ~ 0.7, log 200 ~ 5.3), and digit
+# confidences (0: the reject threshold alone).
+MARGINS = tuple(float(m) for m in np.round(np.arange(0.0, 8.01, 0.25), 2))
+CONFIDENCES = (0.0, 0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999)
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ReviewRecipe:
+    """How the shipped operating point was chosen (the defaults)."""
+
+    numbers: int = 1500  # validation numbers read
+    seed: int = 20_000  # of the numbers (the reading benchmark's are 10_000 + its seed)
+    touch_probability: float = 0.2  # as the reading benchmark's
+    target: float = UNFLAGGED_TARGET
+
+
+@dataclass(frozen=True)
+class NumberEvidence:
+    """One number as read, reduced to what deciding its flag needs."""
+
+    truth: str
+    text: str  # the best reading ("" when rejected)
+    rejected: bool
+    digits: tuple[int, ...]
+    confidences: tuple[float, ...]
+    runner_up: tuple[str, float] | None  # the second-best number and its score gap
+
+    @property
+    def right(self) -> bool:
+        return not self.rejected and self.text == self.truth
+
+    def flagged(self, confidence_bound: float, margin_bound: float) -> bool:
+        """Rejected, or flagged at this operating point (the reader's own rule)."""
+        reason = review_reason(self.digits, self.confidences, self.runner_up, confidence_bound, margin_bound)
+        return self.rejected or reason is not None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NumberEvidence:
+        second = data["runner_up"]
+        return cls(
+            truth=data["truth"],
+            text=data["text"],
+            rejected=bool(data["rejected"]),
+            digits=tuple(int(d) for d in data["digits"]),
+            confidences=tuple(float(c) for c in data["confidences"]),
+            runner_up=None if second is None else (str(second[0]), float(second[1])),
+        )
+
+
+def number_evidence(line: LineAnalysis, truth: str, reject_threshold: float, verifier: Verifier) -> NumberEvidence:
+    """What deciding the flag of an analysed line needs (the verifier's own bounds are not used)."""
+    reading = decode_line(line, reject_threshold, verifier)
+    paths = decode_paths(line, verifier) if not reading.rejected else []
+    return NumberEvidence(
+        truth=truth,
+        text=reading.text,
+        rejected=reading.rejected,
+        digits=tuple(int(d["digit"]) for d in reading.digits),
+        confidences=tuple(float(d["confidence"]) for d in reading.digits),
+        runner_up=runner_up(paths),
+    )
+
+
+def photographed_numbers(
+    images: np.ndarray, labels: np.ndarray, n: int, seed: int, touch_probability: float
+) -> Iterator[tuple[synth.SynthNumber, np.ndarray]]:
+    """`n` numbers of 3-8 of these digits, each in a random style (photo, scan, chalk) with a
+    `touch_probability` share of neighbouring pairs touching -> (the number, its digits' indices).
+    The reading benchmark writes its numbers with this, so the operating point is chosen on
+    numbers like the ones it is judged on."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        idx = rng.choice(len(images), size=int(rng.integers(3, 9)), replace=False)
+        style = synth.random_style(rng)
+        yield (
+            synth.render_number(list(images[idx]), list(labels[idx]), rng, style, touch_probability=touch_probability),
+            idx,
+        )
+
+
+def gather_evidence(
+    models: LineRecognizer,
+    reject_threshold: float,
+    images: np.ndarray,
+    labels: np.ndarray,
+    recipe: ReviewRecipe,
+    log: Log = lambda _: None,
+) -> list[NumberEvidence]:
+    """Write `recipe.numbers` numbers of these (validation) digits and read each once."""
+    out, start = [], time.time()
+    for k, (number, _) in enumerate(
+        photographed_numbers(images, labels, recipe.numbers, recipe.seed, recipe.touch_probability)
+    ):
+        line = analyse_line(models, synth.encode(number.image, "PNG"))
+        out.append(number_evidence(line, number.text, reject_threshold, models.verifier))
+        if (k + 1) % 250 == 0:
+            log(f"review: read {k + 1} of {recipe.numbers} validation numbers ({time.time() - start:.0f} s)")
+    return out
+
+
+def cached_evidence(path: Path, make: Callable[[], list[NumberEvidence]]) -> list[NumberEvidence]:
+    """Evidence read from `path` when it is there, else made and written there (atomically)."""
+    if path.is_file():
+        return [NumberEvidence.from_dict(row) for row in json.loads(path.read_text())]
+    evidence = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps([asdict(e) for e in evidence]))
+    return evidence
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    margin: float  # review margin, log score units
+    confidence: float  # review confidence (the reject threshold applies below it anyway)
+    review_rate: float  # numbers flagged or rejected
+    silent_rate: float  # numbers read wrong and neither flagged nor rejected
+    exact: float  # numbers read right (the same at every point)
+
+
+def score_point(
+    evidence: Sequence[NumberEvidence], reject_threshold: float, margin: float, confidence: float
+) -> OperatingPoint:
+    """Review and silent-error rates of one operating point, by the reader's own rule."""
+    trial = Verifier(bias=0.0, weights={}, review_margin=margin, review_confidence=confidence)
+    bound = review_bound(reject_threshold, trial)
+    flagged = np.array([e.flagged(bound, margin) for e in evidence])
+    right = np.array([e.right for e in evidence])
+    return OperatingPoint(
+        margin=margin,
+        confidence=confidence,
+        review_rate=float(flagged.mean()),
+        silent_rate=float((~flagged & ~right).mean()),
+        exact=float(right.mean()),
+    )
+
+
+def error_reject_curve(
+    evidence: Sequence[NumberEvidence],
+    reject_threshold: float,
+    margins: Sequence[float] = MARGINS,
+    confidences: Sequence[float] = CONFIDENCES,
+) -> list[OperatingPoint]:
+    """Every operating point of the grid, scored."""
+    if not evidence:
+        raise ValueError("no numbers to draw the error-reject curve on")
+    return [score_point(evidence, reject_threshold, m, c) for c in confidences for m in margins]
+
+
+def pareto(points: Sequence[OperatingPoint]) -> list[OperatingPoint]:
+    """The points no other beats on both rates, by review rate: the error-reject curve proper."""
+    front: list[OperatingPoint] = []
+    for p in sorted(points, key=lambda p: (p.review_rate, p.silent_rate, p.margin, p.confidence)):
+        if not front or p.silent_rate < front[-1].silent_rate:
+            front.append(p)
+    return front
+
+
+def choose_point(points: Sequence[OperatingPoint], target: float) -> tuple[OperatingPoint, bool]:
+    """The point flagging fewest numbers with a silent-error rate at most `target` (ties: fewer
+    silent errors, then the smaller bounds) -> (it, True); when none meets the target, the point
+    with the fewest silent errors (then fewest flags) -> (it, False)."""
+    meeting = [p for p in points if p.silent_rate <= target]
+    if meeting:
+        return min(meeting, key=lambda p: (p.review_rate, p.silent_rate, p.margin, p.confidence)), True
+    return min(points, key=lambda p: (p.silent_rate, p.review_rate, p.margin, p.confidence)), False
+
+
+def fit_review(
+    verifier: Verifier,
+    evidence: Sequence[NumberEvidence],
+    reject_threshold: float,
+    recipe: ReviewRecipe,
+    log: Log = lambda _: None,
+) -> Verifier:
+    """`verifier` with the operating point chosen on `evidence`, and the record of how
+    (`fit.review`: the recipe, the chosen point's rates, the previous point's and the curve)."""
+    points = error_reject_curve(evidence, reject_threshold)
+    chosen, met = choose_point(points, recipe.target)
+    before = score_point(evidence, reject_threshold, verifier.review_margin, verifier.review_confidence or 0.0)
+    for p in pareto(points):
+        log(f"review curve: {describe(p)}")
+    log(f"review: chosen {describe(chosen)} (target silent <= {recipe.target:.1%}: {'met' if met else 'MISSED'})")
+    log(f"review: previous point {describe(before)}")
+    record = {
+        "made_by": "digitrec build-weights (digitrec.making.review_fit)",
+        "numbers": len(evidence),
+        "split": "validation",
+        "reject_threshold": reject_threshold,
+        "target_met": met,
+        "chosen": asdict(chosen),
+        "previous": asdict(before),
+        "curve": [asdict(p) for p in pareto(points)],
+        "recipe": asdict(recipe),
+    }
+    return replace(
+        verifier,
+        review_margin=chosen.margin,
+        review_confidence=chosen.confidence,
+        fit={**verifier.fit, "review": record},
+    )
+
+
+def describe(p: OperatingPoint) -> str:
+    return (
+        f"margin {p.margin:.2f}, digit confidence {p.confidence:g}: review {p.review_rate:.1%}, "
+        f"wrong and not flagged {p.silent_rate:.2%} (exact {p.exact:.1%})"
+    )
