@@ -38,6 +38,7 @@ from digitrec.reading.segment import (
     review_bound,
     review_reason,
     runner_up,
+    span_log_odds,
 )
 from digitrec.reading.verifier import Verifier
 
@@ -69,6 +70,10 @@ class NumberEvidence:
     digits: tuple[int, ...]
     confidences: tuple[float, ...]
     runner_up: tuple[str, float] | None  # the second-best number and its score gap
+    # for studying other number-level confidences (not used by the rule):
+    gaps: tuple[float, ...] = ()  # every other number's score gap below the best
+    segment_log_odds: tuple[float, ...] = ()  # the verifier's, per digit read
+    checker_log_odds: tuple[float, ...] = ()  # the one-digit checker's, per digit read
 
     @property
     def right(self) -> bool:
@@ -89,6 +94,9 @@ class NumberEvidence:
             digits=tuple(int(d) for d in data["digits"]),
             confidences=tuple(float(c) for c in data["confidences"]),
             runner_up=None if second is None else (str(second[0]), float(second[1])),
+            gaps=tuple(float(g) for g in data.get("gaps", ())),
+            segment_log_odds=tuple(float(g) for g in data.get("segment_log_odds", ())),
+            checker_log_odds=tuple(float(g) for g in data.get("checker_log_odds", ())),
         )
 
 
@@ -96,6 +104,8 @@ def number_evidence(line: LineAnalysis, truth: str, reject_threshold: float, ver
     """What deciding the flag of an analysed line needs (the verifier's own bounds are not used)."""
     reading = decode_line(line, reject_threshold, verifier)
     paths = decode_paths(line, verifier) if not reading.rejected else []
+    rows = [line.spans.index((i, j)) for i, j, _ in paths[0].digits] if paths else []
+    log_odds = span_log_odds(line, verifier)
     return NumberEvidence(
         truth=truth,
         text=reading.text,
@@ -103,6 +113,9 @@ def number_evidence(line: LineAnalysis, truth: str, reject_threshold: float, ver
         digits=tuple(int(d["digit"]) for d in reading.digits),
         confidences=tuple(float(d["confidence"]) for d in reading.digits),
         runner_up=runner_up(paths),
+        gaps=tuple(paths[0].score - p.score for p in paths[1:]),
+        segment_log_odds=tuple(float(log_odds[k]) for k in rows),
+        checker_log_odds=tuple(float(line.one_digit[k]) for k in rows) if line.one_digit is not None else (),
     )
 
 

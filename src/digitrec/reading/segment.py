@@ -72,6 +72,7 @@ __all__ = [
     "review_bound",
     "review_reason",
     "runner_up",
+    "span_log_odds",
 ]
 
 SKIP_PENALTY = math.log(0.05)  # leaving out a small stray mark costs this (log-probability)
@@ -172,9 +173,15 @@ def candidate_scores(line: LineAnalysis, verifier: Verifier) -> dict[tuple[int, 
     that atoms i..j are exactly one digit (linear in `candidate_features`)."""
     if not line.spans:
         return {}
-    weights = np.array(verifier.weight_vector(FEATURES))
-    log_odds = candidate_features(line) @ weights + verifier.bias
+    log_odds = span_log_odds(line, verifier)
     return {span: np.log(np.maximum(row, 1e-12)) + lo for span, row, lo in zip(line.spans, line.probs, log_odds)}
+
+
+def span_log_odds(line: LineAnalysis, verifier: Verifier) -> np.ndarray:
+    """(len(line.spans),) the verifier's log-odds that each candidate is exactly one digit."""
+    if not line.spans:
+        return np.zeros(0)
+    return candidate_features(line) @ np.array(verifier.weight_vector(FEATURES)) + verifier.bias
 
 
 def format_below(value: float, bound: float) -> tuple[str, str]:
