@@ -41,7 +41,6 @@ from common import native_bf16
 
 from digitrec.making.review_fit import (
     NumberEvidence,
-    OperatingPoint,
     error_reject_curve,
     number_evidence,
     pareto,
@@ -52,6 +51,7 @@ from digitrec.models.checkpoint import load_checkpoint
 from digitrec.reading import synth
 from digitrec.reading.recognize import Recognizer
 from digitrec.reading.segment import analyse_line, decode_line
+from digitrec.reading.verifier import Verifier
 from digitrec.runtime.backends import BACKENDS
 from digitrec.training.data import checkpoint_split, load_mnist
 
@@ -160,20 +160,45 @@ def numbers(
     }, evidence
 
 
-def print_curve(evidence: list[NumberEvidence], threshold: float, shipped: OperatingPoint, split: str) -> None:
+def model_probabilities(evidence: list[NumberEvidence], verifier: Verifier) -> list[float] | None:
+    """The shipped number model's probability that each reading is right (None without one)."""
+    model = verifier.number_model
+    if model is None:
+        return None
+    return [0.0 if e.rejected else model.probability(e.features()) for e in evidence]
+
+
+def print_curve(evidence: list[NumberEvidence], threshold: float, verifier: Verifier, split: str) -> None:
     """The error-reject curve over the grid of `digitrec.making.review_fit` (its Pareto front),
-    with the shipped point marked."""
-    points = error_reject_curve(evidence, threshold)
+    with the shipped point marked; the number model is the shipped one (fitted on validation)."""
+    right = model_probabilities(evidence, verifier)
+    points = error_reject_curve(evidence, threshold, right=right)
+    shipped = score_point(
+        evidence,
+        threshold,
+        verifier.review_margin,
+        verifier.review_confidence or 0.0,
+        verifier.review_probability,
+        right,
+    )
     print(
         f"error-reject curve on {len(evidence)} numbers of MNIST {split} digits (Pareto front of {len(points)} points):"
     )
-    print("  margin  digit conf  review %  wrong+unflagged %")
+    print("  margin  digit conf  number prob  review %  wrong+unflagged %")
     for p in pareto(points):
-        mark = "  <- shipped" if (p.margin, p.confidence) == (shipped.margin, shipped.confidence) else ""
-        print(f"  {p.margin:6.2f}  {p.confidence:10g}  {100 * p.review_rate:8.1f}  {100 * p.silent_rate:17.2f}{mark}")
+        mark = (
+            "  <- shipped"
+            if (p.margin, p.confidence, p.probability) == (shipped.margin, shipped.confidence, shipped.probability)
+            else ""
+        )
+        print(
+            f"  {p.margin:6.2f}  {p.confidence:10g}  {p.probability:11g}  {100 * p.review_rate:8.1f}  "
+            f"{100 * p.silent_rate:17.2f}{mark}"
+        )
     print(
-        f"  shipped point: margin {shipped.margin:.2f}, digit conf {shipped.confidence:g}: review "
-        f"{100 * shipped.review_rate:.1f}%, wrong and not flagged {100 * shipped.silent_rate:.2f}%"
+        f"  shipped point: margin {shipped.margin:.2f}, digit conf {shipped.confidence:g}, number prob "
+        f"{shipped.probability:g}: review {100 * shipped.review_rate:.1f}%, wrong and not flagged "
+        f"{100 * shipped.silent_rate:.2f}%"
     )
 
 
@@ -265,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         verifier = recognizer.verifier
         summary["numbers"]["review_margin"] = verifier.review_margin
         summary["numbers"]["review_confidence"] = verifier.review_confidence
+        summary["numbers"]["review_probability"] = verifier.review_probability
         summary["numbers"]["target_met"] = mean("numbers", "exact") >= EXACT_TARGET
         ok &= mean("numbers", "exact") >= EXACT_TARGET
     if args.json:
@@ -294,13 +320,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(
                 f"  flags: review margin {s['review_margin']:.2f}, digits below {s['review_confidence'] or 0:g} "
-                f"(or the reject threshold {threshold:.3f}); same numbers at the reference point (margin log 200 = "
+                f"(or the reject threshold {threshold:.3f}), number model below {s['review_probability']:g}; same numbers at the reference point (margin log 200 = "
                 f"{REFERENCE_MARGIN:.2f}, the reject threshold alone): needs review {100 * s['reference_needs_review']:.1f}%, "
                 f"wrong and not flagged {100 * s['reference_wrong_not_flagged']:.2f}%"
             )
             if args.curve:
-                shipped = score_point(evidence, threshold, s["review_margin"], s["review_confidence"] or 0.0)
-                print_curve(evidence, threshold, shipped, args.split)
+                print_curve(evidence, threshold, recognizer.verifier, args.split)
     return 0 if ok or not args.check else 1
 
 

@@ -7,6 +7,7 @@ import json
 import shutil
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -16,6 +17,7 @@ from digitrec.making import review_fit as rf
 from digitrec.making.build import BuildPlan, build_weights
 from digitrec.reading import segment as sg
 from digitrec.reading import synth
+from digitrec.reading.confidence import NUMBER_FEATURES, NumberModel, number_features
 from digitrec.reading.recognize import Recognizer
 from digitrec.reading.verifier import Verifier, load_verifier
 from digitrec.server import create_app
@@ -37,6 +39,12 @@ def numbers(mnist) -> list[synth.SynthNumber]:
 def wary(verifier: Verifier) -> Verifier:
     """Bounds no reading clears: every number is flagged, for one reason or both."""
     return replace(verifier, review_margin=1e9, review_confidence=1.0)
+
+
+def doubting(verifier: Verifier) -> Verifier:
+    """A number model that finds every reading doubtful (and no other bound)."""
+    model = NumberModel(bias=-1.0, weights={name: 0.0 for name in NUMBER_FEATURES})  # p = 0.27
+    return replace(verifier, review_margin=0.0, review_confidence=0.0, number_model=model, review_probability=0.5)
 
 
 # --- the reason ------------------------------------------------------------------------------------
@@ -72,7 +80,7 @@ def test_every_flag_has_a_reason(recognizer, numbers):
     flagged = 0
     for number in numbers:
         line = sg.analyse_line(recognizer, synth.encode(number.image))
-        for verifier in (recognizer.verifier, wary(recognizer.verifier)):
+        for verifier in (recognizer.verifier, wary(recognizer.verifier), doubting(recognizer.verifier)):
             reading = sg.decode_line(line, threshold, verifier)
             if reading.rejected:
                 assert reading.reason
@@ -81,7 +89,28 @@ def test_every_flag_has_a_reason(recognizer, numbers):
             flagged += reading.needs_review
             if verifier.review_margin == 1e9:
                 assert reading.needs_review and "below 1.000" in (reading.reason or "")
-    assert flagged >= len(numbers)  # the wary bounds flagged every number read
+            if verifier.number_model is not None:
+                assert reading.reason and reading.reason.startswith("the number is right with probability 0.269")
+        # the fit sees the very features the reader computes
+        seen = rf.number_evidence(line, number.text, threshold, recognizer.verifier)
+        if not seen.rejected:
+            paths = sg.decode_paths(line, recognizer.verifier)
+            assert seen.features() == pytest.approx(sg.reading_features(line, paths, recognizer.verifier))
+    assert flagged >= 2 * len(numbers)  # the wary bounds and the doubting model flagged every number read
+
+
+def test_number_features_and_model():
+    f = number_features("12", [0.99, 0.5], [("17", 2.0), ("112", 3.0)], [4.0, -1.0], [2.0, 3.0])
+    assert f["gap"] == 2.0 and f["min_digit_logit"] == pytest.approx(0.0) and f["other_length"] == 0.0
+    assert f["log_posterior"] == pytest.approx(-np.log1p(np.exp(-2.0) + np.exp(-3.0)))
+    assert f["min_segment_log_odds"] == -1.0 and f["min_checker_log_odds"] == 2.0 and f["digits"] == 2.0
+    alone = number_features("7", [0.999], [], [5.0], [])
+    assert alone["gap"] == 15.0 and alone["log_posterior"] == 0.0 and alone["min_checker_log_odds"] == 0.0
+    model = NumberModel(bias=0.5, weights={name: 0.0 for name in NUMBER_FEATURES} | {"gap": 1.0})
+    assert model.probability(f) == pytest.approx(1 / (1 + np.exp(-2.5)))
+    assert NumberModel.from_dict(model.to_dict()) == model
+    with pytest.raises(ValueError, match="no weight for gap"):
+        NumberModel(bias=0.0, weights={name: 0.0 for name in NUMBER_FEATURES if name != "gap"})
 
 
 # --- the operating point -----------------------------------------------------------------------------
@@ -200,3 +229,28 @@ def test_the_api_gives_the_reason(flagged_number):
             body = client.post("/v1/read", files={"file": ("number.png", handle, "image/png")}).json()
     assert body["needs_review"] is True and "below 1.000" in body["reason"]
     assert body["reason"] == recognizer.read(image).reason
+
+
+def test_the_number_model_is_chosen_when_only_it_catches_the_errors(tmp_path):
+    """Numbers read wrong with sure digits and a distant runner-up, but a doubtful segment (a
+    "14" read as a "4"): no margin or digit confidence catches them, the number model does."""
+
+    def number(right: bool, k: int) -> rf.NumberEvidence:
+        return rf.NumberEvidence(
+            truth="14",
+            text="14" if right else "4",
+            rejected=False,
+            digits=(1, 4) if right else (4,),
+            confidences=(0.9999, 0.9999 - 0.00001 * (k % 5)) if right else (0.9999,),
+            runner_up=("11", 6.0),
+            gaps=(6.0,),
+            segment_log_odds=(8.0 + k % 3, 7.0) if right else (-5.0 + k % 2,),
+            checker_log_odds=(4.0, 3.0) if right else (-2.0,),
+        )
+
+    evidence = [number(True, k) for k in range(36)] + [number(False, k) for k in range(4)]
+    fitted = rf.fit_review(load_verifier(), evidence, 0.5, rf.ReviewRecipe(numbers=40, target=0.0))
+    chosen = fitted.fit["review"]["chosen"]
+    assert chosen["silent_rate"] == 0 and chosen["review_rate"] == pytest.approx(0.1) and chosen["probability"] > 0
+    assert fitted.number_model is not None and fitted.review_probability == chosen["probability"]
+    assert load_verifier(fitted.save(tmp_path / "v.json")) == fitted

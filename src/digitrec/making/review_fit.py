@@ -26,9 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
 
 from digitrec.atomic import atomic_write_text
+from digitrec.errors import ConfigError
 from digitrec.reading import synth
+from digitrec.reading.confidence import NUMBER_FEATURES, NumberModel, number_features
 from digitrec.reading.segment import (
     LineAnalysis,
     LineRecognizer,
@@ -47,6 +50,13 @@ UNFLAGGED_TARGET = 0.005  # at most this share of the numbers read wrong without
 # confidences (0: the reject threshold alone).
 MARGINS = tuple(float(m) for m in np.round(np.arange(0.0, 8.01, 0.25), 2))
 CONFIDENCES = (0.0, 0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999)
+# With the number model: its bound (the probability that the reading is right), with a few margins
+# and confidences beside it.
+MODEL_GRID = (
+    (0.0, 0.5, 1.0, 2.0),
+    (0.0, 0.9, 0.95, 0.99),
+    (0.5, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.96, 0.97, 0.98, 0.985, 0.99, 0.993, 0.995, 0.997),
+)
 Log = Callable[[str], None]
 
 
@@ -70,7 +80,6 @@ class NumberEvidence:
     digits: tuple[int, ...]
     confidences: tuple[float, ...]
     runner_up: tuple[str, float] | None  # the second-best number and its score gap
-    # for studying other number-level confidences (not used by the rule):
     gaps: tuple[float, ...] = ()  # every other number's score gap below the best
     segment_log_odds: tuple[float, ...] = ()  # the verifier's, per digit read
     checker_log_odds: tuple[float, ...] = ()  # the one-digit checker's, per digit read
@@ -79,9 +88,20 @@ class NumberEvidence:
     def right(self) -> bool:
         return not self.rejected and self.text == self.truth
 
-    def flagged(self, confidence_bound: float, margin_bound: float) -> bool:
+    def features(self) -> dict[str, float]:
+        """The number model's features, as `segment.reading_features` computes them when reading."""
+        texts = [self.runner_up[0] if self.runner_up else ""] + [""] * max(0, len(self.gaps) - 1)
+        return number_features(
+            self.text, self.confidences, list(zip(texts, self.gaps)), self.segment_log_odds, self.checker_log_odds
+        )
+
+    def flagged(
+        self, confidence_bound: float, margin_bound: float, right: float | None = None, bound: float = 0.0
+    ) -> bool:
         """Rejected, or flagged at this operating point (the reader's own rule)."""
-        reason = review_reason(self.digits, self.confidences, self.runner_up, confidence_bound, margin_bound)
+        reason = review_reason(
+            self.digits, self.confidences, self.runner_up, confidence_bound, margin_bound, right, bound
+        )
         return self.rejected or reason is not None
 
     @classmethod
@@ -170,25 +190,34 @@ def cached_evidence(path: Path, make: Callable[[], list[NumberEvidence]]) -> lis
 class OperatingPoint:
     margin: float  # review margin, log score units
     confidence: float  # review confidence (the reject threshold applies below it anyway)
+    probability: float  # review probability: the number model's bound (0: the model is not used)
     review_rate: float  # numbers flagged or rejected
     silent_rate: float  # numbers read wrong and neither flagged nor rejected
     exact: float  # numbers read right (the same at every point)
 
 
 def score_point(
-    evidence: Sequence[NumberEvidence], reject_threshold: float, margin: float, confidence: float
+    evidence: Sequence[NumberEvidence],
+    reject_threshold: float,
+    margin: float,
+    confidence: float,
+    probability: float = 0.0,
+    right: Sequence[float] | None = None,
 ) -> OperatingPoint:
-    """Review and silent-error rates of one operating point, by the reader's own rule."""
+    """Review and silent-error rates of one operating point, by the reader's own rule; `right`
+    is the number model's probability per number (needed when `probability` > 0)."""
     trial = Verifier(bias=0.0, weights={}, review_margin=margin, review_confidence=confidence)
     bound = review_bound(reject_threshold, trial)
-    flagged = np.array([e.flagged(bound, margin) for e in evidence])
-    right = np.array([e.right for e in evidence])
+    p: Sequence[float | None] = right if right is not None and probability > 0 else [None] * len(evidence)
+    flagged = np.array([e.flagged(bound, margin, q, probability) for e, q in zip(evidence, p)])
+    ok = np.array([e.right for e in evidence])
     return OperatingPoint(
         margin=margin,
         confidence=confidence,
+        probability=probability if right is not None else 0.0,
         review_rate=float(flagged.mean()),
-        silent_rate=float((~flagged & ~right).mean()),
-        exact=float(right.mean()),
+        silent_rate=float((~flagged & ~ok).mean()),
+        exact=float(ok.mean()),
     )
 
 
@@ -197,20 +226,36 @@ def error_reject_curve(
     reject_threshold: float,
     margins: Sequence[float] = MARGINS,
     confidences: Sequence[float] = CONFIDENCES,
+    right: Sequence[float] | None = None,
 ) -> list[OperatingPoint]:
-    """Every operating point of the grid, scored."""
+    """Every operating point of the grid, scored: margins x confidences without the number model,
+    and, given its probabilities `right`, the smaller grid with it (MODEL_GRID)."""
     if not evidence:
         raise ValueError("no numbers to draw the error-reject curve on")
-    return [score_point(evidence, reject_threshold, m, c) for c in confidences for m in margins]
+    points = [score_point(evidence, reject_threshold, m, c) for c in confidences for m in margins]
+    if right is not None:
+        margins_m, confidences_m, probabilities = MODEL_GRID
+        points += [
+            score_point(evidence, reject_threshold, m, c, q, right)
+            for q in probabilities
+            for c in confidences_m
+            for m in margins_m
+        ]
+    return points
 
 
 def pareto(points: Sequence[OperatingPoint]) -> list[OperatingPoint]:
     """The points no other beats on both rates, by review rate: the error-reject curve proper."""
     front: list[OperatingPoint] = []
-    for p in sorted(points, key=lambda p: (p.review_rate, p.silent_rate, p.margin, p.confidence)):
+    for p in sorted(points, key=order):
         if not front or p.silent_rate < front[-1].silent_rate:
             front.append(p)
     return front
+
+
+def order(p: OperatingPoint) -> tuple[float, ...]:
+    """Fewer flags first, then fewer silent errors, then the simpler rule (smaller bounds)."""
+    return (p.review_rate, p.silent_rate, p.probability, p.margin, p.confidence)
 
 
 def choose_point(points: Sequence[OperatingPoint], target: float) -> tuple[OperatingPoint, bool]:
@@ -219,8 +264,39 @@ def choose_point(points: Sequence[OperatingPoint], target: float) -> tuple[Opera
     with the fewest silent errors (then fewest flags) -> (it, False)."""
     meeting = [p for p in points if p.silent_rate <= target]
     if meeting:
-        return min(meeting, key=lambda p: (p.review_rate, p.silent_rate, p.margin, p.confidence)), True
-    return min(points, key=lambda p: (p.silent_rate, p.review_rate, p.margin, p.confidence)), False
+        return min(meeting, key=order), True
+    return min(points, key=lambda p: (p.silent_rate, *order(p))), False
+
+
+def fit_number_model(evidence: Sequence[NumberEvidence], folds: int = 2) -> tuple[NumberModel, list[float]]:
+    """A logistic regression of "read right" on the number features of the numbers not rejected
+    -> (the model fitted on all of them, each number's probability from the model fitted on the
+    other folds: what the operating point is chosen with, so it is not chosen on the numbers the
+    model has seen; 0 for a rejected number)."""
+    usable = [k for k, e in enumerate(evidence) if not e.rejected]
+    x = np.array([[evidence[k].features()[n] for n in NUMBER_FEATURES] for k in usable])
+    y = np.array([evidence[k].right for k in usable])
+    if len(usable) < 2 * folds or y.all() or not y.any():
+        raise ConfigError("the number model needs numbers read right and wrong: choose on more numbers")
+
+    def fit(rows: np.ndarray) -> NumberModel:
+        mu, sigma = x[rows].mean(0), x[rows].std(0) + 1e-9
+        model = LogisticRegression(C=1.0, max_iter=5000).fit((x[rows] - mu) / sigma, y[rows])
+        weights = model.coef_[0] / sigma
+        bias = float(model.intercept_[0] - (weights * mu).sum())
+        return NumberModel(
+            bias=round(bias, 5), weights={n: round(float(w), 5) for n, w in zip(NUMBER_FEATURES, weights)}
+        )
+
+    right = [0.0] * len(evidence)
+    fold = np.arange(len(usable)) % folds
+    for f in range(folds):
+        if y[fold != f].all() or not y[fold != f].any():
+            raise ConfigError("a fold of numbers has no number read wrong: choose on more numbers")
+        model = fit(np.flatnonzero(fold != f))
+        for k in np.flatnonzero(fold == f):
+            right[usable[k]] = model.probability(evidence[usable[k]].features())
+    return fit(np.arange(len(usable))), right
 
 
 def fit_review(
@@ -230,9 +306,11 @@ def fit_review(
     recipe: ReviewRecipe,
     log: Log = lambda _: None,
 ) -> Verifier:
-    """`verifier` with the operating point chosen on `evidence`, and the record of how
-    (`fit.review`: the recipe, the chosen point's rates, the previous point's and the curve)."""
-    points = error_reject_curve(evidence, reject_threshold)
+    """`verifier` with the operating point chosen on `evidence` (and the number model, when the
+    point chosen uses it), and the record of how (`fit.review`: the recipe, the chosen point's
+    rates, the previous point's and the curve)."""
+    model, right = fit_number_model(evidence)
+    points = error_reject_curve(evidence, reject_threshold, right=right)
     chosen, met = choose_point(points, recipe.target)
     before = score_point(evidence, reject_threshold, verifier.review_margin, verifier.review_confidence or 0.0)
     for p in pareto(points):
@@ -244,22 +322,27 @@ def fit_review(
         "numbers": len(evidence),
         "split": "validation",
         "reject_threshold": reject_threshold,
+        "number_model_rates": "out of fold (2 folds): the model that scored a number never saw it",
         "target_met": met,
         "chosen": asdict(chosen),
         "previous": asdict(before),
         "curve": [asdict(p) for p in pareto(points)],
         "recipe": asdict(recipe),
     }
+    uses_model = chosen.probability > 0
     return replace(
         verifier,
         review_margin=chosen.margin,
         review_confidence=chosen.confidence,
+        number_model=model if uses_model else None,
+        review_probability=chosen.probability if uses_model else 0.0,
         fit={**verifier.fit, "review": record},
     )
 
 
 def describe(p: OperatingPoint) -> str:
     return (
-        f"margin {p.margin:.2f}, digit confidence {p.confidence:g}: review {p.review_rate:.1%}, "
+        f"margin {p.margin:.2f}, digit confidence {p.confidence:g}, number probability {p.probability:g}: "
+        f"review {p.review_rate:.1%}, "
         f"wrong and not flagged {p.silent_rate:.2%} (exact {p.exact:.1%})"
     )

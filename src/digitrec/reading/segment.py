@@ -45,6 +45,7 @@ import numpy as np
 
 from digitrec.reading.atoms import Atom
 from digitrec.reading.candidates import MAX_DIGITS, MAX_RUN, READ_MAX_SIDE, LineAnalysis, cut_line
+from digitrec.reading.confidence import number_features
 from digitrec.reading.decode import ImageInput
 from digitrec.reading.features import FEATURES, candidate_features
 from digitrec.reading.results import Reading, scale_box
@@ -69,6 +70,7 @@ __all__ = [
     "decode_paths",
     "one_digit_log_odds",
     "read_number",
+    "reading_features",
     "review_bound",
     "review_reason",
     "runner_up",
@@ -199,12 +201,19 @@ def review_reason(
     runner_up: tuple[str, float] | None,
     confidence_bound: float,
     margin_bound: float,
+    right: float | None = None,
+    right_bound: float = 0.0,
 ) -> str | None:
     """Why a reading needs a person's look, or None when it does not. A digit read below
     `confidence_bound` names the least sure one (and how many others are); another number
     (`runner_up`: its text and how far its score is below the best's) closer than `margin_bound`
-    names that number. Reasons are joined with "; "."""
+    names that number; the number model's probability that the reading is right (`right`) below
+    `right_bound` gives it, with the next best reading. Reasons are joined with "; "."""
     reasons = []
+    if right is not None and right < right_bound:
+        value, bound = format_below(right, right_bound)
+        other = f" (next best {runner_up[0] or 'nothing'})" if runner_up is not None else ""
+        reasons.append(f"the number is right with probability {value} only, below {bound}{other}")
     low = [k for k, c in enumerate(confidences) if c < confidence_bound]
     if low:
         k = min(low, key=lambda k: confidences[k])
@@ -227,6 +236,19 @@ def review_bound(reject_threshold: float, verifier: Verifier) -> float:
 def decode_paths(line: LineAnalysis, verifier: Verifier) -> list[Path]:
     """The K-best segmentations of an analysed (not rejected) line, best first."""
     return best_paths(len(line.atoms), candidate_scores(line, verifier), [a.small for a in line.atoms])
+
+
+def reading_features(line: LineAnalysis, paths: Sequence[Path], verifier: Verifier) -> dict[str, float]:
+    """`digitrec.reading.confidence.number_features` of the best of `paths` (not empty)."""
+    rows = [line.spans.index((i, j)) for i, j, _ in paths[0].digits]
+    log_odds = span_log_odds(line, verifier)
+    return number_features(
+        paths[0].text,
+        [float(line.probs[k, d]) for k, (_, _, d) in zip(rows, paths[0].digits)],
+        [(p.text, paths[0].score - p.score) for p in paths[1:]],
+        [float(log_odds[k]) for k in rows],
+        [float(line.one_digit[k]) for k in rows] if line.one_digit is not None else [],
+    )
 
 
 def runner_up(paths: Sequence[Path]) -> tuple[str, float] | None:
@@ -258,12 +280,15 @@ def decode_line(line: LineAnalysis, reject_threshold: float, verifier: Verifier,
         )
     if uncertain * 2 > len(digits):
         return Reading(file=name, text="", digits=digits, needs_review=True, rejected=True, reason="low confidence")
+    model = verifier.number_model
     reason = review_reason(
         [d["digit"] for d in digits],
         [d["confidence"] for d in digits],
         runner_up(paths),
         review_bound(reject_threshold, verifier),
         verifier.review_margin,
+        model.probability(reading_features(line, paths, verifier)) if model is not None else None,
+        verifier.review_probability,
     )
     return Reading(file=name, text=best.text, digits=digits, needs_review=reason is not None, reason=reason)
 

@@ -3,7 +3,9 @@
 A score linear in the candidate's named features (`digitrec.reading.features.FEATURES`): its
 log-odds is `bias + sum(weights[name] * feature[name])`. A number whose best reading scores less
 than `review_margin` above the next best, or with a digit read below `review_confidence`, is
-flagged `needs_review` (the operating point, chosen by `digitrec.making.review_fit`). The numbers live in
+flagged `needs_review`, and so is one the number model (`digitrec.reading.confidence`) gives a
+probability of being right below `review_probability` (the operating point, chosen by
+`digitrec.making.review_fit`). The numbers live in
 `weights/verifier.json`, written by `digitrec build-weights` (fitted on numbers made of
 validation digits only), and are loaded into this dataclass and passed to the reader: never
 module globals edited at run time.
@@ -21,6 +23,7 @@ from typing import Any
 
 from digitrec.atomic import atomic_write_text
 from digitrec.errors import CheckpointError
+from digitrec.reading.confidence import NumberModel
 from digitrec.weights import VERIFIER_PATH
 
 
@@ -33,6 +36,10 @@ class Verifier:
     # A digit read below this probability flags its number (never less than the reading model's
     # reject threshold; None: that threshold alone). Chosen with the margin on validation numbers.
     review_confidence: float | None = None
+    # The number model (`digitrec.reading.confidence`): a reading it gives a probability of being
+    # right below `review_probability` is flagged. None: not used.
+    number_model: NumberModel | None = None
+    review_probability: float = 0.0
 
     def __post_init__(self) -> None:
         values = [self.bias, self.review_margin, *self.weights.values()]
@@ -42,6 +49,8 @@ class Verifier:
             raise ValueError("review_margin must be >= 0")
         if self.review_confidence is not None and not 0.0 <= self.review_confidence <= 1.0:
             raise ValueError("review_confidence must be a probability (0-1)")
+        if not 0.0 <= self.review_probability <= 1.0:
+            raise ValueError("review_probability must be a probability (0-1)")
 
     def weight_vector(self, names: tuple[str, ...]) -> list[float]:
         """The weights in the order of `names`; every feature must have a weight."""
@@ -56,6 +65,8 @@ class Verifier:
             "weights": dict(self.weights),
             "review_margin": self.review_margin,
             "review_confidence": self.review_confidence,
+            "number_model": self.number_model.to_dict() if self.number_model is not None else None,
+            "review_probability": self.review_probability,
             "fit": dict(self.fit),
         }
 
@@ -67,13 +78,16 @@ class Verifier:
             review_margin=float(data["review_margin"]),
             fit=dict(data.get("fit", {})),
             review_confidence=None if data.get("review_confidence") is None else float(data["review_confidence"]),
+            number_model=NumberModel.from_dict(data["number_model"]) if data.get("number_model") else None,
+            review_probability=float(data.get("review_probability", 0.0)),
         )
 
     def save(self, path: str | os.PathLike = VERIFIER_PATH) -> Path:
         about = (
             "bias + sum(weights[name] * feature[name]) is the log-odds that a candidate is exactly one "
             "digit; a reading is flagged needs_review when another number scores within review_margin of it "
-            "or a digit is read below review_confidence (see fit.review for how both were chosen)"
+            "or a digit is read below review_confidence, or number_model gives it a probability of being right "
+            "below review_probability (see fit.review for how they were chosen)"
         )
         return atomic_write_text(path, json.dumps({"about": about, **self.to_dict()}, indent=1) + "\n")
 
