@@ -31,7 +31,7 @@ from digitrec.errors import ConfigError
 from digitrec.making.checker import CheckerRecipe, train_checker
 from digitrec.making.cutouts import Job, Pair, cached, cut_candidates, cut_out, cut_true_digits, split_digits, split_tag
 from digitrec.making.reader import ReaderRecipe, fine_tune_reader
-from digitrec.making.review_fit import ReviewRecipe, cached_evidence, fit_review, gather_evidence
+from digitrec.making.review_fit import ReviewRecipe, cached_evidence, chunks, fit_review, gather_evidence
 from digitrec.making.runs import RunOptions, StepData, train_run
 from digitrec.making.verifier_fit import ReadingModels, VerifierRecipe, fit_verifier
 from digitrec.reading.verifier import Verifier, load_verifier
@@ -179,14 +179,20 @@ def build_review(plan: BuildPlan, hooks: Hooks) -> dict[str, Any]:
     models = ReadingModels.load(files[0], files[1], verifier)
     threshold = models.reader.reject_threshold
     images, labels = split_digits("val", str(files[0]), plan.data_dir)
-    r = plan.review
-    name = f"review-val-{r.numbers}-seed{r.seed}-touch{r.touch_probability:g}-split{split_tag(str(files[0]))}.json"
-    # the cache holds readings, so it is only valid for the models it was made with: in the work directory
-    # of one build (a resumed build reuses it; a new build or --only review after new models starts afresh)
-    cache = plan.work / name
-    if not plan.resume and cache.is_file():
-        cache.unlink()
-    evidence = cached_evidence(cache, lambda: gather_evidence(models, threshold, images, labels, r, hooks.log))
+    r, tag = plan.review, split_tag(str(files[0]))
+    evidence = []
+    for n, seed in chunks(r):
+        # the cache holds readings, so it is only valid for the models it was made with: in the work
+        # directory of one build (a resumed build reuses it; otherwise it is read afresh)
+        cache = plan.work / f"review-val-{n}-seed{seed}-touch{r.touch_probability:g}-split{tag}.json"
+        if not plan.resume and cache.is_file():
+            cache.unlink()
+        evidence += cached_evidence(
+            cache,
+            lambda n=n, seed=seed: gather_evidence(  # type: ignore[misc]
+                models, threshold, images, labels, n, seed, r.touch_probability, hooks.log
+            ),
+        )
     fitted = fit_review(verifier, evidence, threshold, r, hooks.log)
     fitted.save(files[2])
     return dict(fitted.fit["review"]["chosen"])
