@@ -316,7 +316,13 @@ def fit_review(
     """`verifier` with the operating point chosen on `evidence` (and the number model, when the
     point chosen uses it), and the record of how (`fit.review`: the recipe, the chosen point's
     rates, the previous point's and the curve)."""
-    model, right = fit_number_model(evidence)
+    model: NumberModel | None
+    right: list[float] | None
+    try:
+        model, right = fit_number_model(evidence)
+    except ConfigError as exc:  # e.g. a small set read all right: the margin and confidence alone
+        model, right = None, None
+        log(f"review: no number model ({exc})")
     points = error_reject_curve(evidence, reject_threshold, right=right)
     chosen, met = choose_point(points, recipe.target)
     before = score_point(evidence, reject_threshold, verifier.review_margin, verifier.review_confidence or 0.0)
@@ -329,14 +335,16 @@ def fit_review(
         "numbers": len(evidence),
         "split": "validation",
         "reject_threshold": reject_threshold,
-        "number_model_rates": "out of fold (2 folds): the model that scored a number never saw it",
+        "number_model_rates": "out of fold (2 folds): the model that scored a number never saw it"
+        if model is not None
+        else "no number model: the numbers gave no reading right and one wrong in each fold",
         "target_met": met,
         "chosen": asdict(chosen),
         "previous": asdict(before),
         "curve": [asdict(p) for p in pareto(points)],
         "recipe": asdict(recipe),
     }
-    uses_model = chosen.probability > 0
+    uses_model = model is not None and chosen.probability > 0
     return replace(
         verifier,
         review_margin=chosen.margin,
