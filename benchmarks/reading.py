@@ -17,6 +17,12 @@ read exactly at least 95% of the time. Figures are means over the seeds, with th
     python benchmarks/reading.py                       # 2 seeds x (1000 digits + 300 numbers)
     python benchmarks/reading.py --digits 200 --numbers 50 --seeds 0   # a quick look
     python benchmarks/reading.py --split val           # tune on validation digits, not test
+    python benchmarks/reading.py --digits 0 --split val --curve   # the error-reject curve (issue 15)
+
+Numbers are flagged (`needs_review`, always with a reason) at the operating point shipped in
+weights/verifier.json (chosen on validation numbers by `digitrec.making.review_fit`); the
+reference beside it is the point shipped before (margin log 200, the reject threshold alone),
+scored on the same numbers in the same run.
 """
 
 from __future__ import annotations
@@ -24,17 +30,28 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import math
 import os
-import platform
 import sys
 import time
 
 import numpy as np
-import torch
+from common import machine as machine_name
+from common import native_bf16
 
+from digitrec.making.review_fit import (
+    NumberEvidence,
+    error_reject_curve,
+    number_evidence,
+    pareto,
+    photographed_numbers,
+    score_point,
+)
 from digitrec.models.checkpoint import load_checkpoint
 from digitrec.reading import synth
 from digitrec.reading.recognize import Recognizer
+from digitrec.reading.segment import analyse_line, decode_line
+from digitrec.reading.verifier import Verifier
 from digitrec.runtime.backends import BACKENDS
 from digitrec.training.data import checkpoint_split, load_mnist
 
@@ -42,10 +59,16 @@ SINGLE_TARGET_GAP = 0.005  # photographed accuracy at most 0.5 points below plai
 EXACT_TARGET = 0.95  # numbers read exactly
 
 
+# The operating point shipped before issue 15 (review margin log 200, digits flagged below the
+# reject threshold alone), scored on the same numbers in the same run as the reference.
+REFERENCE_MARGIN, REFERENCE_CONFIDENCE = math.log(200), 0.0
+
+
 def machine() -> str:
+    busy = os.getloadavg()[0]
     return (
-        f"{os.cpu_count()}-core {platform.machine()} CPU, no GPU, torch {torch.__version__.split('+')[0]}, "
-        f"{torch.get_num_threads()} threads, Python {platform.python_version()}"
+        f"{machine_name()}, AVX512-BF16/AMX {'yes' if native_bf16() else 'no'}, no GPU; "
+        f"load average {busy:.1f} at the start{' (shared, busy)' if busy > 0.5 * (os.cpu_count() or 1) else ''}"
     )
 
 
@@ -98,24 +121,24 @@ def single_digits(recognizer: Recognizer, images: np.ndarray, labels: np.ndarray
 
 def numbers(
     recognizer: Recognizer, images: np.ndarray, labels: np.ndarray, n: int, seed: int, touch_probability: float
-) -> dict:
-    rng = np.random.default_rng(10_000 + seed)
+) -> tuple[dict, list[NumberEvidence]]:
+    """Read `n` numbers as `Recognizer.read` does (analyse, then decode with the shipped verifier)
+    -> (the figures, each number's evidence for the error-reject curve and the reference point)."""
     plain_ok = recognizer.reader.probabilities(list(images.astype(np.float32) / 255)).argmax(1) == labels
-    rows, seconds = [], 0.0
-    for _ in range(n):
-        length = int(rng.integers(3, 9))
-        idx = rng.choice(len(images), size=length, replace=False)
-        style = synth.random_style(rng)
-        number = synth.render_number(
-            list(images[idx]), list(labels[idx]), rng, style, touch_probability=touch_probability
-        )
+    rows, evidence, seconds = [], [], 0.0
+    threshold = recognizer.reader.reject_threshold
+    for number, idx in photographed_numbers(images, labels, n, 10_000 + seed, touch_probability):
         data = encode(number.image)
         start = time.perf_counter()
-        reading = recognizer.read(data)
+        line = analyse_line(recognizer, data)
+        reading = decode_line(line, threshold, recognizer.verifier)
         seconds += time.perf_counter() - start
+        evidence.append(number_evidence(line, number.text, threshold, recognizer.verifier))
         exact = reading.text == number.text and not reading.rejected
+        if reading.needs_review and not reading.reason:
+            raise AssertionError(f"needs_review without a reason: {reading}")
         rows.append(
-            (exact, bool(plain_ok[idx].all()), number.touching, reading.needs_review or reading.rejected, length)
+            (exact, bool(plain_ok[idx].all()), number.touching, reading.needs_review or reading.rejected, len(idx))
         )
     r = np.array(rows, dtype=np.int64)
     exact, ceiling, touching, flagged = r[:, 0] == 1, r[:, 1] == 1, r[:, 2], r[:, 3] == 1
@@ -134,7 +157,49 @@ def numbers(
         "exact_by_touching_pairs(0,1,2+)": by_touching,
         "mean_digits": float(r[:, 4].mean()),
         "seconds_per_number": seconds / n,
-    }
+    }, evidence
+
+
+def model_probabilities(evidence: list[NumberEvidence], verifier: Verifier) -> list[float] | None:
+    """The shipped number model's probability that each reading is right (None without one)."""
+    model = verifier.number_model
+    if model is None:
+        return None
+    return [0.0 if e.rejected else model.probability(e.features()) for e in evidence]
+
+
+def print_curve(evidence: list[NumberEvidence], threshold: float, verifier: Verifier, split: str) -> None:
+    """The error-reject curve over the grid of `digitrec.making.review_fit` (its Pareto front),
+    with the shipped point marked; the number model is the shipped one (fitted on validation)."""
+    right = model_probabilities(evidence, verifier)
+    points = error_reject_curve(evidence, threshold, right=right)
+    shipped = score_point(
+        evidence,
+        threshold,
+        verifier.review_margin,
+        verifier.review_confidence or 0.0,
+        verifier.review_probability,
+        right,
+    )
+    print(
+        f"error-reject curve on {len(evidence)} numbers of MNIST {split} digits (Pareto front of {len(points)} points):"
+    )
+    print("  margin  digit conf  number prob  review %  wrong+unflagged %")
+    for p in pareto(points):
+        mark = (
+            "  <- shipped"
+            if (p.margin, p.confidence, p.probability) == (shipped.margin, shipped.confidence, shipped.probability)
+            else ""
+        )
+        print(
+            f"  {p.margin:6.2f}  {p.confidence:10g}  {p.probability:11g}  {100 * p.review_rate:8.1f}  "
+            f"{100 * p.silent_rate:17.2f}{mark}"
+        )
+    print(
+        f"  shipped point: margin {shipped.margin:.2f}, digit conf {shipped.confidence:g}, number prob "
+        f"{shipped.probability:g}: review {100 * shipped.review_rate:.1f}%, wrong and not flagged "
+        f"{100 * shipped.silent_rate:.2f}%"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,6 +216,12 @@ def main(argv: list[str] | None = None) -> int:
         "model itself (default: the shipped reading model with the shipped model)",
     )
     parser.add_argument("--backend", choices=BACKENDS, default="torch")
+    parser.add_argument(
+        "--curve",
+        action="store_true",
+        help="also print the error-reject curve (review rate against wrong-and-not-flagged) over the "
+        "operating points digitrec.making.review_fit chooses among, on the numbers read",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
@@ -161,13 +232,18 @@ def main(argv: list[str] | None = None) -> int:
         recognizer = Recognizer.load(args.model, backend=args.backend, reader=args.reader)
     images, labels = digit_pool(args.split, recognizer)
     full_plain = float((recognizer.probabilities(list(images.astype(np.float32) / 255)).argmax(1) == labels).mean())
-    runs = []
+    runs, evidence = [], []
+    threshold = recognizer.reader.reject_threshold
     for seed in seeds:
-        run = {"seed": seed}
+        run: dict = {"seed": seed}
         if args.digits:
             run["single"] = single_digits(recognizer, images, labels, args.digits, seed)
         if args.numbers:
-            run["numbers"] = numbers(recognizer, images, labels, args.numbers, seed, args.touch_probability)
+            run["numbers"], seen = numbers(recognizer, images, labels, args.numbers, seed, args.touch_probability)
+            reference = score_point(seen, threshold, REFERENCE_MARGIN, REFERENCE_CONFIDENCE)
+            run["numbers"]["reference_needs_review"] = reference.review_rate
+            run["numbers"]["reference_wrong_not_flagged"] = reference.silent_rate
+            evidence += seen
         runs.append(run)
         if not args.json:
             print(f"seed {seed}: " + json.dumps(run), file=sys.stderr)
@@ -206,9 +282,15 @@ def main(argv: list[str] | None = None) -> int:
                 "exact_when_plain_right",
                 "needs_review",
                 "wrong_not_flagged",
+                "reference_needs_review",
+                "reference_wrong_not_flagged",
                 "seconds_per_number",
             )
         }
+        verifier = recognizer.verifier
+        summary["numbers"]["review_margin"] = verifier.review_margin
+        summary["numbers"]["review_confidence"] = verifier.review_confidence
+        summary["numbers"]["review_probability"] = verifier.review_probability
         summary["numbers"]["target_met"] = mean("numbers", "exact") >= EXACT_TARGET
         ok &= mean("numbers", "exact") >= EXACT_TARGET
     if args.json:
@@ -234,8 +316,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"numbers of 3-8 digits ({args.numbers} per seed): exact {100 * s['exact']:.1f}% (target >= 95%: "
                 f"{'met' if s['target_met'] else 'MISSED'}); all digits right as plain MNIST {100 * s['plain_all_digits_right']:.1f}%, "
                 f"exact when they are {100 * s['exact_when_plain_right']:.1f}%; needs review {100 * s['needs_review']:.1f}%, "
-                f"wrong and not flagged {100 * s['wrong_not_flagged']:.1f}%; {1000 * s['seconds_per_number']:.0f} ms/number"
+                f"wrong and not flagged {100 * s['wrong_not_flagged']:.2f}%; {1000 * s['seconds_per_number']:.0f} ms/number"
             )
+            print(
+                f"  flags: review margin {s['review_margin']:.2f}, digits below {s['review_confidence'] or 0:g} "
+                f"(or the reject threshold {threshold:.3f}), number model below {s['review_probability']:g}; same numbers at the reference point (margin log 200 = "
+                f"{REFERENCE_MARGIN:.2f}, the reject threshold alone): needs review {100 * s['reference_needs_review']:.1f}%, "
+                f"wrong and not flagged {100 * s['reference_wrong_not_flagged']:.2f}%"
+            )
+            if args.curve:
+                print_curve(evidence, threshold, recognizer.verifier, args.split)
     return 0 if ok or not args.check else 1
 
 

@@ -465,3 +465,29 @@ def test_the_page_works_on_a_phone_screen(browser, server):
         assert answer == "0"
     finally:
         context.close()
+
+
+def test_a_flagged_number_shows_why(page):
+    """The page says why a reading needs a look: the answer's `reason`, as the API gave it."""
+    reason = "the number is right with probability 0.912 only, below 0.955 (next best 101)"
+    flagged = {
+        "file": None,
+        "text": "107",
+        "digits": [
+            {"digit": d, "confidence": 0.999, "box": [10 + 40 * k, 10, 40 + 40 * k, 60]}
+            for k, d in enumerate((1, 0, 7))
+        ],
+        "needs_review": True,
+        "rejected": False,
+        "reason": reason,
+    }
+    page.route(
+        "**/v1/read*",
+        lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(flagged)),
+    )
+    page.click("label[for=mode-number]")
+    for stroke in (one(0.2, w=0.5), zero(0.5, w=0.5), seven(0.8, w=0.5)):
+        draw_with_mouse(page, stroke)
+    answer, status = recognise(page)
+    assert answer == "107" and reason in status, status
+    assert "review" in (page.get_attribute("#answer", "class") or "")

@@ -4,10 +4,12 @@
     digitrec build-weights --out runs/weights --jobs 2
     # ... or over the shipped ones, explicitly:
     digitrec build-weights --out src/digitrec/weights --jobs 2
+    # only choose again when a number is flagged needs_review (the models already in OUT; ~20 min):
+    digitrec build-weights --out src/digitrec/weights --only review
     # a small slice, to try it (a minute or two):
     digitrec build-weights --out /tmp/w --reader-base src/digitrec/weights/default.pt --reader-numbers 60 \\
         --reader-val-numbers 20 --reader-epochs 1 --checker-numbers 40 --checker-val-numbers 20 \\
-        --checker-epochs 1 --verifier-numbers 30 --verifier-holdout 20 --verifier-epochs 2 --limit-eval 500
+        --checker-epochs 1 --verifier-numbers 30 --verifier-holdout 20 --verifier-epochs 2 --review-numbers 30 --limit-eval 500
 
     # only the .onnx twins of the .pt files already there (seconds), e.g. after replacing default.pt:
     digitrec build-weights --onnx-only --out src/digitrec/weights
@@ -35,8 +37,8 @@ if TYPE_CHECKING:
 
 NAME = "build-weights"
 HELP = (
-    "remake the reading model, the one-digit checker and the segment verifier (reader.pt, checker.pt, "
-    "verifier.json) and the .onnx twins inference runs on"
+    "remake the reading model, the one-digit checker, the segment verifier and its review point (reader.pt, "
+    "checker.pt, verifier.json) and the .onnx twins inference runs on"
 )
 
 
@@ -45,6 +47,7 @@ def sizes() -> dict[str, tuple[Any, dict[str, str]]]:
     # Imported here, not at the top: torch (the [train] extra); the CLI imports every command to list it
     from digitrec.making.checker import CheckerRecipe
     from digitrec.making.reader import ReaderRecipe
+    from digitrec.making.review_fit import ReviewRecipe
     from digitrec.making.verifier_fit import VerifierRecipe
 
     return {
@@ -72,10 +75,16 @@ def sizes() -> dict[str, tuple[Any, dict[str, str]]]:
                 "epochs": "perceptron passes",
             },
         ),
+        "review": (
+            ReviewRecipe(),
+            {"numbers": "validation-split numbers the needs_review operating point is chosen on"},
+        ),
     }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from digitrec.making.build import STEPS  # torch, as sizes(): declared only when this command runs
+
     parser.add_argument(
         "--out",
         metavar="DIR",
@@ -93,6 +102,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue an interrupted build with the same --out "
         "and flags: cached cut-outs, unfinished training runs and finished files are reused",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=STEPS,
+        metavar="STEP",
+        help=f"run this step alone on the files already in --out (repeatable; {', '.join(STEPS)}); "
+        "'review' chooses again when a number is flagged needs_review, e.g. after the models changed",
     )
     parser.add_argument(
         "--reader-base",
@@ -142,6 +159,7 @@ def plan_from_args(args: argparse.Namespace) -> BuildPlan:
     from digitrec.making.build import BuildPlan
     from digitrec.making.checker import CheckerRecipe
     from digitrec.making.reader import ReaderRecipe
+    from digitrec.making.review_fit import ReviewRecipe
     from digitrec.making.verifier_fit import VerifierRecipe
 
     values = {
@@ -155,6 +173,8 @@ def plan_from_args(args: argparse.Namespace) -> BuildPlan:
         raise ConfigError(f"{', '.join('--' + n.replace('_', '-') for n in small)} must be >= 1")
     if args.resume and not args.out:
         raise ConfigError("--resume needs the --out of the build to continue")
+    if args.only and not args.out:
+        raise ConfigError("--only needs the --out holding the files the step works on")
     out = Path(args.out or f"runs/weights-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     shipped = out.resolve() == WEIGHTS_DIR.resolve()
     work = Path(args.work) if args.work else (Path("runs/build-weights") if shipped else out / "build")
@@ -182,11 +202,13 @@ def plan_from_args(args: argparse.Namespace) -> BuildPlan:
         verifier=VerifierRecipe(
             numbers=args.verifier_numbers, holdout=args.verifier_holdout, epochs=args.verifier_epochs
         ),
+        review=ReviewRecipe(numbers=args.review_numbers),
+        only=tuple(args.only or ()),
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from digitrec.making.build import Hooks, build_weights
+    from digitrec.making.build import STEPS, Hooks, build_weights
     from digitrec.training.data import load_mnist
 
     if args.onnx_only:
@@ -203,8 +225,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        for name in ("reader", "checker", "verifier", "onnx"):
-            print(f"{name}: {json.dumps(summary[name])}")
+        for name in (*STEPS, "onnx"):
+            if name in summary:
+                print(f"{name}: {json.dumps(summary[name])}")
     return 0
 
 

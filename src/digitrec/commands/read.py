@@ -88,7 +88,7 @@ def lowest_confidence(r: Reading) -> float | None:
 def format_row(r: Reading) -> str:
     if r.rejected:
         return f"{r.file}\t-\trejected: {r.reason}"
-    review = "\tneeds review" if r.needs_review else ""
+    review = f"\tneeds review: {r.reason}" if r.needs_review else ""
     return f"{r.file}\t{r.text}\t{len(r.digits)} digits, lowest confidence {lowest_confidence(r) or 0.0:.3f}{review}"
 
 

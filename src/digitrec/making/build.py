@@ -12,7 +12,12 @@ already written to the output directory is kept.
 4. the one-digit checker trained on them (`digitrec.making.checker`) -> checker.pt;
 5. the segment verifier fitted on validation-split numbers read with the new reading model and
    checker (`digitrec.making.verifier_fit`) -> verifier.json;
-6. the `.onnx` twin of each checkpoint in the output directory, which inference runs on
+6. its operating point (when a number is flagged needs_review) chosen on the error-reject curve of
+   validation-split numbers read with all three (`digitrec.making.review_fit`) -> verifier.json.
+
+`only` runs some steps alone on the files already in the output directory: ``("review",)``
+chooses the operating point again after the models changed.
+7. the `.onnx` twin of each checkpoint in the output directory, which inference runs on
    (`digitrec.making.onnx_twins`) -> reader.onnx, checker.onnx (and default.onnx beside a default.pt).
 """
 
@@ -24,19 +29,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from digitrec.errors import ConfigError
 from digitrec.making.checker import CheckerRecipe, train_checker
 from digitrec.making.cutouts import Job, Pair, cached, cut_candidates, cut_out, cut_true_digits, split_digits, split_tag
 from digitrec.making.onnx_twins import write_onnx_twins
 from digitrec.making.reader import ReaderRecipe, fine_tune_reader
+from digitrec.making.review_fit import ReviewRecipe, cached_evidence, chunks, fit_review, gather_evidence
 from digitrec.making.runs import RunOptions, StepData, train_run
 from digitrec.making.verifier_fit import ReadingModels, VerifierRecipe, fit_verifier
-from digitrec.reading.verifier import Verifier
+from digitrec.reading.verifier import Verifier, load_verifier
 from digitrec.training.config import TrainConfig
 from digitrec.training.data import Mnist
 from digitrec.training.recipes import recipe
 from digitrec.training.records import STATE_NAME, EpochRecord
 
 READER_FILE, CHECKER_FILE, VERIFIER_FILE = "reader.pt", "checker.pt", "verifier.json"
+STEPS = ("reader", "checker", "verifier", "review")
 BASE_RECIPE, BASE_SEED = "best", 2  # the shipped reading model's base: the `best` seed best on validation
 Log = Callable[[str], None]
 
@@ -52,6 +60,8 @@ class BuildPlan:
     reader: ReaderRecipe = field(default_factory=ReaderRecipe)
     checker: CheckerRecipe = field(default_factory=CheckerRecipe)
     verifier: VerifierRecipe = field(default_factory=VerifierRecipe)
+    review: ReviewRecipe = field(default_factory=ReviewRecipe)
+    only: tuple[str, ...] = ()  # run these steps alone (on the files already in `out`); () all
     jobs: int = 1  # processes cutting up numbers
     data_dir: str | None = None  # where MNIST is (None: where `load_mnist` looks by default)
     device: str = "auto"
@@ -160,23 +170,67 @@ def build_verifier(plan: BuildPlan, hooks: Hooks) -> dict[str, Any]:
     return dict(verifier.fit)
 
 
+def build_review(plan: BuildPlan, hooks: Hooks) -> dict[str, Any]:
+    """Step 6 -> the operating point in out/verifier.json, chosen on validation numbers read with
+    out/reader.pt, out/checker.pt and out/verifier.json."""
+    files = [plan.out / name for name in (READER_FILE, CHECKER_FILE, VERIFIER_FILE)]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise ConfigError(f"choosing the operating point needs {', '.join(missing)}: build them first")
+    hooks.log("step 6: choosing when a number needs review, on validation numbers")
+    verifier = load_verifier(files[2])
+    models = ReadingModels.load(files[0], files[1], verifier)
+    threshold = models.reader.reject_threshold
+    images, labels = split_digits("val", str(files[0]), plan.data_dir)
+    r, tag = plan.review, split_tag(str(files[0]))
+    evidence = []
+    for n, seed in chunks(r):
+        # the cache holds readings, so it is only valid for the models it was made with: in the work
+        # directory of one build (a resumed build reuses it; otherwise it is read afresh)
+        cache = plan.work / f"review-val-{n}-seed{seed}-touch{r.touch_probability:g}-split{tag}.json"
+        if not plan.resume and cache.is_file():
+            cache.unlink()
+        evidence += cached_evidence(
+            cache,
+            lambda n=n, seed=seed: gather_evidence(  # type: ignore[misc]
+                models, threshold, images, labels, n, seed, r.touch_probability, hooks.log
+            ),
+        )
+    fitted = fit_review(verifier, evidence, threshold, r, hooks.log)
+    fitted.save(files[2])
+    return dict(fitted.fit["review"]["chosen"])
+
+
 def build_weights(plan: BuildPlan, data: Mnist, hooks: Hooks = Hooks()) -> dict[str, Any]:
-    """Make reader.pt, checker.pt and verifier.json in `plan.out`; returns what each step
-    recorded (metrics, fit) and where the files are."""
+    """Make reader.pt, checker.pt and verifier.json in `plan.out` (or run `plan.only`'s steps on
+    the files there); returns what each step recorded (metrics, fit) and where the files are."""
+    unknown = [name for name in plan.only if name not in STEPS]
+    if unknown:
+        raise ConfigError(f"unknown build step {', '.join(unknown)} (known: {', '.join(STEPS)})")
     plan.out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"out": str(plan.out), "work": str(plan.work)}
     steps: list[tuple[str, str, Callable[[], dict[str, Any]]]] = [
         ("reader", READER_FILE, lambda: build_reader(plan, data, reader_base(plan, data, hooks), hooks)),
         ("checker", CHECKER_FILE, lambda: build_checker(plan, data, hooks)),
         ("verifier", VERIFIER_FILE, lambda: build_verifier(plan, hooks)),
+        ("review", VERIFIER_FILE, lambda: build_review(plan, hooks)),
     ]
     for name, file, step in steps:
-        if plan.resume and (plan.out / file).is_file():
+        if plan.only and name not in plan.only:
+            continue
+        if plan.resume and not plan.only and done(plan.out / file, name):
             hooks.log(f"{name}: {plan.out / file} is already made; kept")
             summary[name] = {"kept": str(plan.out / file)}
             continue
         started = time.time()
         summary[name] = {**step(), "seconds": round(time.time() - started, 1), "file": str(plan.out / file)}
-    hooks.log(f"step 6: the .onnx twins of the checkpoints in {plan.out}")
+    hooks.log(f"step 7: the .onnx twins of the checkpoints in {plan.out}")
     summary["onnx"] = write_onnx_twins(plan.out)  # always remade: cheap, and must follow the .pt files
     return summary
+
+
+def done(file: Path, step: str) -> bool:
+    """Has a step already made its file? (The review step's mark is its record in verifier.json.)"""
+    if not file.is_file():
+        return False
+    return step != "review" or "review" in load_verifier(file).fit

@@ -15,7 +15,8 @@ by atom ownership (`digitrec.making.cutouts.true_spans`). Then:
 3. the weights (logistic with the best bias shift, or a perceptron epoch) that read held-out
    validation numbers best are kept, unless the baseline verifier reads them at least as well;
 4. the review margin is the smallest that leaves at most 0.5% of the numbers read wrong without
-   needs_review.
+   needs_review: an interim one, until `digitrec.making.review_fit` (the next build step) chooses
+   the operating point on photographed validation numbers read with the new weights.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@
 - `atoms`, `seams`, `candidates`: a line of digits cut into atoms (pieces, split by seams through
   touching digits) and the candidate digits (runs of atoms) worth classifying.
 - `features`, `verifier`, `segment`: each candidate described by named features, scored by the
-  verifier (`weights/verifier.json`) and the classifier, and the best segmentation decoded.
+  verifier (`weights/verifier.json`) and the classifier, and the best segmentation decoded;
+  `confidence`: how likely the number read is to be right, which decides `needs_review`.
 - `recognize`: `Recognizer`, a checkpoint plus a backend: `predict` (one digit, with rejection)
   and `read` (a number, with `needs_review`). `results` holds what they return.
 - `overlay`: a reading drawn over its image. `synth`: handwriting rendered from MNIST

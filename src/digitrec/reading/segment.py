@@ -25,8 +25,10 @@
    confident the classifier is about it (it reads a "41" as a "4" and a "77" as a "7" with near
    certainty, so its confidence counts for little). A short but wide atom may be a digit on its
    own: MNIST has "0"s twice as wide as tall, which come out half as tall as their neighbours.
-5. `needs_review` is raised when a digit is below the reject threshold or when a segmentation
-   giving a different number scores within the verifier's `review_margin` of the best.
+5. `needs_review` is raised, always with a reason saying why (`review_reason`), when a digit is
+   read below the verifier's `review_confidence` (never less than the reject threshold) or when a
+   segmentation giving a different number scores within the verifier's `review_margin` of the
+   best. Both bounds are chosen on validation numbers (`digitrec.making.review_fit`).
 
 Nothing here knows the `Recognizer` class: what reading a line needs of one is the `LineRecognizer`
 protocol below, so `digitrec.reading.recognize` can import this module and not the other way round.
@@ -43,6 +45,7 @@ import numpy as np
 
 from digitrec.reading.atoms import Atom
 from digitrec.reading.candidates import MAX_DIGITS, MAX_RUN, READ_MAX_SIDE, LineAnalysis, cut_line
+from digitrec.reading.confidence import number_features
 from digitrec.reading.decode import ImageInput
 from digitrec.reading.features import FEATURES, candidate_features
 from digitrec.reading.results import Reading, scale_box
@@ -64,8 +67,14 @@ __all__ = [
     "candidate_scores",
     "cut_line",
     "decode_line",
+    "decode_paths",
     "one_digit_log_odds",
     "read_number",
+    "reading_features",
+    "review_bound",
+    "review_reason",
+    "runner_up",
+    "span_log_odds",
 ]
 
 SKIP_PENALTY = math.log(0.05)  # leaving out a small stray mark costs this (log-probability)
@@ -166,16 +175,92 @@ def candidate_scores(line: LineAnalysis, verifier: Verifier) -> dict[tuple[int, 
     that atoms i..j are exactly one digit (linear in `candidate_features`)."""
     if not line.spans:
         return {}
-    weights = np.array(verifier.weight_vector(FEATURES))
-    log_odds = candidate_features(line) @ weights + verifier.bias
+    log_odds = span_log_odds(line, verifier)
     return {span: np.log(np.maximum(row, 1e-12)) + lo for span, row, lo in zip(line.spans, line.probs, log_odds)}
 
 
+def span_log_odds(line: LineAnalysis, verifier: Verifier) -> np.ndarray:
+    """(len(line.spans),) the verifier's log-odds that each candidate is exactly one digit."""
+    if not line.spans:
+        return np.zeros(0)
+    return candidate_features(line) @ np.array(verifier.weight_vector(FEATURES)) + verifier.bias
+
+
+def format_below(value: float, bound: float) -> tuple[str, str]:
+    """`value` and `bound` written with just enough decimals (3 or more) to tell them apart."""
+    for places in range(3, 9):
+        a, b = f"{value:.{places}f}", f"{bound:.{places}f}"
+        if a != b:
+            return a, b
+    return a, b
+
+
+def review_reason(
+    digits: Sequence[int],
+    confidences: Sequence[float],
+    runner_up: tuple[str, float] | None,
+    confidence_bound: float,
+    margin_bound: float,
+    right: float | None = None,
+    right_bound: float = 0.0,
+) -> str | None:
+    """Why a reading needs a person's look, or None when it does not. A digit read below
+    `confidence_bound` names the least sure one (and how many others are); another number
+    (`runner_up`: its text and how far its score is below the best's) closer than `margin_bound`
+    names that number; the number model's probability that the reading is right (`right`) below
+    `right_bound` gives it, with the next best reading. Reasons are joined with "; "."""
+    reasons = []
+    if right is not None and right < right_bound:
+        value, bound = format_below(right, right_bound)
+        other = f" (next best {runner_up[0] or 'nothing'})" if runner_up is not None else ""
+        reasons.append(f"the number is right with probability {value} only, below {bound}{other}")
+    low = [k for k, c in enumerate(confidences) if c < confidence_bound]
+    if low:
+        k = min(low, key=lambda k: confidences[k])
+        value, bound = format_below(confidences[k], confidence_bound)
+        others = f" (and {len(low) - 1} more)" if len(low) > 1 else ""
+        reasons.append(f"digit {digits[k]} (position {k + 1}) read at {value}, below {bound}{others}")
+    if runner_up is not None and runner_up[1] < margin_bound:
+        reasons.append(
+            f"could also be read as {runner_up[0] or 'nothing'} (margin {runner_up[1]:.2f} < {margin_bound:.2f})"
+        )
+    return "; ".join(reasons) or None
+
+
+def review_bound(reject_threshold: float, verifier: Verifier) -> float:
+    """A digit below this flags its number: the verifier's review confidence, and never less than
+    the reject threshold (a digit `predict` would reject is never returned as clean)."""
+    return max(reject_threshold, verifier.review_confidence or 0.0)
+
+
+def decode_paths(line: LineAnalysis, verifier: Verifier) -> list[Path]:
+    """The K-best segmentations of an analysed (not rejected) line, best first."""
+    return best_paths(len(line.atoms), candidate_scores(line, verifier), [a.small for a in line.atoms])
+
+
+def reading_features(line: LineAnalysis, paths: Sequence[Path], verifier: Verifier) -> dict[str, float]:
+    """`digitrec.reading.confidence.number_features` of the best of `paths` (not empty)."""
+    rows = [line.spans.index((i, j)) for i, j, _ in paths[0].digits]
+    log_odds = span_log_odds(line, verifier)
+    return number_features(
+        paths[0].text,
+        [float(line.probs[k, d]) for k, (_, _, d) in zip(rows, paths[0].digits)],
+        [(p.text, paths[0].score - p.score) for p in paths[1:]],
+        [float(log_odds[k]) for k in rows],
+        [float(line.one_digit[k]) for k in rows] if line.one_digit is not None else [],
+    )
+
+
+def runner_up(paths: Sequence[Path]) -> tuple[str, float] | None:
+    """The second-best number and how far its score is below the best's (None when there is none)."""
+    return (paths[1].text, paths[0].score - paths[1].score) if len(paths) > 1 else None
+
+
 def decode_line(line: LineAnalysis, reject_threshold: float, verifier: Verifier, name: str | None = None) -> Reading:
-    """The best segmentation of an analysed line as a Reading."""
+    """The best segmentation of an analysed line as a Reading; `needs_review` always with its reason."""
     if line.reason:
         return Reading(file=name, text="", rejected=True, reason=line.reason)
-    paths = best_paths(len(line.atoms), candidate_scores(line, verifier), [a.small for a in line.atoms])
+    paths = decode_paths(line, verifier)
     if not paths or not paths[0].digits:
         return Reading(file=name, text="", rejected=True, reason="no digit found")
     best = paths[0]
@@ -189,14 +274,23 @@ def decode_line(line: LineAnalysis, reject_threshold: float, verifier: Verifier,
         for i, j, d in best.digits
     ]
     uncertain = sum(d["confidence"] < reject_threshold for d in digits)
-    ambiguous = len(paths) > 1 and best.score - paths[1].score < verifier.review_margin
     if len(digits) > MAX_DIGITS:
         return Reading(
             file=name, text="", digits=digits, needs_review=True, rejected=True, reason=f"more than {MAX_DIGITS} digits"
         )
     if uncertain * 2 > len(digits):
         return Reading(file=name, text="", digits=digits, needs_review=True, rejected=True, reason="low confidence")
-    return Reading(file=name, text=best.text, digits=digits, needs_review=bool(uncertain or ambiguous))
+    model = verifier.number_model
+    reason = review_reason(
+        [d["digit"] for d in digits],
+        [d["confidence"] for d in digits],
+        runner_up(paths),
+        review_bound(reject_threshold, verifier),
+        verifier.review_margin,
+        model.probability(reading_features(line, paths, verifier)) if model is not None else None,
+        verifier.review_probability,
+    )
+    return Reading(file=name, text=best.text, digits=digits, needs_review=reason is not None, reason=reason)
 
 
 def read_number(recognizer: LineRecognizer, image: ImageInput, name: str | None = None) -> Reading:

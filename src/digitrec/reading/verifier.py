@@ -2,7 +2,10 @@
 
 A score linear in the candidate's named features (`digitrec.reading.features.FEATURES`): its
 log-odds is `bias + sum(weights[name] * feature[name])`. A number whose best reading scores less
-than `review_margin` above the next best is flagged `needs_review`. The numbers live in
+than `review_margin` above the next best, or with a digit read below `review_confidence`, is
+flagged `needs_review`, and so is one the number model (`digitrec.reading.confidence`) gives a
+probability of being right below `review_probability` (the operating point, chosen by
+`digitrec.making.review_fit`). The numbers live in
 `weights/verifier.json`, written by `digitrec build-weights` (fitted on numbers made of
 validation digits only), and are loaded into this dataclass and passed to the reader: never
 module globals edited at run time.
@@ -20,6 +23,7 @@ from typing import Any
 
 from digitrec.atomic import atomic_write_text
 from digitrec.errors import CheckpointError
+from digitrec.reading.confidence import NumberModel
 from digitrec.weights import VERIFIER_PATH
 
 
@@ -29,6 +33,13 @@ class Verifier:
     weights: Mapping[str, float]  # feature name -> weight
     review_margin: float  # log-probability units
     fit: Mapping[str, Any] = field(default_factory=dict)  # how it was fitted, for the record
+    # A digit read below this probability flags its number (never less than the reading model's
+    # reject threshold; None: that threshold alone). Chosen with the margin on validation numbers.
+    review_confidence: float | None = None
+    # The number model (`digitrec.reading.confidence`): a reading it gives a probability of being
+    # right below `review_probability` is flagged. None: not used.
+    number_model: NumberModel | None = None
+    review_probability: float = 0.0
 
     def __post_init__(self) -> None:
         values = [self.bias, self.review_margin, *self.weights.values()]
@@ -36,6 +47,10 @@ class Verifier:
             raise ValueError("verifier numbers must be finite")
         if self.review_margin < 0:
             raise ValueError("review_margin must be >= 0")
+        if self.review_confidence is not None and not 0.0 <= self.review_confidence <= 1.0:
+            raise ValueError("review_confidence must be a probability (0-1)")
+        if not 0.0 <= self.review_probability <= 1.0:
+            raise ValueError("review_probability must be a probability (0-1)")
 
     def weight_vector(self, names: tuple[str, ...]) -> list[float]:
         """The weights in the order of `names`; every feature must have a weight."""
@@ -49,6 +64,9 @@ class Verifier:
             "bias": self.bias,
             "weights": dict(self.weights),
             "review_margin": self.review_margin,
+            "review_confidence": self.review_confidence,
+            "number_model": self.number_model.to_dict() if self.number_model is not None else None,
+            "review_probability": self.review_probability,
             "fit": dict(self.fit),
         }
 
@@ -59,12 +77,17 @@ class Verifier:
             weights={str(k): float(v) for k, v in data["weights"].items()},
             review_margin=float(data["review_margin"]),
             fit=dict(data.get("fit", {})),
+            review_confidence=None if data.get("review_confidence") is None else float(data["review_confidence"]),
+            number_model=NumberModel.from_dict(data["number_model"]) if data.get("number_model") else None,
+            review_probability=float(data.get("review_probability", 0.0)),
         )
 
     def save(self, path: str | os.PathLike = VERIFIER_PATH) -> Path:
         about = (
             "bias + sum(weights[name] * feature[name]) is the log-odds that a candidate is exactly one "
-            "digit; readings closer than review_margin to the next best are flagged needs_review"
+            "digit; a reading is flagged needs_review when another number scores within review_margin of it "
+            "or a digit is read below review_confidence, or number_model gives it a probability of being right "
+            "below review_probability (see fit.review for how they were chosen)"
         )
         return atomic_write_text(path, json.dumps({"about": about, **self.to_dict()}, indent=1) + "\n")
 

@@ -42,9 +42,15 @@ class ReadingOut(BaseModel):
     file: str | None
     text: str | None = Field(description="the number as a string of digits")
     digits: list[DigitOut] = Field(description="each digit, left to right, with its box")
-    needs_review: bool = Field(description="true when a digit is uncertain or the segmentation is ambiguous")
+    needs_review: bool = Field(
+        description="true when a person should check it: a digit is read below the review confidence, or "
+        "another reading of the number scores close to this one (`reason` says which)"
+    )
     rejected: bool
-    reason: str | None
+    reason: str | None = Field(
+        description="why it needs review (e.g. 'digit 7 (position 6) read at 0.991, below 0.995' or 'could also "
+        "be read as 4096321 (margin 4.94 < 5.30)') or was rejected; null only for a clean reading"
+    )
 
 
 class FieldDigitOut(BaseModel):

@@ -31,6 +31,7 @@ from digitrec.reading.forms.rulings import EIGHT
 from digitrec.reading.forms.unrule import Cleaned, remove_rulings
 from digitrec.reading.recognize import check_single_digit
 from digitrec.reading.results import Reading
+from digitrec.reading.segment import format_below
 
 if TYPE_CHECKING:
     from digitrec.reading.recognize import Recognizer
@@ -45,7 +46,6 @@ COMB_REVIEW_CONFIDENCE = 0.9
 # flagged. On the same fields: 5 of the 7 digits hidden under a side are caught, for 1.4% more
 # fields flagged (a thin line's width varies by a pixel from box to box).
 HIDDEN_SHARE = 0.15
-UNSURE = "a digit read with low confidence, or the number could be cut into digits another way"
 MIN_DIGIT_PX = 8  # a mark less tall is no digit (decode refuses smaller images for the same reason)
 MIN_COMB_BOXES = 2  # one printed box alone is a frame around a number, read as a number
 
@@ -136,7 +136,8 @@ def read_comb(recognizer: Recognizer, comb: Comb, name: str | None = None, field
         if reason:
             out.flag(f"box {index + 1}: {reason}")
         elif confidence < threshold:
-            out.flag(f"box {index + 1}: low confidence")
+            value, bound = format_below(confidence, threshold)
+            out.flag(f"box {index + 1}: digit {digit} read at {value}, below {bound}")
     _hidden_ink(comb, out)
     _unboxed_print(comb, out)
     if not out.digits:
@@ -213,7 +214,7 @@ def from_reading(reading: Reading, layout: str, field: str | None = None) -> Fie
         digits=digits,
         needs_review=reading.needs_review,
         rejected=reading.rejected,
-        reason=UNSURE if reading.needs_review and not reading.reason else reading.reason,
+        reason=reading.reason,  # the reader gives a reason with every needs_review
     )
     if tiny and not reading.rejected:
         out.flag(f"{len(tiny)} marks read as digits are less than {MIN_DIGIT_PX} pixels tall")

@@ -364,7 +364,7 @@
       answer.textContent = r.text;
       answer.className = r.needs_review ? "answer review" : "answer";
       statusLine.textContent = r.needs_review
-        ? "Please check this reading: a digit is uncertain or the digits were hard to separate."
+        ? `Please check this reading: ${r.reason}.`
         : `${r.digits.length} digit${r.digits.length === 1 ? "" : "s"} read.`;
     }
     candidates.replaceChildren(...r.digits.map((d) => bar(String(d.digit), d.confidence, false)));
