@@ -135,11 +135,9 @@ class Recognizer:
         self._checker_source = checker if checker is not None else _installed(CHECKER_PATH)
         # the mark classifier: a model, checkpoint or path; None: the shipped one, when installed;
         # False: none (the filled-area blob rule instead)
-        self._marks_source: InferenceModel | Checkpoint | str | Path | None = None
-        if marks is not None and marks is not False and marks is not True:
-            self._marks_source = marks
-        elif marks is not False:
-            self._marks_source = _installed(MARKS_PATH)
+        self._marks_source: InferenceModel | Checkpoint | str | Path | None = (
+            None if marks is False else _installed(MARKS_PATH) if marks is None or marks is True else marks
+        )
         self._companions: dict[str, Recognizer | None] = {}  # reader, checker: loaded on first use
         self._lock = threading.Lock()  # the server reads from several threads
         self._device = device
