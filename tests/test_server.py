@@ -617,6 +617,48 @@ def test_one_bad_image_in_a_micro_batch_fails_alone(recognizer, digit_png):
     assert blank.rejected
 
 
+def test_a_batch_arriving_while_the_preprocessing_process_is_busy_is_prepared_on_the_inference_thread(
+    recognizer, digit_png
+):
+    """Under load both cores preprocess: the process takes a batch when it is free, the inference
+    thread prepares the batches that arrive meanwhile, and a lone request still goes to the process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from digitrec.server.batching import prepare_images
+
+    class HeldProcess:  # a preprocessing process that holds its batch until released
+        def __init__(self) -> None:
+            self.release, self.batches = asyncio.Event(), []
+
+        async def prepare(self, images):
+            self.batches.append([name for _, name in images])
+            await self.release.wait()
+            return prepare_images(recognizer, images)
+
+    async def go():
+        with ThreadPoolExecutor(1) as thread:
+            batcher = MicroBatcher(recognizer, thread)
+            await batcher.start()
+            process = HeldProcess()
+            batcher.use_process(process)
+            try:
+                first = asyncio.create_task(batcher.predict(digit_png, "first.png"))
+                while not process.batches:
+                    await asyncio.sleep(0.01)
+                second = await asyncio.wait_for(batcher.predict(digit_png, "second.png"), 60)
+                assert not first.done()  # the process still holds the first batch
+                process.release.set()
+                answers = [await first, second, await batcher.predict(digit_png, "third.png")]
+                return answers, process.batches
+            finally:
+                await batcher.stop()
+
+    answers, batches = asyncio.run(go())
+    assert batches == [["first.png"], ["third.png"]]  # the second was prepared on the inference thread
+    for answer in answers:
+        assert_same(answer.to_dict(), recognizer.predict(digit_png, name=answer.file).to_dict())
+
+
 def test_a_bug_hit_by_one_image_fails_only_its_own_request(recognizer, digit_png):
     class Fragile(CountingRecognizer):
         def prepare(self, image, name=None):

@@ -92,7 +92,7 @@ async def join_preprocess_pool(service: Service, recognizer: Recognizer) -> None
     if pool is not None:
         service.preprocess = pool
         if service.batcher is not None:
-            service.batcher.preprocess = pool
+            service.batcher.use_process(pool)
 
 
 async def start_preprocess_pool(settings: ServerSettings, recognizer: Recognizer) -> PreprocessPool | None:

@@ -3,8 +3,8 @@
 Requests put their image on a queue and wait on a future. One worker takes everything that is
 queued (up to `max_batch`), preprocesses each image and classifies them all with one model call
 (`Recognizer.prepare` + `Recognizer.classify`, what `predict_many` does, but a bad image fails
-alone instead of failing the batch) on the inference thread, and hands each request its answer. Nothing waits on a timer: while one batch runs, the next requests
-pile up and form the next batch, so a lone request is answered at once and a burst is answered
+alone instead of failing the batch) on the inference thread, and hands each request its answer.
+Nothing waits on a timer: while one batch runs, the next requests pile up and form the next batch, so a lone request is answered at once and a burst is answered
 in a few large model calls instead of many small ones.
 
 All model work happens on one dedicated thread, so the model never runs twice at once and the
@@ -14,7 +14,9 @@ Preprocessing (decoding, finding the ink, making the 28x28 digit: about two thir
 CPU) can run in a separate process instead (`preprocess=` a `PreprocessPool`): Python runs one
 thread at a time per process, so in one process the HTTP work and the preprocessing take turns
 on one core; in two they use two. Each batch crosses over once (its images there, its prepared
-digits back), and the model still runs in the server process, once per batch.
+digits back), and the model still runs in the server process, once per batch. The process takes
+a batch whenever it is free; a batch that arrives while it is busy is prepared on the inference
+thread, so under load both cores preprocess.
 """
 
 from __future__ import annotations
@@ -65,9 +67,15 @@ class MicroBatcher:
         self.preprocess = preprocess  # None: preprocess on the inference thread
         self._queue: asyncio.Queue[_Job] | None = None
         self._worker: asyncio.Task | None = None
+        self._free: asyncio.Event | None = None  # set while the thread or the process can take a batch
+        self._thread_busy = False  # the inference thread is preparing or classifying a batch
+        self._process_busy = False  # the preprocessing process is preparing a batch
+        self._running: set[asyncio.Task] = set()
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()
+        self._free = asyncio.Event()
+        self._free.set()
         self._worker = asyncio.create_task(self._serve(), name="digitrec-batcher")
 
     async def stop(self) -> None:
@@ -78,6 +86,9 @@ class MicroBatcher:
             except asyncio.CancelledError:
                 pass
             self._worker = None
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
         while self._queue is not None and not self._queue.empty():
             job = self._queue.get_nowait()
             if not job.future.done():
@@ -92,27 +103,68 @@ class MicroBatcher:
         return await future
 
     async def _serve(self) -> None:
-        assert self._queue is not None
-        loop = asyncio.get_running_loop()
+        """Hand each batch to whoever is free: the preprocessing process first, else the inference
+        thread. With both busy, requests queue up and form the next batch.
+
+        Both at once is what keeps two cores busy on costly images: while the process decodes one
+        batch of photos, the inference thread prepares the next one itself instead of waiting (a
+        photo's preprocessing costs twice the HTTP work around it), and the process takes a new
+        batch as soon as it hands back its digits, while the model classifies them."""
+        assert self._queue is not None and self._free is not None
         while True:
+            await self._free.wait()
             jobs = [await self._queue.get()]
             while len(jobs) < self.max_batch and not self._queue.empty():
                 jobs.append(self._queue.get_nowait())
-            try:
-                if self.preprocess is not None:
-                    prepared = await self._prepare_elsewhere(jobs)
-                    outcomes = await loop.run_in_executor(self.executor, self._classify, jobs, prepared)
-                else:
-                    outcomes = await loop.run_in_executor(self.executor, self._run, jobs)
-            except Exception as exc:  # a bug in the model call: every waiting request gets it (HTTP 500)
-                outcomes = [exc] * len(jobs)
-            for job, outcome in zip(jobs, outcomes):
-                if job.future.done():  # the client went away
-                    continue
-                if isinstance(outcome, BaseException):
-                    job.future.set_exception(outcome)
-                else:
-                    job.future.set_result(outcome)
+            if self.preprocess is not None and not self._process_busy:
+                self._process_busy = True
+                self._spawn(self._answer_elsewhere(jobs))
+            else:
+                self._thread_busy = True
+                self._spawn(self._answer_here(jobs))
+            self._update_free()
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    def _update_free(self) -> None:
+        assert self._free is not None
+        thread_free = not self._thread_busy
+        process_free = self.preprocess is not None and not self._process_busy
+        if thread_free or process_free:
+            self._free.set()
+        else:
+            self._free.clear()
+
+    async def _answer_elsewhere(self, jobs: list[_Job]) -> None:
+        """Prepare in the preprocessing process, then classify on the inference thread; the process
+        is free for the next batch as soon as it has handed this one back."""
+        try:
+            prepared = await self._prepare_elsewhere(jobs)
+        except Exception as exc:  # noqa: BLE001 - every waiting request gets it (HTTP 500)
+            prepared = [exc] * len(jobs)
+        finally:
+            self._process_busy = False
+            self._update_free()
+        loop = asyncio.get_running_loop()
+        try:
+            outcomes = await loop.run_in_executor(self.executor, self._classify, jobs, prepared)
+        except Exception as exc:  # a bug in the model call: every waiting request gets it (HTTP 500)
+            outcomes = [exc] * len(jobs)
+        _settle(jobs, outcomes)
+
+    async def _answer_here(self, jobs: list[_Job]) -> None:
+        """Prepare and classify on the inference thread."""
+        try:
+            outcomes = await asyncio.get_running_loop().run_in_executor(self.executor, self._run, jobs)
+        except Exception as exc:  # a bug in the model call: every waiting request gets it (HTTP 500)
+            outcomes = [exc] * len(jobs)
+        finally:
+            self._thread_busy = False
+            self._update_free()
+        _settle(jobs, outcomes)
 
     async def _prepare_elsewhere(self, jobs: list[_Job]) -> list[Any]:
         """The batch's images preprocessed in the preprocessing process: a Prepared or the
@@ -125,7 +177,14 @@ class MicroBatcher:
             log.error("the preprocessing process died; preprocessing in the server process from now on")
             pool, self.preprocess = self.preprocess, None
             pool.close()
+            self._update_free()
             return await asyncio.get_running_loop().run_in_executor(self.executor, self._prepare_here, jobs)
+
+    def use_process(self, pool: PreprocessPool) -> None:
+        """From now on, hand batches to this preprocessing process whenever it is free."""
+        self.preprocess = pool
+        if self._free is not None:
+            self._update_free()
 
     def _prepare_here(self, jobs: list[_Job]) -> list[Any]:
         return prepare_images(self.recognizer, [(job.image, job.name) for job in jobs])
@@ -147,6 +206,17 @@ class MicroBatcher:
             for i, answer in zip(index, answers):
                 outcomes[i] = answer
         return outcomes
+
+
+def _settle(jobs: list[_Job], outcomes: list[Any]) -> None:
+    """Hand each waiting request its answer or its exception."""
+    for job, outcome in zip(jobs, outcomes):
+        if job.future.done():  # the client went away
+            continue
+        if isinstance(outcome, BaseException):
+            job.future.set_exception(outcome)
+        else:
+            job.future.set_result(outcome)
 
 
 def prepare_images(recognizer: Any, images: list[tuple[bytes, str | None]]) -> list[Any]:
