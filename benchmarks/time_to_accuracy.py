@@ -104,7 +104,8 @@ def main() -> None:
                 run = train(name, seed, Path(tmp) / f"{name}-{amp}-{seed}", amp)
                 results[name, amp].append(run)
                 print(
-                    f"  seed {seed} {name:9s} amp {amp:4s} test {100 * run.test_accuracy:.2f}%  "
+                    f"  seed {seed} {name:9s} amp {amp:4s} val {100 * run.val_accuracy:.2f}%  "
+                    f"test {100 * run.test_accuracy:.2f}%  "
                     f"train {run.train_seconds:.1f}s  wall {run.wall_seconds:.1f}s  ({run.epochs} epoch(s))",
                     flush=True,
                 )
@@ -112,9 +113,10 @@ def main() -> None:
     print(f"\nmachine: {machine()}, native bf16: {native_bf16()}")
     print(f"{args.seeds} seeds per recipe; train s = training loop only; wall s = the whole `digitrec train`\n")
     print(
-        "| recipe | amp | epochs | train s | x reference | wall s | test acc % (mean ± std) | min test acc % | s to 99.0% |"
+        "| recipe | amp | epochs | train s | x reference | wall s | val acc % | test acc % (mean ± std) | min test acc % "
+        "| s to 99.0% |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     reference = (
         statistics.mean(r.train_seconds for r in results["reference", "none"]) if "reference" in args.recipes else None
     )
@@ -131,7 +133,7 @@ def main() -> None:
         ratio = f"{train_mean / reference:.2f}x" if reference else "-"
         print(
             f"| {name} | {amp} | {runs[0].epochs} | {mean_std([r.train_seconds for r in runs])} | {ratio} | "
-            f"{mean_std([r.wall_seconds for r in runs])} | "
+            f"{mean_std([r.wall_seconds for r in runs])} | {100 * statistics.mean(r.val_accuracy for r in runs):.2f} | "
             f"{mean_acc:.2f} ± {statistics.stdev(accs) if len(accs) > 1 else 0:.2f} | {min(accs):.2f} | {shown} |"
         )
 

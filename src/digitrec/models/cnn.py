@@ -71,14 +71,22 @@ def bn_cnn(width: int = 32, hidden: int = 128, dropout: float = 0.2, classes: in
 
 
 @register_model
-def fast_bn_cnn(c1: int = 32, c2: int = 64, c3: int = 128, dropout: float = 0.1, classes: int = 10) -> nn.Module:
+def fast_bn_cnn(
+    c1: int = 32, c2: int = 64, c3: int = 128, dropout: float = 0.1, classes: int = 10, pool_first: bool = False
+) -> nn.Module:
     """Fast CNN with batch norm: conv5x5-c1, conv3x3-c2, conv3x3-c3 (unpadded), linear head. The default.
-    `classes` other than 10 makes another judge of 28x28 crops (the segmenter's one-digit checker)."""
+    `classes` other than 10 makes another judge of 28x28 crops (the segmenter's one-digit checker).
+    `pool_first` max-pools each pooled conv's output before its batch norm and ReLU, which then
+    run on a quarter of the values: on a CPU they, not the convolutions, take most of a training
+    step of a net this small (in float32, about 1.5x the images/s)."""
+
+    def block(c_in: int, c_out: int, k: int) -> list[nn.Module]:
+        layers = _conv_bn(c_in, c_out, k, padding=0)
+        return [layers[0], nn.MaxPool2d(2), *layers[1:]] if pool_first else [*layers, nn.MaxPool2d(2)]
+
     return nn.Sequential(
-        *_conv_bn(1, c1, 5, padding=0),
-        nn.MaxPool2d(2),  # (B, c1, 12, 12)
-        *_conv_bn(c1, c2, 3, padding=0),
-        nn.MaxPool2d(2),  # (B, c2, 5, 5)
+        *block(1, c1, 5),  # (B, c1, 12, 12)
+        *block(c1, c2, 3),  # (B, c2, 5, 5)
         *_conv_bn(c2, c3, 3, padding=0),  # (B, c3, 3, 3)
         nn.Flatten(),
         nn.Dropout(dropout),

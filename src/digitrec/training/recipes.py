@@ -42,23 +42,34 @@ RECIPES: dict[str, dict[str, Any]] = {
         amp="none",
         channels_last=False,
     ),
-    # The fastest route to 99.0%: a narrow BN net (about 0.7x the reference's MACs), one OneCycle
-    # epoch, bf16 autocast + channels-last (inherited defaults: 2x the images/s on a CPU with
-    # native bf16) and label smoothing, which alone adds about 0.15 points after one epoch.
-    # Batch 256 at peak lr 0.03 was chosen on validation accuracy (3 seeds): as accurate as batch
-    # 128 at lr 0.01 in three quarters of the time; narrower nets were slower (oneDNN prefers
-    # channel counts of 16 and up).
+    # The fastest route to 99.0%: a narrow BN net (about 0.7x the reference's MACs) whose batch
+    # norms and ReLUs run after the pooling, on a quarter of the values (1.5x the images/s in
+    # float32), one OneCycle pass over a stratified 40,000-image slice of the training split,
+    # channels-last (oneDNN's fast layout) and label smoothing, which alone adds about 0.15
+    # points after one epoch. bf16 autocast where the CPU has it natively (`amp = "auto"`).
+    # Chosen on validation accuracy against the reference in the same runs.
     "fast": dict(
         model="fast_bn_cnn",
-        model_kwargs={"c1": 16, "c2": 32, "c3": 64, "dropout": 0.0},
+        model_kwargs={"c1": 16, "c2": 32, "c3": 64, "dropout": 0.0, "pool_first": True},
         epochs=1,
+        limit_train=40_000,
         batch_size=256,
         lr=0.03,
         augment=False,
         label_smoothing=0.1,
     ),
-    # What `digitrec train` does: TrainConfig's defaults.
-    "default": {},
+    # What `digitrec train` does: TrainConfig's defaults (affine augmentation, label smoothing,
+    # OneCycle, bf16 where native) on a fast_bn_cnn of widths 24-48-96 with its batch norms after
+    # the pooling, six epochs of batch 256. Chosen on validation accuracy (99.54% on seed 0) among
+    # variants that train in at most 8x the reference's seconds in float32: widths 32-64-128 for
+    # 5, 6 and 8 epochs (99.42%, 99.40%, 99.44%) scored lower.
+    "default": dict(
+        model="fast_bn_cnn",
+        model_kwargs={"c1": 24, "c2": 48, "c3": 96, "pool_first": True},
+        epochs=6,
+        batch_size=256,
+        lr=6e-3,
+    ),
     "best": BEST,
     # `best` on the shipped fast_bn_cnn plus the pen and scanner augmentations (issue 16): marker
     # strokes up to 4 pixels wider, blur, scans down to 8 pixels, pencil down to 30% ink, paper
