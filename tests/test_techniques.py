@@ -140,3 +140,23 @@ def test_amp_flag_overrides_the_recipe():
     assert config_from_args(parser.parse_args(["--recipe", "fast"])).amp == "auto"
     with pytest.raises(SystemExit):
         parser.parse_args(["--amp", "float64"])
+
+
+def test_a_config_file_choosing_another_model_drops_the_recipes_model_kwargs(tmp_path):
+    """The default recipe sets fast_bn_cnn's widths; a config file naming another architecture
+    must not hand those to it (`fast_ref_cnn() got an unexpected keyword argument 'c1'`)."""
+    import argparse
+
+    from digitrec.commands.train import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    other = tmp_path / "other.toml"
+    other.write_text('model = "fast_ref_cnn"\n')
+    assert config_from_args(parser.parse_args(["--config", str(other)])).model_kwargs == {}
+    own = tmp_path / "own.toml"
+    own.write_text('model = "bn_cnn"\n[model_kwargs]\nwidth = 16\n')
+    assert config_from_args(parser.parse_args(["--config", str(own)])).model_kwargs == {"width": 16}
+    same = tmp_path / "same.toml"
+    same.write_text("epochs = 2\n")
+    assert config_from_args(parser.parse_args(["--config", str(same)])).model_kwargs["pool_first"] is True

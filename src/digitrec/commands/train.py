@@ -61,7 +61,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         return read_resume_config(args.resume)
     values = recipe(args.recipe or "default")
     if args.config:
-        values.update(read_toml(args.config))
+        overrides = read_toml(args.config)
+        if overrides.get("model", values.get("model")) != values.get("model") and "model_kwargs" not in overrides:
+            values.pop("model_kwargs", None)  # a recipe's kwargs belong to the recipe's model
+        values.update(overrides)
     flags = {
         "model": args.model,
         "epochs": args.epochs,
