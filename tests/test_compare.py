@@ -28,7 +28,7 @@ def test_compare_writes_table_csv_and_plot(tmp_path, capsys):
             "--seeds",
             "2",
             "--epochs",
-            "1",
+            "2",  # the default recipe's batch of 256: eight steps over the 1,000-image slice
             "--limit-train",
             "1000",
             "--out",

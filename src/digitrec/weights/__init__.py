@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
-DEFAULT_MODEL_PATH = WEIGHTS_DIR / "default.pt"  # `predict`: fast_bn_cnn, the `best` recipe
+DEFAULT_MODEL_PATH = WEIGHTS_DIR / "default.pt"  # `predict`: fast_bn_cnn, the `any_pen` recipe
 # `read` classifies the digits it cuts out of a number with the `best` recipe's bn_cnn (the seed
 # best on validation) fine-tuned on such cut-outs: 6x the compute of the default model per digit,
 # which reading a number affords; `predict` keeps the default model.
