@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from digitrec.commands.arguments import add_data_arguments, add_model_argument, require_at_least
 from digitrec.errors import ConfigError
@@ -24,6 +24,9 @@ from digitrec.evaluation.analysis import SPLITS, Analysis, Predictions, analyze,
 from digitrec.evaluation.members import BACKEND_CHOICES, Member, ensemble_paths, load_member, resolve_backend
 from digitrec.evaluation.report import DEFAULT_GALLERY
 from digitrec.evaluation.scoring import Scores, disagreement, score
+
+if TYPE_CHECKING:
+    import torch
 
 NAME = "evaluate"
 HELP = "evaluate a checkpoint on the MNIST test set (or its validation split), optionally write a report"
@@ -83,7 +86,7 @@ def load_members(args: argparse.Namespace) -> list[Member]:
         raise ConfigError("--ensemble DIR and --model: give one or the other")
     backend = resolve_backend(args.backend, args.model or (), args.ensemble)
     paths = ensemble_paths(args.ensemble, backend) if args.ensemble else (args.model or [None])
-    device = "cpu"
+    device: torch.device | str = "cpu"
     if backend == "torch":
         from digitrec.device import pick_device
 

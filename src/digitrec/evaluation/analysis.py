@@ -160,7 +160,7 @@ def predict_split(
     from digitrec.training.metrics import predict_logits
 
     indices, images, labels = split_rows(data, split, checkpoint.meta, limit)
-    logits = predict_logits(checkpoint.model, torch.from_numpy(images), checkpoint.normalization, device)  # (N, 10)
+    logits = predict_logits(checkpoint.model, torch.from_numpy(images), checkpoint.normalization, device).numpy()
     return Predictions(
         split=split, indices=indices, images=images, labels=labels, logits=logits, temperature=checkpoint.temperature
     )
