@@ -16,21 +16,31 @@ from typing import Any
 import torch
 
 from digitrec.errors import CheckpointError, DataError
-from digitrec.training.mnist_files import FILES, REPO_DATA_DIR, locate, parse_idx, read_mnist
+from digitrec.training.mnist_files import FILES, REPO_DATA_DIR, MnistArrays, locate, parse_idx, read_mnist
 
 __all__ = ["FILES", "REPO_DATA_DIR", "Mnist", "load_mnist", "locate", "parse_idx"]  # the file API, re-exported
 
 
 @dataclass(frozen=True)
 class Mnist:
-    """The whole data set in memory: uint8 images (N, 28, 28) and int64 labels (N,)."""
+    """The data set as tensors: uint8 images (N, 28, 28) and int64 labels (N,), sharing the
+    memory of the numpy arrays they were read as (`files`)."""
 
     train_images: torch.Tensor
     train_labels: torch.Tensor
     test_images: torch.Tensor
     test_labels: torch.Tensor
-    checksums: dict[str, str]  # file name -> MD5 of uncompressed content
-    source: str  # where the files were found (for the checkpoint and the logs)
+    files: MnistArrays  # what `read_mnist` read: the arrays, their checksums and where they were
+
+    @property
+    def checksums(self) -> dict[str, str]:
+        """File name -> MD5 of uncompressed content."""
+        return self.files.checksums
+
+    @property
+    def source(self) -> str:
+        """Where the files were found (for the checkpoint and the logs)."""
+        return self.files.source
 
 
 def load_mnist(
@@ -40,14 +50,8 @@ def load_mnist(
 ) -> Mnist:
     """Locate, verify and parse MNIST into memory (`mnist_files.read_mnist`), as tensors."""
     arrays = read_mnist(data_dir, allow_download, mirrors)
-    return Mnist(
-        train_images=torch.from_numpy(arrays.train_images),
-        train_labels=torch.from_numpy(arrays.train_labels),
-        test_images=torch.from_numpy(arrays.test_images),
-        test_labels=torch.from_numpy(arrays.test_labels),
-        checksums=arrays.checksums,
-        source=arrays.source,
-    )
+    names = ("train_images", "train_labels", "test_images", "test_labels")
+    return Mnist(**{name: torch.from_numpy(getattr(arrays, name)) for name in names}, files=arrays)
 
 
 def stratified_split(labels: torch.Tensor, n_val: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
