@@ -20,19 +20,24 @@ from typing import TYPE_CHECKING, Any
 
 from digitrec.commands.arguments import add_data_arguments, add_model_argument, require_at_least
 from digitrec.errors import ConfigError
-from digitrec.evaluation.analysis import SPLITS, Analysis, Predictions, analyze, split_rows
-from digitrec.evaluation.members import BACKEND_CHOICES, Member, ensemble_paths, load_member, resolve_backend
-from digitrec.evaluation.report import DEFAULT_GALLERY
-from digitrec.evaluation.scoring import Scores, disagreement, score
 
 if TYPE_CHECKING:
     import torch
+
+    from digitrec.evaluation.analysis import Analysis
+    from digitrec.evaluation.members import Member
+    from digitrec.evaluation.scoring import Scores
 
 NAME = "evaluate"
 HELP = "evaluate a checkpoint on the MNIST test set (or its validation split), optionally write a report"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # Imported here, not at the top: the CLI imports every command to list them, and predict's start counts
+    from digitrec.evaluation.analysis import SPLITS
+    from digitrec.evaluation.members import BACKEND_CHOICES
+    from digitrec.evaluation.report import DEFAULT_GALLERY
+
     add_model_argument(
         parser,
         "checkpoint (.pt) or ONNX model (.onnx) to evaluate (default: the shipped model); repeat to "
@@ -82,6 +87,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_members(args: argparse.Namespace) -> list[Member]:
+    from digitrec.evaluation.members import ensemble_paths, load_member, resolve_backend
+
     if args.ensemble and args.model:
         raise ConfigError("--ensemble DIR and --model: give one or the other")
     backend = resolve_backend(args.backend, args.model or (), args.ensemble)
@@ -102,6 +109,8 @@ def member_summary(members: list[Member], scores: Scores, labels: Any) -> list[d
 
 
 def run(args: argparse.Namespace) -> int:
+    from digitrec.evaluation.analysis import Predictions, analyze, split_rows
+    from digitrec.evaluation.scoring import disagreement, score
     from digitrec.training.mnist_files import read_mnist
 
     require_at_least("--max", args.max, 0)
