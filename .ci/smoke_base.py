@@ -3,8 +3,9 @@
     .venv-base/bin/python .ci/smoke_base.py
 
 Checks that torch is not installed, that `digitrec predict` and `digitrec read` answer the
-examples, that a command needing torch says so in one line (exit 2), and that `digitrec serve`
-becomes ready and answers POST /v1/predict and /v1/read. Exit 1 with the reason otherwise.
+examples, that `digitrec evaluate` scores the shipped model's ONNX twin on 1,000 test digits, that
+a command needing torch says so in one line (exit 2), and that `digitrec serve` becomes ready and
+answers POST /v1/predict and /v1/read. Exit 1 with the reason otherwise.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 DIGITREC = str(Path(sys.executable).parent / "digitrec")
+# the installed package does not sit in the checkout, so name the MNIST files: the repository's, or the shared copy
+MNIST = next((d for d in (ROOT / "data" / "mnist", ROOT.parent / "shared" / "data" / "mnist") if d.is_dir()), None)
 
 
 def check(ok: bool, what: str) -> None:
@@ -87,6 +90,13 @@ def main() -> None:
     check(result.returncode == 0 and digits == [4, 7], f"digitrec predict answers 4 and 7 {result.stderr.strip()}")
     result = run("read", str(EXAMPLES / "number_scan.png"), "--json")
     check(result.returncode == 0 and json.loads(result.stdout)["text"] == "20250317", "digitrec read answers 20250317")
+    check(MNIST is not None, "the MNIST files are at hand (data/mnist or ../shared/data/mnist)")
+    result = run("evaluate", "--backend", "onnx", "--limit", "1000", "--json", "--data-dir", str(MNIST))
+    answer = json.loads(result.stdout) if result.returncode == 0 else {}
+    check(
+        answer.get("n") == 1000 and answer.get("test_accuracy", 0) > 0.98 and answer["model"].endswith("default.onnx"),
+        f"digitrec evaluate --backend onnx scores 1000 test digits above 98% {result.stderr.strip()}",
+    )
     result = run("train", "--epochs", "1")
     hint = 'digitrec train: error: this needs digitrec[train]: pip install "digitrec[train]"'
     check((result.returncode, result.stderr.strip()) == (2, hint), "digitrec train asks for digitrec[train]")

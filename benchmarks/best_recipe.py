@@ -46,7 +46,7 @@ def last_epoch_model(run: Path) -> torch.nn.Module:
 
 
 def accuracy(predictions) -> float:
-    return (predictions.logits.argmax(1) == predictions.labels).float().mean().item()
+    return float((predictions.logits.argmax(1) == predictions.labels).mean())
 
 
 def main() -> None:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from digitrec.errors import ConfigError
-from digitrec.evaluation.analysis import Predictions, analyze, confused_pairs, find_mistakes, predict_split
+from digitrec.evaluation.analysis import (
+    Predictions,
+    analyze,
+    class_metrics,
+    confused_pairs,
+    confusion_matrix,
+    find_mistakes,
+    predict_split,
+)
 from digitrec.models.checkpoint import load_checkpoint
 
 # Ten images of digits 0-3 and what a model predicted for them (worked out by hand below).
@@ -82,8 +91,7 @@ def test_mistakes_are_most_confident_first_with_source_indices():
     ]
     assert [m.confidence for m in a.mistakes] == pytest.approx([0.9, 0.75, 0.6], abs=1e-6)
     assert [m.true_probability for m in a.mistakes] == pytest.approx([0.1 / 9, 0.25 / 9, 0.4 / 9], abs=1e-6)
-    probs = torch.softmax(_hand_predictions().logits, 1)
-    assert len(find_mistakes(probs, torch.tensor(TRUE), limit=2)) == 2
+    assert len(find_mistakes(_hand_predictions().probs, np.array(TRUE), limit=2)) == 2
 
 
 def test_temperature_changes_confidence_not_predictions():
@@ -107,13 +115,49 @@ def test_predict_split_on_the_shipped_model(mnist):
     checkpoint = load_checkpoint()
     test = predict_split(checkpoint, mnist, "test", limit=300)
     assert test.logits.shape == (300, 10) and test.images.shape == (300, 28, 28)
-    assert torch.equal(test.labels, mnist.test_labels[:300])
+    assert np.array_equal(test.labels, mnist.test_labels[:300].numpy())
     assert test.temperature == checkpoint.temperature
     val = predict_split(checkpoint, mnist, "val", limit=200)
     assert val.logits.shape == (200, 10)
-    assert torch.equal(val.labels, mnist.train_labels[val.indices])
+    assert np.array_equal(val.labels, mnist.train_labels.numpy()[val.indices])
     a = analyze(test)
     assert sum(map(sum, a.confusion)) == 300 and sum(c.support for c in a.per_class) == 300
     assert len(a.mistakes) == 300 - round(a.accuracy * 300)
     with pytest.raises(ConfigError):
         predict_split(checkpoint, mnist, "train")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_numpy_metrics_equal_scikit_learns(seed):
+    # random predictions, some digits missing from the labels or the predictions, as on a slice
+    sklearn = pytest.importorskip("sklearn.metrics")  # the [train] extra; the numpy code needs none
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 8, 500)
+    predicted = np.where(rng.random(500) < 0.8, labels, rng.integers(1, 10, 500))
+    confusion = confusion_matrix(labels, predicted)
+    assert np.array_equal(confusion, sklearn.confusion_matrix(labels, predicted, labels=list(range(10))))
+    per_class, macro = class_metrics(confusion)
+    p, r, f, s = sklearn.precision_recall_fscore_support(labels, predicted, labels=list(range(10)), zero_division=0)
+    got = np.array([[c.precision, c.recall, c.f1, c.support] for c in per_class])
+    np.testing.assert_allclose(got, np.stack([p, r, f, s], axis=1), rtol=0, atol=1e-12)
+    expected = sklearn.precision_recall_fscore_support(labels, predicted, average="macro", zero_division=0)[:3]
+    np.testing.assert_allclose(macro, expected, rtol=0, atol=1e-12)
+
+
+def test_numpy_loss_and_ece_equal_torchs():
+    import torch.nn.functional as F
+
+    from digitrec.evaluation.reliability import expected_calibration_error
+
+    logits = torch.randn(400, 10, generator=torch.Generator().manual_seed(0)) * 4
+    labels = torch.randint(0, 10, (400,), generator=torch.Generator().manual_seed(1))
+    a = analyze(Predictions("test", np.arange(400), np.zeros((400, 28, 28), np.uint8), labels, logits, 1.0))
+    assert a.loss == pytest.approx(F.cross_entropy(logits, labels).item(), abs=1e-6)
+    probs = torch.softmax(logits.double(), 1)
+    confidence, predicted = probs.max(1)
+    bins = (torch.bucketize(confidence, torch.linspace(0, 1, 16, dtype=torch.float64)) - 1).clamp(0, 14)
+    gaps = [
+        abs(((predicted == labels)[bins == b].double().sum() - confidence[bins == b].sum()).item()) for b in range(15)
+    ]
+    assert a.ece == pytest.approx(sum(gaps) / 400, abs=1e-12)
+    assert expected_calibration_error(probs, labels) == pytest.approx(a.ece, abs=1e-12)

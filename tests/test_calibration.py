@@ -12,12 +12,11 @@ from digitrec.errors import CheckpointError
 from digitrec.evaluation.calibration import (
     calibrate_checkpoint,
     calibrate_logits,
-    expected_calibration_error,
     fit_temperature,
     nll,
     probabilities,
-    reliability,
 )
+from digitrec.evaluation.reliability import expected_calibration_error, reliability
 from digitrec.models.checkpoint import load_checkpoint, read_payload, save_payload
 from digitrec.training.config import TrainConfig
 from digitrec.training.data import checkpoint_split, stratified_split

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from digitrec.errors import DataError
-from digitrec.training import data
+from digitrec.training import mnist_files as data
 from digitrec.training.data import FILES, REPO_DATA_DIR, checkpoint_split, load_mnist, parse_idx, stratified_split
 
 

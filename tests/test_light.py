@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(p for p in (ROOT / "examples").iterdir() if p.suffix in (".png", ".jpg"))
 SHIPPED = {"default": DEFAULT_MODEL_PATH, "reader": READER_PATH, "checker": CHECKER_PATH, "marks": MARKS_PATH}
 QUICK = 2000  # test digits in the default run; the slow test takes all 10,000
-TRAIN_ONLY = ("torch", "torchvision", "matplotlib")  # what inference must never import
+TRAIN_ONLY = ("torch", "torchvision", "matplotlib", "sklearn")  # what inference and evaluation must never import
 
 # Imported before anything else in a subprocess (sitecustomize): the [train] extra is not installed.
 BLOCKER = textwrap.dedent(
@@ -161,17 +161,39 @@ print(json.dumps(sorted(m for m in {modules!r} if m in sys.modules)), file=sys.s
             "--jobs",
             "2",
         ],
+        ["evaluate", "--backend", "onnx", "--limit", "500", "--tta", "--json"],
+        [
+            "evaluate",
+            "--backend",
+            "onnx",
+            "--limit",
+            "500",
+            "--model",
+            str(DEFAULT_MODEL_PATH),
+            "--model",
+            str(READER_PATH),
+        ],
     ],
-    ids=["predict", "read", "read-jobs-2"],
+    ids=["predict", "read", "read-jobs-2", "evaluate-onnx", "evaluate-onnx-ensemble"],
 )
 @pytest.mark.parametrize("block", [False, True], ids=["watched", "absent"])
-def test_predict_and_read_never_import_torch(tmp_path, argv, block):
+def test_inference_and_onnx_evaluation_never_import_torch(tmp_path, argv, block):
     body = f"from digitrec.cli import main\ncode = main({argv!r})"
     result = run_python(tmp_path, WATCH.format(body=body, modules=TRAIN_ONLY) + "sys.exit(code)", block)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stderr.strip().splitlines()[-1]) == []
     if argv[0] == "read":
         assert "20250317" in result.stdout  # examples/number_scan.png, read without torch
+    if argv[0] == "evaluate":  # a .pt stands for its .onnx twin
+        assert "default.onnx" in result.stdout and "default.pt" not in result.stdout
+
+
+def test_evaluate_runs_on_onnx_by_itself_without_torch(tmp_path):
+    body = "from digitrec.cli import main\ncode = main(['evaluate', '--limit', '300', '--json'])"
+    result = run_python(tmp_path, WATCH.format(body=body, modules=TRAIN_ONLY) + "sys.exit(code)", block=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout)
+    assert out["model"] == str(onnx_twin(DEFAULT_MODEL_PATH)) and out["n"] == 300 and out["test_accuracy"] > 0.95
 
 
 @pytest.mark.parametrize("block", [False, True], ids=["watched", "absent"])
@@ -210,7 +232,9 @@ def test_the_server_starts_and_answers_without_torch(tmp_path, block):
 
 NEEDS_TORCH = [
     ["train", "--epochs", "1"],
-    ["evaluate"],
+    ["evaluate", "--backend", "torch"],
+    ["evaluate", "--limit", "10", "--split", "val"],  # the split is drawn with torch's generator
+    ["evaluate", "--limit", "10", "--report", "rep"],  # matplotlib
     ["compare", "all"],
     ["calibrate", "--model", "m.pt"],
     ["export", "--out", "m.onnx"],

@@ -1,26 +1,30 @@
 """Where a model fails: per-class metrics, the confusion matrix, confused pairs, the mistakes.
 
-The numbers come from scikit-learn (`precision_recall_fscore_support`, `confusion_matrix`);
-this module only chooses the split, runs the model once and packages the results as
-dataclasses that the CLI, the report and the notebook share. Confidences are calibrated: they
-are softmax(logits / T) with the checkpoint's fitted temperature.
+Every number is computed here in numpy from the labels and the model's logits (the per-class
+precision, recall and F1 from the confusion matrix, as scikit-learn defines them), so the torch
+and the ONNX Runtime backends of `digitrec evaluate` share one metrics path and a base install
+runs it. The results are dataclasses that the CLI, the report and the notebook share.
+Confidences are calibrated: they are softmax(logits / T) with the checkpoint's fitted temperature.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from digitrec.errors import ConfigError
-from digitrec.evaluation.calibration import DEFAULT_BINS, expected_calibration_error, probabilities
-from digitrec.models.checkpoint import Checkpoint
-from digitrec.training.data import Mnist, checkpoint_split
-from digitrec.training.metrics import predict_logits
+from digitrec.evaluation.reliability import DEFAULT_BINS, expected_calibration_error
+from digitrec.probability import softmax
+
+if TYPE_CHECKING:
+    import torch
+
+    from digitrec.models.checkpoint import Checkpoint
+    from digitrec.training.data import Mnist
+    from digitrec.training.mnist_files import MnistArrays
 
 SPLITS = ("test", "val")
 CLASSES = tuple(range(10))
@@ -28,19 +32,25 @@ CLASSES = tuple(range(10))
 
 @dataclass(frozen=True)
 class Predictions:
-    """One pass of a model over a split: the inputs, the logits and the calibrated probabilities."""
+    """One pass of a model over a split: the inputs, the logits and the calibrated probabilities.
+
+    Built from numpy arrays or CPU tensors; stored as numpy."""
 
     split: str  # "test" or "val"
-    indices: torch.Tensor  # (N,) positions in the MNIST test set, or in the training set for "val"
-    images: torch.Tensor  # (N, 28, 28) uint8
-    labels: torch.Tensor  # (N,) int64
-    logits: torch.Tensor  # (N, 10) float32
+    indices: np.ndarray  # (N,) positions in the MNIST test set, or in the training set for "val"
+    images: np.ndarray  # (N, 28, 28) uint8
+    labels: np.ndarray  # (N,) int64
+    logits: np.ndarray  # (N, 10) float32: a model's logits, or an ensemble's log mean probability
     temperature: float
 
+    def __post_init__(self) -> None:
+        for name in ("indices", "images", "labels", "logits"):
+            object.__setattr__(self, name, np.asarray(getattr(self, name)))
+
     @property
-    def probs(self) -> torch.Tensor:
-        """(N, 10) calibrated probabilities, softmax(logits / T)."""
-        return probabilities(self.logits, self.temperature)
+    def probs(self) -> np.ndarray:
+        """(N, 10) calibrated probabilities, softmax(logits / T), float64."""
+        return softmax(self.logits, self.temperature)
 
 
 @dataclass(frozen=True)
@@ -113,44 +123,77 @@ class Analysis:
         return "\n".join(lines)
 
 
-def predict_split(
-    checkpoint: Checkpoint,
-    data: Mnist,
-    split: str = "test",
-    device: torch.device | str = "cpu",
-    limit: int | None = None,
-) -> Predictions:
-    """Run the checkpoint over the test set or its recorded validation split (first `limit` images)."""
+def split_rows(
+    data: Mnist | MnistArrays, split: str, meta: Mapping[str, Any] | None = None, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indices, images, labels) of the test set or of the validation split recorded in a
+    checkpoint's `meta` (the first `limit` of them). Rebuilding the validation split needs torch
+    (it is drawn with torch's seeded generator, `checkpoint_split`); the test set does not."""
     if split == "test":
-        indices = torch.arange(len(data.test_labels))
-        images_all, labels_all = data.test_images, data.test_labels
+        indices = np.arange(len(data.test_labels))
+        images_all, labels_all = np.asarray(data.test_images), np.asarray(data.test_labels)
     elif split == "val":
-        _, indices = checkpoint_split(checkpoint.meta, data.train_labels)
-        images_all, labels_all = data.train_images, data.train_labels
+        import torch
+
+        from digitrec.training.data import checkpoint_split
+
+        _, val = checkpoint_split(meta or {}, torch.as_tensor(np.asarray(data.train_labels)))
+        indices = val.numpy()
+        images_all, labels_all = np.asarray(data.train_images), np.asarray(data.train_labels)
     else:
         raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if limit is not None:
         indices = indices[:limit]
-    images, labels = images_all[indices], labels_all[indices]
-    logits = predict_logits(checkpoint.model, images, checkpoint.normalization, device)  # (N, 10)
+    return indices, images_all[indices], labels_all[indices].astype(np.int64)
+
+
+def predict_split(
+    checkpoint: Checkpoint,
+    data: Mnist | MnistArrays,
+    split: str = "test",
+    device: torch.device | str = "cpu",
+    limit: int | None = None,
+) -> Predictions:
+    """Run a torch checkpoint over the test set or its recorded validation split (first `limit` images)."""
+    import torch
+
+    from digitrec.training.metrics import predict_logits
+
+    indices, images, labels = split_rows(data, split, checkpoint.meta, limit)
+    logits = predict_logits(checkpoint.model, torch.from_numpy(images), checkpoint.normalization, device).numpy()
     return Predictions(
         split=split, indices=indices, images=images, labels=labels, logits=logits, temperature=checkpoint.temperature
     )
 
 
-def class_metrics(labels: np.ndarray, predicted: np.ndarray) -> tuple[list[ClassMetrics], tuple[float, float, float]]:
-    """Per-digit precision, recall, F1 and support (all ten digits), and their unweighted (macro)
-    means over the digits that occur as a label or a prediction (scikit-learn's convention, so a
-    slice without some digit is not penalised for it)."""
-    precision, recall, f1, support = precision_recall_fscore_support(
-        labels, predicted, labels=list(CLASSES), zero_division=0
-    )
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """(10, 10) int64 counts, [true][predicted]."""
+    k = len(CLASSES)
+    cells = np.asarray(labels, dtype=np.int64) * k + np.asarray(predicted, dtype=np.int64)
+    return np.bincount(cells, minlength=k * k).reshape(k, k)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return np.divide(num, den, out=np.zeros(len(num)), where=den > 0)  # 0 where undefined (zero_division=0)
+
+
+def class_metrics(confusion: np.ndarray) -> tuple[list[ClassMetrics], tuple[float, float, float]]:
+    """Per-digit precision, recall, F1 and support (all ten digits) from the confusion matrix,
+    and their unweighted (macro) means over the digits that occur as a label or a prediction
+    (scikit-learn's convention, so a slice without some digit is not penalised for it)."""
+    tp = np.diag(confusion).astype(np.float64)
+    support, predicted = confusion.sum(axis=1), confusion.sum(axis=0)
+    precision, recall = _ratio(tp, predicted), _ratio(tp, support)
+    f1 = _ratio(2 * tp, support + predicted)  # 2PR / (P + R), without the rounding of P and R
     per_class = [
         ClassMetrics(digit=c, precision=float(p), recall=float(r), f1=float(f), support=int(s))
         for c, p, r, f, s in zip(CLASSES, precision, recall, f1, support)
     ]
-    macro_p, macro_r, macro_f1, _ = precision_recall_fscore_support(labels, predicted, average="macro", zero_division=0)
-    return per_class, (float(macro_p), float(macro_r), float(macro_f1))
+    present = (support + predicted) > 0
+    if not present.any():
+        return per_class, (0.0, 0.0, 0.0)
+    macro = tuple(float(v[present].mean()) for v in (precision, recall, f1))
+    return per_class, (macro[0], macro[1], macro[2])
 
 
 def confused_pairs(confusion: np.ndarray, top: int | None = 10) -> list[ConfusedPair]:
@@ -168,16 +211,15 @@ def confused_pairs(confusion: np.ndarray, top: int | None = 10) -> list[Confused
     ]
 
 
-def find_mistakes(
-    probs: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor | None = None, limit: int | None = None
-) -> list[Mistake]:
+def find_mistakes(probs: Any, labels: Any, indices: Any | None = None, limit: int | None = None) -> list[Mistake]:
     """Misclassified images, the most confident mistakes first (the worst ones for a user)."""
-    confidence, predicted = probs.max(dim=1)  # (N,), (N,)
-    wrong = torch.nonzero(predicted != labels).flatten()
-    order = wrong[torch.argsort(confidence[wrong], descending=True, stable=True)]
+    probs, labels = np.asarray(probs), np.asarray(labels)
+    confidence, predicted = probs.max(axis=1), probs.argmax(axis=1)  # (N,), (N,)
+    wrong = np.flatnonzero(predicted != labels)
+    order = wrong[np.argsort(-confidence[wrong], kind="stable")]
     if limit is not None:
         order = order[:limit]
-    indices = torch.arange(len(labels)) if indices is None else indices
+    indices = np.arange(len(labels)) if indices is None else np.asarray(indices)
     return [
         Mistake(
             position=i,
@@ -191,20 +233,27 @@ def find_mistakes(
     ]
 
 
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cross-entropy (nats) of softmax(logits) against the labels, as training reports it."""
+    z = np.asarray(logits, dtype=np.float64)
+    top = z.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(z - top).sum(axis=1)) + top[:, 0]  # logsumexp per row
+    return float(np.mean(log_norm - z[np.arange(len(z)), labels]))
+
+
 def analyze(predictions: Predictions, top_pairs: int | None = 10, n_bins: int = DEFAULT_BINS) -> Analysis:
     """All the metrics of one split. `mistakes` lists every error, most confident first."""
-    labels, logits = predictions.labels.cpu(), predictions.logits.cpu()
+    labels, logits = predictions.labels.astype(np.int64), predictions.logits
     probs = predictions.probs
-    predicted = probs.argmax(1)
-    y, yhat = labels.numpy(), predicted.numpy()
-    per_class, (macro_p, macro_r, macro_f1) = class_metrics(y, yhat)
-    confusion = confusion_matrix(y, yhat, labels=list(CLASSES))
-    n = int(labels.numel())
+    predicted = probs.argmax(axis=1)
+    confusion = confusion_matrix(labels, predicted)
+    per_class, (macro_p, macro_r, macro_f1) = class_metrics(confusion)
+    n = len(labels)
     return Analysis(
         split=predictions.split,
         n=n,
-        accuracy=float((predicted == labels).float().mean()) if n else float("nan"),
-        loss=F.cross_entropy(logits, labels).item() if n else float("nan"),
+        accuracy=float(np.mean(predicted == labels)) if n else float("nan"),
+        loss=cross_entropy(logits, labels) if n else float("nan"),
         ece=expected_calibration_error(probs, labels, n_bins),
         temperature=predictions.temperature,
         per_class=per_class,

@@ -1,7 +1,7 @@
-"""Calibration: is a reported confidence of 0.9 right nine times in ten?
+"""Calibration: fitting the temperature that makes a reported confidence of 0.9 right nine times in ten.
 
-Expected calibration error (ECE) bins predictions by confidence (the top softmax probability)
-into equal-width bins and averages |accuracy - mean confidence| weighted by bin size. Temperature
+The error it lowers, the expected calibration error (ECE), is measured in
+`digitrec.evaluation.reliability` (numpy). Temperature
 scaling (Guo et al., 2017) divides the logits by one scalar T > 0 fitted on the VALIDATION split
 by minimising the negative log-likelihood; it never changes which class wins, only how sure the
 model claims to be. The fitted T is stored in the checkpoint (``meta["calibration"]``) and read
@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from digitrec.evaluation.reliability import DEFAULT_BINS, expected_calibration_error
 from digitrec.models.checkpoint import model_from_payload, read_payload, save_payload
 from digitrec.models.inputs import Normalization
 from digitrec.probability import softmax
 from digitrec.training.data import Mnist, checkpoint_split
 from digitrec.training.metrics import predict_logits
 
-DEFAULT_BINS = 15  # equal-width confidence bins, the usual choice in the calibration literature
 # Search range for T. Well-trained MNIST models land in 0.5-3; the bounds only stop a
 # (nearly) separable validation set from driving T towards 0 or infinity.
 T_MIN, T_MAX = 0.05, 20.0
@@ -34,20 +34,6 @@ T_MIN, T_MAX = 0.05, 20.0
 # target at the model's own accuracy (~99.5%) would reject nothing; 99.8% costs ~1% of digits.
 TARGET_PRECISION = 0.998
 MIN_COVERAGE = 0.9  # ... but never reject more than 10% of validation digits to get there
-
-
-@dataclass(frozen=True)
-class Reliability:
-    """Reliability-diagram data: per equal-width confidence bin, what was claimed and achieved."""
-
-    edges: list[float]  # n_bins + 1 bin edges on [0, 1]
-    confidence: list[float]  # mean top-class probability in each bin (nan when empty)
-    accuracy: list[float]  # fraction correct in each bin (nan when empty)
-    count: list[int]  # predictions in each bin
-    ece: float  # expected calibration error, 0-1
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -63,33 +49,6 @@ class TemperatureFit:
 def probabilities(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """`digitrec.probability.softmax` for the tensors evaluation works with: (N, C) float32."""
     return torch.from_numpy(softmax(logits, temperature)).float()
-
-
-def reliability(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = DEFAULT_BINS) -> Reliability:
-    """Bin (N, C) probabilities by top-class confidence; bins are (lo, hi], the first includes 0."""
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
-    confidence, predicted = probs.double().max(dim=1)  # (N,), (N,)
-    correct = (predicted == labels.to(predicted.device)).double()
-    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)
-    # bucketize with right=False gives i such that edges[i-1] < c <= edges[i]; shift to 0-based.
-    bins = (torch.bucketize(confidence, edges, right=False) - 1).clamp(0, n_bins - 1)
-    count = torch.bincount(bins, minlength=n_bins)
-    conf_sum = torch.bincount(bins, weights=confidence, minlength=n_bins)
-    correct_sum = torch.bincount(bins, weights=correct, minlength=n_bins)
-    nonempty = count > 0
-    mean_conf = torch.where(nonempty, conf_sum / count.clamp(min=1), torch.nan)
-    mean_acc = torch.where(nonempty, correct_sum / count.clamp(min=1), torch.nan)
-    n = max(int(count.sum()), 1)
-    ece = float(((correct_sum - conf_sum).abs()).sum() / n)  # sum_b |acc_b - conf_b| * n_b / N
-    return Reliability(
-        edges=edges.tolist(), confidence=mean_conf.tolist(), accuracy=mean_acc.tolist(), count=count.tolist(), ece=ece
-    )
-
-
-def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = DEFAULT_BINS) -> float:
-    """ECE (0-1) of (N, C) probabilities against (N,) labels with equal-width bins."""
-    return reliability(probs, labels, n_bins).ece
 
 
 def nll(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> float:

@@ -2,6 +2,8 @@
 
 Both are ordinary modules whose output is log-probabilities (log of the mean of the members'
 softmax), so `argmax`, cross-entropy and every backend treat them like a single model's logits.
+`digitrec evaluate` averages the same way in numpy (`digitrec.evaluation.scoring`), on either
+backend; these modules are for torch code (training scripts, benchmarks) that wants one module.
 """
 
 from __future__ import annotations
@@ -14,10 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from digitrec.errors import CheckpointError
+from digitrec.evaluation.scoring import DEFAULT_SHIFTS
 from digitrec.models.checkpoint import Checkpoint, load_checkpoint
-
-# One-pixel shifts: the variation MNIST's centring by centre of mass leaves in real digits.
-DEFAULT_SHIFTS: tuple[tuple[int, int], ...] = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 
 
 def _mean_log_softmax(logits: list[torch.Tensor]) -> torch.Tensor:

@@ -19,7 +19,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from digitrec.atomic import atomic_write
-from digitrec.evaluation.calibration import Reliability
+from digitrec.evaluation.reliability import Reliability
 
 DPI = 100  # pixels per inch of every PNG written here
 CURVES_FIGSIZE = (11.0, 4.0)  # inches

@@ -1,7 +1,8 @@
 """An evaluation report in one directory: metrics.json, three PNGs and a self-contained HTML page.
 
 report.html embeds the images as base64 data URIs, so the single file can be mailed, attached
-to an issue or opened offline without the PNGs beside it.
+to an issue or opened offline without the PNGs beside it. The PNGs need matplotlib (the `[train]`
+extra), imported when a report is written, so `digitrec evaluate` without --report runs without it.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from digitrec.atomic import atomic_write_text
 from digitrec.evaluation.analysis import Analysis, Predictions
-from digitrec.evaluation.calibration import probabilities, reliability
-from digitrec.evaluation.plots import plot_confusion_matrix, plot_misclassified, plot_reliability
-from digitrec.models.checkpoint import Checkpoint
+from digitrec.evaluation.reliability import reliability
+from digitrec.probability import softmax
+
+if TYPE_CHECKING:
+    from digitrec.models.checkpoint import Checkpoint
 
 METRICS_JSON = "metrics.json"
 CONFUSION_PNG = "confusion_matrix.png"
@@ -50,6 +53,11 @@ class ReportFiles:
         )
 
 
+def require_plotting() -> None:
+    """Raise ImportError now, before a model runs, when matplotlib (the `[train]` extra) is missing."""
+    import matplotlib  # noqa: F401
+
+
 def model_info(checkpoint: Checkpoint) -> dict[str, Any]:
     """What identifies the evaluated model in a report."""
     return {
@@ -64,7 +72,7 @@ def model_info(checkpoint: Checkpoint) -> dict[str, Any]:
 def report_metrics(analysis: Analysis, predictions: Predictions, model: dict[str, Any] | None = None) -> dict[str, Any]:
     """The content of metrics.json: the analysis plus the uncalibrated ECE and the model identity."""
     out = analysis.to_dict()
-    out["ece_uncalibrated"] = reliability(probabilities(predictions.logits), predictions.labels).ece
+    out["ece_uncalibrated"] = reliability(softmax(predictions.logits), predictions.labels).ece
     out["model"] = model or {}
     return out
 
@@ -77,6 +85,8 @@ def write_report(
     max_items: int = DEFAULT_GALLERY,
 ) -> ReportFiles:
     """Write metrics.json, confusion_matrix.png, misclassified.png, reliability.png, report.html."""
+    from digitrec.evaluation.plots import plot_confusion_matrix, plot_misclassified, plot_reliability
+
     if max_items < 0:
         raise ValueError(f"max_items must be >= 0, got {max_items}")
     files = ReportFiles.under(Path(out_dir))
@@ -92,7 +102,7 @@ def write_report(
 
     shown = analysis.mistakes[:max_items]
     plot_misclassified(
-        predictions.images[[m.position for m in shown]].numpy() if shown else predictions.images[:0].numpy(),
+        predictions.images[[m.position for m in shown]],
         [m.true for m in shown],
         [m.predicted for m in shown],
         [m.confidence for m in shown],
@@ -101,7 +111,7 @@ def write_report(
         f"most confident mistakes first",
     )
 
-    curves = {"uncalibrated (T = 1)": reliability(probabilities(predictions.logits), predictions.labels)}
+    curves = {"uncalibrated (T = 1)": reliability(softmax(predictions.logits), predictions.labels)}
     if predictions.temperature != 1.0:
         curves[f"calibrated (T = {predictions.temperature:.3f})"] = reliability(predictions.probs, predictions.labels)
     plot_reliability(curves, files.reliability, title=f"reliability on the {analysis.split} set")
