@@ -118,14 +118,21 @@ class MicroBatcher:
                 jobs.append(self._queue.get_nowait())
             if self.preprocess is not None and not self._process_busy:
                 self._process_busy = True
-                self._spawn(self._answer_elsewhere(jobs))
+                self._spawn(self._answer_elsewhere(jobs), jobs)
             else:
                 self._thread_busy = True
-                self._spawn(self._answer_here(jobs))
+                self._spawn(self._answer_here(jobs), jobs)
             self._update_free()
 
-    def _spawn(self, work: Any) -> None:
-        task = asyncio.create_task(work)
+    def _spawn(self, work: Any, jobs: list[_Job]) -> None:
+        async def answered() -> None:
+            try:
+                await work
+            except asyncio.CancelledError:  # stop(): no request is left waiting for ever
+                _settle(jobs, [RuntimeError("the service is shutting down")] * len(jobs))
+                raise
+
+        task = asyncio.create_task(answered())
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
