@@ -5,8 +5,10 @@
 - a comb (a row of printed boxes, `digitrec.reading.forms.comb`): the boxes are the segmentation.
   Each filled box's crop (the digit alone, its spill over the box's edge included, the print
   painted over) is one digit; all of them go through the model in one batch. Empty boxes are
-  skipped; a box whose ink is not shaped like one digit, or read with low confidence, is flagged
-  with the box's number in the reason;
+  skipped; a box whose ink is not shaped like one digit, or that the mark classifier
+  (`digitrec.reading.marks`) says is no digit (then no digit is read from it), is flagged with the
+  box's number in the reason, and so is a field whose digits are all right with a probability
+  (their product) below COMB_FIELD_CONFIDENCE;
 - printed lines or a frame (one box alone: "ruled"): the lines are removed and the handwriting alone (on flat
   paper: no trace of a line is left for the reader's own thresholds) is read as a number;
 - nothing printed ("plain"): the field is read as a number, as `Recognizer.read` does.
@@ -37,11 +39,12 @@ if TYPE_CHECKING:
     from digitrec.reading.recognize import Recognizer
 
 FIELD_MAX_SIDE = 2400  # pixels: a larger field image is shrunk first (digits 40-80 px tall need no more)
-# A comb box's digit is flagged below this confidence (the mean of both models; the recogniser's
-# own reject threshold when that is stricter): a field is wrong when any of its 3-8 digits is.
-# On 600 comb fields of validation digits, 0.8 / 0.9 / 0.95 left 1.5 / 0.8 / 0.8% of fields wrong
-# and unflagged and flagged 9 / 11 / 12%.
-COMB_REVIEW_CONFIDENCE = 0.9
+# A comb field is flagged when the product of its digits' probabilities (each the mean of both
+# models) is below this: the chance that every digit is right, were the boxes' errors independent.
+# On 300 comb fields of validation digits (`benchmarks/forms.py --split val`), with the print's own
+# flags below, 0.90 / 0.95 / 0.97 flagged 12.0 / 14.7 / 16.7% of the fields and left 0.67 / 0.33 /
+# 0.33% wrong and not flagged (a box alone below 0.9, the rule before, left 0.67% for 12.3%).
+COMB_FIELD_CONFIDENCE = 0.95
 # A box with this share of a typical digit's ink on its printed edges, beyond the other boxes', is
 # flagged. On the same fields: 5 of the 7 digits hidden under a side are caught, for 1.4% more
 # fields flagged (a thin line's width varies by a pixel from box to box).
@@ -96,16 +99,18 @@ def nothing_read(layout: str, name: str | None, field: str | None) -> FieldReadi
 # --- a comb: one digit or nothing per box -----------------------------------------------------------------
 
 
-def box_digits(crops: list[np.ndarray]) -> tuple[list[np.ndarray | None], list[str | None]]:
+def box_digits(crops: list[np.ndarray], blob_rule: bool = True) -> tuple[list[np.ndarray | None], list[str | None]]:
     """Each box's crop -> (its 28x28 digit or None, why it is not plainly one digit or None).
     A crop that is not shaped like one digit is still made into a digit when it has ink: the
-    model's guess is shown to the person checking it."""
+    model's guess is shown to the person checking it. `blob_rule` False leaves filled blobs to
+    the mark classifier (the filled-area rule also refuses felt-tip digits)."""
     digits: list[np.ndarray | None] = []
     reasons: list[str | None] = []
     for crop in crops:
         prepared = pp.prepare_digit(crop)
         digits.append(prepared.digit28)
-        reasons.append(prepared.reason or (check_single_digit(prepared) if prepared.digit28 is not None else None))
+        shape = check_single_digit(prepared, blob_rule=blob_rule) if prepared.digit28 is not None else None
+        reasons.append(prepared.reason or shape)
     return digits, reasons
 
 
@@ -119,28 +124,40 @@ def box_probabilities(recognizer: Recognizer, digits28: list[np.ndarray]) -> np.
 
 
 def read_comb(recognizer: Recognizer, comb: Comb, name: str | None = None, field: str | None = None) -> FieldReading:
-    """One digit per filled box, all boxes through the models in one batch. Boxes are numbered
-    from 1 in the reasons given (`box_index` counts from 0)."""
+    """One digit per filled box, all boxes through the models in one batch. A box the mark
+    classifier says holds no digit (a blob, a scribble, a crossed-out digit) gives no digit; the
+    field's confidence is the product of its digits' probabilities. Boxes are numbered from 1 in
+    the reasons given (`box_index` counts from 0)."""
     out = FieldReading(file=name, field=field, layout="comb", text="")
     filled = [(b.index, b.crop, b.ink_box) for b in comb.filled if b.crop is not None and b.ink_box is not None]
-    digits28, reasons = box_digits([crop for _, crop, _ in filled])
+    digits28, reasons = box_digits([crop for _, crop, _ in filled], blob_rule=recognizer.marks is None)
     usable = [d for d in digits28 if d is not None]
     probabilities = iter(box_probabilities(recognizer, usable) if usable else [])
-    threshold = max(COMB_REVIEW_CONFIDENCE, recognizer.reject_threshold)
+    marks = iter(recognizer.not_digit_reasons(usable))
+    least: tuple[float, int, int] | None = None  # the least sure digit: (probability, box, digit)
+    field_probability = 1.0
     for (index, _, ink_box), digit28, reason in zip(filled, digits28, reasons):
         row = next(probabilities) if digit28 is not None else None
-        digit = int(np.argmax(row)) if row is not None else None
-        confidence = float(np.max(row)) if row is not None else 0.0
+        mark = next(marks) if digit28 is not None else None
+        digit = int(np.argmax(row)) if row is not None and mark is None else None
+        confidence = float(np.max(row)) if digit is not None and row is not None else 0.0
         out.digits.append({"digit": digit, "confidence": confidence, "box": list(ink_box), "box_index": index})
-        out.text += "" if digit is None else str(digit)
-        if reason:
-            out.flag(f"box {index + 1}: {reason}")
-        elif confidence < threshold:
-            value, bound = format_below(confidence, threshold)
-            out.flag(f"box {index + 1}: digit {digit} read at {value}, below {bound}")
+        if reason or mark:
+            out.flag(f"box {index + 1}: {reason or mark}")
+        if digit is None:
+            continue
+        out.text += str(digit)
+        field_probability *= confidence
+        least = min(least, (confidence, index, digit)) if least is not None else (confidence, index, digit)
+    if least is not None and field_probability < COMB_FIELD_CONFIDENCE:
+        value, bound = format_below(field_probability, COMB_FIELD_CONFIDENCE)
+        out.flag(
+            f"the field is right with probability {value} only, below {bound} "
+            f"(least sure: box {least[1] + 1}, digit {least[2]} at {least[0]:.3f})"
+        )
     _hidden_ink(comb, out)
     _unboxed_print(comb, out)
-    if not out.digits:
+    if not out.text:
         out.rejected, out.reason = True, NO_DIGIT if not out.reason else f"{NO_DIGIT}; {out.reason}"
     return out
 
