@@ -10,6 +10,7 @@ verifier (`digitrec.reading.verifier.Verifier`) weighs them by name; the matrix 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,15 +99,23 @@ def class_features(probs: np.ndarray, box: Box, height: float) -> dict[str, floa
     """How it reads (class probabilities (10,)), and whether its width suits the class it reads as."""
     order = np.argsort(-probs)
     log_p = np.log(np.maximum(probs[order[:2]], 1e-12))
-    log_w = math.log(max(box[2] - box[0], 1) / height)
-    z = abs(log_w - ASPECT_MEAN[order[0]]) / ASPECT_STD[order[0]]
+    log_w = log_width(box, height)
     return {
         "log_p1": log_p[0],
         "log_margin": log_p[0] - log_p[1],
         "log_width": log_w,
         "log_width_sq": log_w * log_w,
-        "width_z_excess": max(0.0, z - 1.0),
+        "width_z_excess": width_z_excess(log_w)[order[0]],
     }
+
+
+def log_width(box: Box, height: float) -> float:
+    return math.log(max(box[2] - box[0], 1) / height)
+
+
+def width_z_excess(log_w: float) -> np.ndarray:
+    """(10,) how far a candidate's width lies outside MNIST's widths for each class (std beyond 1)."""
+    return np.maximum(0.0, np.abs(log_w - ASPECT_MEAN) / ASPECT_STD - 1.0)
 
 
 def shape_features(run: list[Atom], box: Box, scale: LineScale) -> dict[str, float]:
@@ -142,22 +151,29 @@ def side_features(atoms: list[Atom], i: int, j: int, box: Box, height: float) ->
     }
 
 
-def candidate_feature_dicts(line: LineAnalysis) -> list[dict[str, float]]:
-    """{feature name: value} for every candidate digit of an analysed line, in `line.spans` order."""
+def line_scale(line: LineAnalysis) -> LineScale:
     atoms, height = line.atoms, line.height
     centre_y = float(np.median([(a.box[1] + a.box[3]) / 2 for a in atoms if a.full] or [0.0]))
-    scale = LineScale(height=height, centre_y=centre_y, typical=typical_width(atoms, height))
+    return LineScale(height=height, centre_y=centre_y, typical=typical_width(atoms, height))
+
+
+def candidate_feature_dicts(line: LineAnalysis, which: Sequence[int] | None = None) -> list[dict[str, float]]:
+    """{feature name: value} for every candidate digit of an analysed line, in `line.spans` order
+    (`which`: of those candidates only, indices into `line.spans`)."""
+    atoms, height, scale = line.atoms, line.height, line_scale(line)
     index = {span: k for k, span in enumerate(line.spans)}
     checker = line.one_digit if line.one_digit is not None else np.zeros(len(line.spans))
+    rows = range(len(line.spans)) if which is None else which
     return [
         {
-            **class_features(probs, box, height),
-            **shape_features(atoms[i : j + 1], box, scale),
-            **side_features(atoms, i, j, box, height),
+            **class_features(line.probs[k], line.boxes[k], height),
+            **shape_features(atoms[i : j + 1], line.boxes[k], scale),
+            **side_features(atoms, i, j, line.boxes[k], height),
             "split_conf": split_confidence(line, index, i, j),
-            "checker": float(one),
+            "checker": float(checker[k]),
         }
-        for (i, j), box, probs, one in zip(line.spans, line.boxes, line.probs, checker)
+        for k in rows
+        for i, j in [line.spans[k]]
     ]
 
 
@@ -172,6 +188,7 @@ def feature_matrix(rows: list[dict[str, float]]) -> np.ndarray:
     return np.asarray([[row[name] for name in FEATURES] for row in rows], dtype=np.float64).reshape(-1, len(FEATURES))
 
 
-def candidate_features(line: LineAnalysis) -> np.ndarray:
-    """(len(spans), len(FEATURES)) description of every candidate digit, for the verifier."""
-    return feature_matrix(candidate_feature_dicts(line))
+def candidate_features(line: LineAnalysis, which: Sequence[int] | None = None) -> np.ndarray:
+    """(len(spans), len(FEATURES)) description of every candidate digit, for the verifier
+    (`which`: (len(which), len(FEATURES)), of those candidates only)."""
+    return feature_matrix(candidate_feature_dicts(line, which))
