@@ -42,6 +42,7 @@ class LineAnalysis:
     one_digit: np.ndarray | None = None  # (len(spans),) the checker's log-odds of exactly one digit
     digits28: list[np.ndarray] | None = None  # (28, 28) per span, when asked for (training the checker)
     atom_labels: np.ndarray | None = None  # (H, W) atom ids at working resolution: cuts candidates out
+    geometry: list[dict[str, float]] | None = None  # per span, the features no model is needed for
 
 
 def rejected_line(ink: Ink, height: float, reason: str) -> LineAnalysis:

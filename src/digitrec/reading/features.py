@@ -95,16 +95,14 @@ def split_confidence(line: LineAnalysis, index: dict[tuple[int, int], int], i: i
     return max(0.0, best)
 
 
-def class_features(probs: np.ndarray, box: Box, height: float) -> dict[str, float]:
-    """How it reads (class probabilities (10,)), and whether its width suits the class it reads as."""
+def class_features(probs: np.ndarray, log_w: float) -> dict[str, float]:
+    """How it reads (class probabilities (10,)), and whether its width (`log_width`) suits the
+    class it reads as."""
     order = np.argsort(-probs)
     log_p = np.log(np.maximum(probs[order[:2]], 1e-12))
-    log_w = log_width(box, height)
     return {
         "log_p1": log_p[0],
         "log_margin": log_p[0] - log_p[1],
-        "log_width": log_w,
-        "log_width_sq": log_w * log_w,
         "width_z_excess": width_z_excess(log_w)[order[0]],
     }
 
@@ -157,24 +155,37 @@ def line_scale(line: LineAnalysis) -> LineScale:
     return LineScale(height=height, centre_y=centre_y, typical=typical_width(atoms, height))
 
 
+def geometry_features(line: LineAnalysis, k: int, scale: LineScale) -> dict[str, float]:
+    """The features of candidate `k` (an index into `line.spans`) that no model is needed for."""
+    (i, j), box = line.spans[k], line.boxes[k]
+    log_w = log_width(box, line.height)
+    return {
+        "log_width": log_w,
+        "log_width_sq": log_w * log_w,
+        **shape_features(line.atoms[i : j + 1], box, scale),
+        **side_features(line.atoms, i, j, box, line.height),
+    }
+
+
 def candidate_feature_dicts(line: LineAnalysis, which: Sequence[int] | None = None) -> list[dict[str, float]]:
     """{feature name: value} for every candidate digit of an analysed line, in `line.spans` order
-    (`which`: of those candidates only, indices into `line.spans`)."""
-    atoms, height, scale = line.atoms, line.height, line_scale(line)
+    (`which`: of those candidates only, indices into `line.spans`); the model-free ones from
+    `line.geometry` when it holds them."""
+    scale = line_scale(line)
     index = {span: k for k, span in enumerate(line.spans)}
     checker = line.one_digit if line.one_digit is not None else np.zeros(len(line.spans))
-    rows = range(len(line.spans)) if which is None else which
-    return [
-        {
-            **class_features(line.probs[k], line.boxes[k], height),
-            **shape_features(atoms[i : j + 1], line.boxes[k], scale),
-            **side_features(atoms, i, j, line.boxes[k], height),
-            "split_conf": split_confidence(line, index, i, j),
-            "checker": float(checker[k]),
-        }
-        for k in rows
-        for i, j in [line.spans[k]]
-    ]
+    rows = []
+    for k in range(len(line.spans)) if which is None else which:
+        geometry = line.geometry[k] if line.geometry is not None else geometry_features(line, k, scale)
+        rows.append(
+            {
+                **geometry,
+                **class_features(line.probs[k], geometry["log_width"]),
+                "split_conf": split_confidence(line, index, *line.spans[k]),
+                "checker": float(checker[k]),
+            }
+        )
+    return rows
 
 
 def feature_matrix(rows: list[dict[str, float]]) -> np.ndarray:

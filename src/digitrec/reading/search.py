@@ -33,10 +33,8 @@ from digitrec.reading.decode import ImageInput
 from digitrec.reading.features import (
     FEATURES,
     candidate_features,
+    geometry_features,
     line_scale,
-    log_width,
-    shape_features,
-    side_features,
     width_z_excess,
 )
 from digitrec.reading.results import Reading
@@ -56,8 +54,8 @@ P1_MIN = math.log(0.1)  # the top class of ten has at least this log-probability
 MARGIN_MAX = -math.log(1e-12)  # log p1 - log p2, the probabilities floored at 1e-12 as the features do
 SPLIT_MAX = 5.0  # the split confidence lies in [0, 5]
 SLACK = 1e-6  # bounds are compared with this much room: float rounding never prunes a tie
-FIRST_WINDOW = 6.0  # log units: while fewer than K segmentations are known, classify the candidates
-# whose bound is this close to the best bound (the window doubles every round)
+FIRST_WINDOW = 6.0  # log units: each round classifies the candidates whose best segmentation's bound
+# is this close to the highest (the window doubles every round), the most promising first
 
 
 def score_bounds(line: LineAnalysis, verifier: Verifier, checker: bool) -> np.ndarray:
@@ -71,17 +69,12 @@ def score_bounds(line: LineAnalysis, verifier: Verifier, checker: bool) -> np.nd
         + max(w["split_conf"] * SPLIT_MAX, 0.0)
         + (abs(w["checker"]) * CHECKER_CLIP if checker and line.one_digit is None else 0.0)
     )
-    scale, atoms, height = line_scale(line), line.atoms, line.height
+    if line.geometry is None:
+        scale = line_scale(line)
+        line.geometry = [geometry_features(line, k, scale) for k in range(len(line.spans))]
     out = np.empty(len(line.spans))
-    for k, ((i, j), box) in enumerate(zip(line.spans, line.boxes)):
-        log_w = log_width(box, height)
-        known = {
-            "log_width": log_w,
-            "log_width_sq": log_w * log_w,
-            **shape_features(atoms[i : j + 1], box, scale),
-            **side_features(atoms, i, j, box, height),
-        }
-        widths = float(np.max(w["width_z_excess"] * width_z_excess(log_w)))  # over the class it may read as
+    for k, known in enumerate(line.geometry):
+        widths = float(np.max(w["width_z_excess"] * width_z_excess(known["log_width"])))  # any class it may read as
         out[k] = verifier.bias + sum(w[name] * value for name, value in known.items()) + widths + models
     if line.one_digit is not None:
         out += w["checker"] * line.one_digit
@@ -141,32 +134,31 @@ def restricted(line: LineAnalysis, keep: list[int], probs: np.ndarray, one_digit
         boxes=[line.boxes[k] for k in keep],
         probs=probs[keep],
         one_digit=one_digit[keep] if one_digit is not None else None,
+        geometry=[line.geometry[k] for k in keep] if line.geometry is not None else None,
     )
 
 
 def search_line(recognizer: LineRecognizer, line: LineAnalysis) -> LineAnalysis:
     """The candidates of a (not rejected) line from `line_candidates` that may be part of the
     `K_BEST` best segmentations, classified (the line restricted to them; see the module's doc)."""
-    verifier, checker = recognizer.verifier, recognizer.checker
-    count = len(line.spans)
-    all_images = candidate_images(line, range(count))
-    one_digit = one_digit_log_odds(recognizer, all_images)
-    line.one_digit = one_digit
-    best = score_bounds(line, verifier, checker is not None)  # exact once a candidate is classified
+    verifier, count = recognizer.verifier, len(line.spans)
+    # Every candidate is made and checked (the checker is a fifth of the reading model's cost, and
+    # its log-odds known tighten the bounds most); the reading model runs on those that may matter.
+    images = candidate_images(line, range(count))
+    line.one_digit = one_digit_log_odds(recognizer, images)
+    best = score_bounds(line, verifier, recognizer.checker is not None)  # exact once classified
     parts = split_parts(line)
     classified = np.zeros(count, bool)
-    probs = np.zeros((count, 10))
-    log_odds = np.zeros(count)
+    probs, log_odds = np.zeros((count, 10)), np.zeros(count)
     kth, window = -np.inf, FIRST_WINDOW  # the K-th best segmentation's score among the classified
-    sub = restricted(line, [], probs, one_digit)
+    sub = restricted(line, [], probs, line.one_digit)
     while True:
         through = best_through(line, best)
         open_ = ~classified & (through >= kth - SLACK)
         if not open_.any():
             return sub
-        if kth == -np.inf:  # too few segmentations known to compare with: the most promising first
-            open_ &= through >= through[open_].max() - window
-            window *= 2
+        open_ &= through >= through[open_].max() - window  # the most promising first
+        window *= 2
         todo, stack = set(), [int(k) for k in np.flatnonzero(open_)]
         while stack:  # with the parts their split confidence reads
             k = stack.pop()
@@ -174,15 +166,13 @@ def search_line(recognizer: LineRecognizer, line: LineAnalysis) -> LineAnalysis:
                 todo.add(k)
                 stack += parts[k]
         new = sorted(todo)
-        images = [all_images[k] for k in new]
-        probs[new] = recognizer.reader.probabilities(images)
+        probs[new] = recognizer.reader.probabilities([images[k] for k in new])
         classified[new] = True
         keep = [int(k) for k in np.flatnonzero(classified)]
-        sub = restricted(line, keep, probs, one_digit)
+        sub = restricted(line, keep, probs, line.one_digit)
         rows = [keep.index(k) for k in new]  # a classified candidate's features are final: its parts are in
         log_odds[new] = feature_log_odds(candidate_features(sub, rows), verifier)
-        scores = np.log(np.maximum(probs[new], 1e-12)) + log_odds[new][:, None]
-        best[new] = scores.max(axis=1)
+        best[new] = (np.log(np.maximum(probs[new], 1e-12)) + log_odds[new][:, None]).max(axis=1)
         candidates = {line.spans[k]: np.log(np.maximum(probs[k], 1e-12)) + log_odds[k] for k in keep}
         paths = k_best(len(line.atoms), candidates, [a.small for a in line.atoms])
         kth = paths[-1].score if len(paths) >= K_BEST else -np.inf
