@@ -8,8 +8,10 @@ round: the yardstick of the issue, `Image.open(f).convert("L").resize((28, 28))`
 (the fast path: the digit found in a small copy, its crop refined, a large JPEG decoded small); and
 the reference path (`Recognizer.prepare(f, fast=False)`, the whole frame at working resolution,
 then the model). Then `read` on numbers made as benchmarks/reading.py makes them (3-8 MNIST test
-digits on a line, one pair in five touching), with the part of it its two models take (the reading
-model and the one-digit checker on every candidate digit).
+digits on a line, one pair in five touching), interleaved number by number with the full search it
+reads as (`segment.read_number`: both models on every candidate digit, what `read` was before the
+bounded search of `digitrec.reading.search`), with the part of that its two models take, and
+`read` on the torch backend. The models run on ONNX Runtime, the default backend.
 
 One torch thread. Figures are medians over the calls of all rounds, of wall-clock time (what a user
 waits) and of the thread's CPU time (what the code costs: on a shared CPU, other processes inflate
@@ -41,7 +43,7 @@ from PIL import Image
 from digitrec.reading import synth
 from digitrec.reading.candidates import cut_line
 from digitrec.reading.recognize import Recognizer
-from digitrec.reading.segment import one_digit_log_odds
+from digitrec.reading.segment import one_digit_log_odds, read_number
 from digitrec.training.data import load_mnist
 
 # (name, canvas (width, height), digit height / frame height, calls per round, target: predict / plain)
@@ -112,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    recognizer = Recognizer.load()
+    recognizer = Recognizer.load()  # ONNX Runtime, the default
+    on_torch = Recognizer.load(backend="torch")
     data = load_mnist()
     images, labels = data.test_images.numpy(), data.test_labels.numpy()
     lines = numbers(images, labels, args.numbers, args.seed)
@@ -120,12 +123,16 @@ def main(argv: list[str] | None = None) -> int:
         paths = photos(Path(tmp), images[args.digit], args.seed)
         kinds = ("plain", "predict", "reference")
         calls = {name: {kind: {"wall": [], "cpu": []} for kind in kinds} for name, *_ in IMAGES}
-        reading = {kind: {"wall": [], "cpu": []} for kind in ("read", "models")}
+        reading = {
+            kind: {"wall": [], "cpu": []}
+            for kind in ("read", "full search", "models", "read, torch", "full search, torch")
+        }
         answers = {
             name: (recognizer.predict(p), recognizer.classify([recognizer.prepare(p, fast=False)])[0])
             for name, p in paths.items()
         }
         recognizer.read(lines[0])  # load the reading model and the checker
+        on_torch.read(lines[0])
         for _ in range(args.rounds):
             for name, _, _, repeats, _ in IMAGES:
                 path = paths[name]
@@ -135,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
                 timed(calls[name]["reference"], predict_by_reference, recognizer, path)
             for line in lines:
                 timed(reading["read"], recognizer.read, line)
+                timed(reading["full search"], read_number, recognizer, line)
                 timed(reading["models"], run_models, recognizer, cut_line(line).digits28 or [])
+                timed(reading["read, torch"], on_torch.read, line)
+                timed(reading["full search, torch"], read_number, on_torch, line)
         sizes = {name: paths[name].stat().st_size for name in paths}
     rows = {}
     for name, _, _, _, target in IMAGES:
@@ -177,11 +187,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{ref_over['wall']:5.1f} |{ref_over['cpu']:5.1f}  <= {row['target']}x: {'met' if row['target_met'] else 'MISSED'} "
             f"(digit {row['digit'][0]}, reference {row['digit'][1]}, true {row['digit'][2]})"
         )
-    read, models = read_ms["read"], read_ms["models"]
+    read, full, models, torch_read, torch_full = (
+        read_ms[k] for k in ("read", "full search", "models", "read, torch", "full search, torch")
+    )
     print(
-        f"read, {args.numbers} numbers of 3-8 digits: {read['wall']:.1f} | {read['cpu']:.1f} ms per number, of which the "
-        f"two models {models['wall']:.1f} | {models['cpu']:.1f} ms; target <= {READ_TARGET_MS:.0f} ms: "
-        f"{'met' if summary['read_target_met'] else 'MISSED'}"
+        f"read, {args.numbers} numbers of 3-8 digits (ONNX Runtime): {read['wall']:.1f} | {read['cpu']:.1f} ms per "
+        f"number; the full search beside it {full['wall']:.1f} | {full['cpu']:.1f} ms, of which its two models on "
+        f"every candidate {models['wall']:.1f} | {models['cpu']:.1f} ms; on torch: read {torch_read['wall']:.1f} | "
+        f"{torch_read['cpu']:.1f} ms, the full search {torch_full['wall']:.1f} | {torch_full['cpu']:.1f} ms; target <= {READ_TARGET_MS:.0f} ms: {'met' if summary['read_target_met'] else 'MISSED'}"
     )
     return 0
 

@@ -8,6 +8,7 @@ reading model and the one-digit checker is cut out with `cut_line` (`digitrec.ma
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,8 @@ class LineAnalysis:
     reason: str | None = None  # why the line is rejected before decoding
     one_digit: np.ndarray | None = None  # (len(spans),) the checker's log-odds of exactly one digit
     digits28: list[np.ndarray] | None = None  # (28, 28) per span, when asked for (training the checker)
+    atom_labels: np.ndarray | None = None  # (H, W) atom ids at working resolution: cuts candidates out
+    geometry: list[dict[str, float]] | None = None  # per span, the features no model is needed for
 
 
 def rejected_line(ink: Ink, height: float, reason: str) -> LineAnalysis:
@@ -61,6 +64,16 @@ def cut_line(image: ImageInput) -> LineAnalysis:
     candidate digit (a run of atoms) into its 28x28 image (`digits28`); `probs` is left empty.
     The candidates' images depend on the picture alone, so training data for the reading model
     and the checker is cut out with this (`digitrec.making.cutouts`)."""
+    line = line_candidates(image)
+    if not line.reason:
+        line.digits28 = candidate_images(line, range(len(line.spans)))
+        line.atom_labels = None  # what the images were cut from: not kept with many lines in memory
+    return line
+
+
+def line_candidates(image: ImageInput) -> LineAnalysis:
+    """`cut_line` without the candidates' images: the ink, the atoms, and every candidate digit's
+    span and box (`candidate_images` makes the images of those a reader wants)."""
     ink = extract_ink(image, READ_MAX_SIDE)
     if not ink.found:
         return rejected_line(ink, 0.0, "no ink found")
@@ -74,7 +87,7 @@ def cut_line(image: ImageInput) -> LineAnalysis:
     if len({a.piece for a in atoms if not a.small}) > 3 * MAX_DIGITS:  # pieces: cuts make many atoms
         return rejected_line(ink, height, f"far more than {MAX_DIGITS} digits")
     n = len(atoms)
-    spans, boxes, images = [], [], []
+    spans, boxes = [], []
     for i in range(n):
         for j in range(i, min(n, i + MAX_RUN)):
             box = box_union([a.box for a in atoms[i : j + 1]])
@@ -82,10 +95,19 @@ def cut_line(image: ImageInput) -> LineAnalysis:
                 break
             if is_stray(atoms[i : j + 1], box, height):
                 continue
-            crop, _ = digit_ink(ink.ink, atom_labels, [a.id for a in atoms[i : j + 1]], box)
             spans.append((i, j))
             boxes.append(box)
-            images.append(digit_to_mnist(crop))
     return LineAnalysis(
-        ink=ink, height=height, atoms=atoms, spans=spans, boxes=boxes, probs=np.zeros((0, 10)), digits28=images
+        ink=ink, height=height, atoms=atoms, spans=spans, boxes=boxes, probs=np.zeros((0, 10)), atom_labels=atom_labels
     )
+
+
+def candidate_images(line: LineAnalysis, which: Iterable[int]) -> list[np.ndarray]:
+    """The 28x28 images of the candidates `which` (indices into `line.spans`), as any digit's."""
+    assert line.atom_labels is not None, "a line from line_candidates"
+    images = []
+    for k in which:
+        (i, j), box = line.spans[k], line.boxes[k]
+        crop, _ = digit_ink(line.ink.ink, line.atom_labels, [a.id for a in line.atoms[i : j + 1]], box)
+        images.append(digit_to_mnist(crop))
+    return images

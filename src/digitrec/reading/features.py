@@ -10,6 +10,7 @@ verifier (`digitrec.reading.verifier.Verifier`) weighs them by name; the matrix 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,19 +95,25 @@ def split_confidence(line: LineAnalysis, index: dict[tuple[int, int], int], i: i
     return max(0.0, best)
 
 
-def class_features(probs: np.ndarray, box: Box, height: float) -> dict[str, float]:
-    """How it reads (class probabilities (10,)), and whether its width suits the class it reads as."""
+def class_features(probs: np.ndarray, log_w: float) -> dict[str, float]:
+    """How it reads (class probabilities (10,)), and whether its width (`log_width`) suits the
+    class it reads as."""
     order = np.argsort(-probs)
     log_p = np.log(np.maximum(probs[order[:2]], 1e-12))
-    log_w = math.log(max(box[2] - box[0], 1) / height)
-    z = abs(log_w - ASPECT_MEAN[order[0]]) / ASPECT_STD[order[0]]
     return {
         "log_p1": log_p[0],
         "log_margin": log_p[0] - log_p[1],
-        "log_width": log_w,
-        "log_width_sq": log_w * log_w,
-        "width_z_excess": max(0.0, z - 1.0),
+        "width_z_excess": width_z_excess(log_w)[order[0]],
     }
+
+
+def log_width(box: Box, height: float) -> float:
+    return math.log(max(box[2] - box[0], 1) / height)
+
+
+def width_z_excess(log_w: float) -> np.ndarray:
+    """(10,) how far a candidate's width lies outside MNIST's widths for each class (std beyond 1)."""
+    return np.maximum(0.0, np.abs(log_w - ASPECT_MEAN) / ASPECT_STD - 1.0)
 
 
 def shape_features(run: list[Atom], box: Box, scale: LineScale) -> dict[str, float]:
@@ -142,23 +149,43 @@ def side_features(atoms: list[Atom], i: int, j: int, box: Box, height: float) ->
     }
 
 
-def candidate_feature_dicts(line: LineAnalysis) -> list[dict[str, float]]:
-    """{feature name: value} for every candidate digit of an analysed line, in `line.spans` order."""
+def line_scale(line: LineAnalysis) -> LineScale:
     atoms, height = line.atoms, line.height
     centre_y = float(np.median([(a.box[1] + a.box[3]) / 2 for a in atoms if a.full] or [0.0]))
-    scale = LineScale(height=height, centre_y=centre_y, typical=typical_width(atoms, height))
+    return LineScale(height=height, centre_y=centre_y, typical=typical_width(atoms, height))
+
+
+def geometry_features(line: LineAnalysis, k: int, scale: LineScale) -> dict[str, float]:
+    """The features of candidate `k` (an index into `line.spans`) that no model is needed for."""
+    (i, j), box = line.spans[k], line.boxes[k]
+    log_w = log_width(box, line.height)
+    return {
+        "log_width": log_w,
+        "log_width_sq": log_w * log_w,
+        **shape_features(line.atoms[i : j + 1], box, scale),
+        **side_features(line.atoms, i, j, box, line.height),
+    }
+
+
+def candidate_feature_dicts(line: LineAnalysis, which: Sequence[int] | None = None) -> list[dict[str, float]]:
+    """{feature name: value} for every candidate digit of an analysed line, in `line.spans` order
+    (`which`: of those candidates only, indices into `line.spans`); the model-free ones from
+    `line.geometry` when it holds them."""
+    scale = line_scale(line)
     index = {span: k for k, span in enumerate(line.spans)}
     checker = line.one_digit if line.one_digit is not None else np.zeros(len(line.spans))
-    return [
-        {
-            **class_features(probs, box, height),
-            **shape_features(atoms[i : j + 1], box, scale),
-            **side_features(atoms, i, j, box, height),
-            "split_conf": split_confidence(line, index, i, j),
-            "checker": float(one),
-        }
-        for (i, j), box, probs, one in zip(line.spans, line.boxes, line.probs, checker)
-    ]
+    rows = []
+    for k in range(len(line.spans)) if which is None else which:
+        geometry = line.geometry[k] if line.geometry is not None else geometry_features(line, k, scale)
+        rows.append(
+            {
+                **geometry,
+                **class_features(line.probs[k], geometry["log_width"]),
+                "split_conf": split_confidence(line, index, *line.spans[k]),
+                "checker": float(checker[k]),
+            }
+        )
+    return rows
 
 
 def feature_matrix(rows: list[dict[str, float]]) -> np.ndarray:
@@ -172,6 +199,7 @@ def feature_matrix(rows: list[dict[str, float]]) -> np.ndarray:
     return np.asarray([[row[name] for name in FEATURES] for row in rows], dtype=np.float64).reshape(-1, len(FEATURES))
 
 
-def candidate_features(line: LineAnalysis) -> np.ndarray:
-    """(len(spans), len(FEATURES)) description of every candidate digit, for the verifier."""
-    return feature_matrix(candidate_feature_dicts(line))
+def candidate_features(line: LineAnalysis, which: Sequence[int] | None = None) -> np.ndarray:
+    """(len(spans), len(FEATURES)) description of every candidate digit, for the verifier
+    (`which`: (len(which), len(FEATURES)), of those candidates only)."""
+    return feature_matrix(candidate_feature_dicts(line, which))

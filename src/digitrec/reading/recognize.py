@@ -33,7 +33,7 @@ from digitrec.reading.marks import DEFAULT_DIGIT_THRESHOLD, mark_reasons
 from digitrec.reading.overlay import draw_reading
 from digitrec.reading.pieces import Piece, box_union
 from digitrec.reading.results import Prediction, Prepared, Reading
-from digitrec.reading.segment import read_number
+from digitrec.reading.search import read_line
 from digitrec.reading.verifier import Verifier, load_verifier
 from digitrec.runtime.loading import DEFAULT_BACKEND, InferenceModel, load_model, model_from_checkpoint
 from digitrec.weights import CHECKER_PATH, DEFAULT_MODEL_PATH, MARKS_PATH, READER_PATH, onnx_twin
@@ -293,7 +293,9 @@ class Recognizer:
     # --- a number per image ----------------------------------------------------------------------
 
     def read(self, image: pp.ImageInput, name: str | None = None) -> Reading:
-        return read_number(self, image, name=name)
+        """The number on a line: `digitrec.reading.search.read_line`, which reads as the full
+        search (`digitrec.reading.segment.read_number`) does, classifying fewer candidates."""
+        return read_line(self, image, name=name)
 
     def draw_overlay(self, image: pp.ImageInput, reading: Reading) -> Image.Image:
         """The (upright) input image with each digit's box and reading drawn on it: green when

@@ -68,6 +68,8 @@ __all__ = [
     "cut_line",
     "decode_line",
     "decode_paths",
+    "feature_log_odds",
+    "k_best",
     "one_digit_log_odds",
     "read_number",
     "reading_features",
@@ -145,6 +147,18 @@ def best_paths(n: int, candidates: dict[tuple[int, int], np.ndarray], skippable:
     """K-best segmentations of atoms 0..n-1 into digits. candidates maps (i, j) (atoms i..j) to
     class scores (10,) (log-probability plus width prior); a digit scores its class's score.
     Returns paths, best first (at most one per distinct number)."""
+    seen, unique = set(), []
+    for path in k_best(n, candidates, skippable):
+        if path.text not in seen:
+            seen.add(path.text)
+            unique.append(path)
+    return unique
+
+
+def k_best(n: int, candidates: dict[tuple[int, int], np.ndarray], skippable: list[bool]) -> list[Path]:
+    """The `K_BEST` best segmentations of atoms 0..n-1 (`best_paths`), best first, several of
+    them perhaps the same number. Keeping the K best at every atom finds the K best overall: a
+    path's beginning that K others beat would leave K better paths with its end."""
     states: list[list[Path]] = [[] for _ in range(n + 1)]
     states[0] = [Path(score=0.0, digits=())]
     for end in range(1, n + 1):
@@ -162,20 +176,18 @@ def best_paths(n: int, candidates: dict[tuple[int, int], np.ndarray], skippable:
             options += [Path(score=p.score + SKIP_PENALTY, digits=p.digits) for p in states[end - 1]]
         options.sort(key=lambda p: -p.score)
         states[end] = options[:K_BEST]
-    seen, unique = set(), []
-    for path in states[n]:
-        if path.text not in seen:
-            seen.add(path.text)
-            unique.append(path)
-    return unique
+    return states[n]
 
 
-def candidate_scores(line: LineAnalysis, verifier: Verifier) -> dict[tuple[int, int], np.ndarray]:
+def candidate_scores(
+    line: LineAnalysis, verifier: Verifier, log_odds: np.ndarray | None = None
+) -> dict[tuple[int, int], np.ndarray]:
     """(i, j) -> (10,) score per class: the class's log-probability plus the verifier's log-odds
-    that atoms i..j are exactly one digit (linear in `candidate_features`)."""
+    that atoms i..j are exactly one digit (linear in `candidate_features`; `log_odds`: its
+    `span_log_odds`, when known)."""
     if not line.spans:
         return {}
-    log_odds = span_log_odds(line, verifier)
+    log_odds = span_log_odds(line, verifier) if log_odds is None else log_odds
     return {span: np.log(np.maximum(row, 1e-12)) + lo for span, row, lo in zip(line.spans, line.probs, log_odds)}
 
 
@@ -183,7 +195,15 @@ def span_log_odds(line: LineAnalysis, verifier: Verifier) -> np.ndarray:
     """(len(line.spans),) the verifier's log-odds that each candidate is exactly one digit."""
     if not line.spans:
         return np.zeros(0)
-    return candidate_features(line) @ np.array(verifier.weight_vector(FEATURES)) + verifier.bias
+    return feature_log_odds(candidate_features(line), verifier)
+
+
+def feature_log_odds(features: np.ndarray, verifier: Verifier) -> np.ndarray:
+    """(B, len(FEATURES)) candidate features -> (B,) the verifier's log-odds. Each row is summed
+    on its own (not a matrix product, whose rounding depends on the rows beside it), so a
+    candidate scores the same to the last bit among all of a line's candidates or among a few
+    (`digitrec.reading.search`)."""
+    return (features * np.array(verifier.weight_vector(FEATURES))).sum(axis=1) + verifier.bias
 
 
 def format_below(value: float, bound: float) -> tuple[str, str]:
@@ -233,15 +253,19 @@ def review_bound(reject_threshold: float, verifier: Verifier) -> float:
     return max(reject_threshold, verifier.review_confidence or 0.0)
 
 
-def decode_paths(line: LineAnalysis, verifier: Verifier) -> list[Path]:
-    """The K-best segmentations of an analysed (not rejected) line, best first."""
-    return best_paths(len(line.atoms), candidate_scores(line, verifier), [a.small for a in line.atoms])
+def decode_paths(line: LineAnalysis, verifier: Verifier, log_odds: np.ndarray | None = None) -> list[Path]:
+    """The K-best segmentations of an analysed (not rejected) line, best first (`log_odds`: its
+    `span_log_odds`, when known)."""
+    return best_paths(len(line.atoms), candidate_scores(line, verifier, log_odds), [a.small for a in line.atoms])
 
 
-def reading_features(line: LineAnalysis, paths: Sequence[Path], verifier: Verifier) -> dict[str, float]:
-    """`digitrec.reading.confidence.number_features` of the best of `paths` (not empty)."""
+def reading_features(
+    line: LineAnalysis, paths: Sequence[Path], verifier: Verifier, log_odds: np.ndarray | None = None
+) -> dict[str, float]:
+    """`digitrec.reading.confidence.number_features` of the best of `paths` (not empty; `log_odds`:
+    the line's `span_log_odds`, when known)."""
     rows = [line.spans.index((i, j)) for i, j, _ in paths[0].digits]
-    log_odds = span_log_odds(line, verifier)
+    log_odds = span_log_odds(line, verifier) if log_odds is None else log_odds
     return number_features(
         paths[0].text,
         [float(line.probs[k, d]) for k, (_, _, d) in zip(rows, paths[0].digits)],
@@ -260,7 +284,8 @@ def decode_line(line: LineAnalysis, reject_threshold: float, verifier: Verifier,
     """The best segmentation of an analysed line as a Reading; `needs_review` always with its reason."""
     if line.reason:
         return Reading(file=name, text="", rejected=True, reason=line.reason)
-    paths = decode_paths(line, verifier)
+    log_odds = span_log_odds(line, verifier)  # computed once: the paths and the number model both need it
+    paths = decode_paths(line, verifier, log_odds)
     if not paths or not paths[0].digits:
         return Reading(file=name, text="", rejected=True, reason="no digit found")
     best = paths[0]
@@ -287,7 +312,7 @@ def decode_line(line: LineAnalysis, reject_threshold: float, verifier: Verifier,
         runner_up(paths),
         review_bound(reject_threshold, verifier),
         verifier.review_margin,
-        model.probability(reading_features(line, paths, verifier)) if model is not None else None,
+        model.probability(reading_features(line, paths, verifier, log_odds)) if model is not None else None,
         verifier.review_probability,
     )
     return Reading(file=name, text=best.text, digits=digits, needs_review=reason is not None, reason=reason)
