@@ -9,6 +9,8 @@
   touching digits) and the candidate digits (runs of atoms) worth classifying.
 - `features`, `verifier`, `segment`: each candidate described by named features, scored by the
   verifier (`weights/verifier.json`) and the classifier, and the best segmentation decoded;
+  `search`: the same decoding with bounds, classifying only the candidates that can still matter
+  (what `Recognizer.read` uses);
   `confidence`: how likely the number read is to be right, which decides `needs_review`.
 - `recognize`: `Recognizer`, a checkpoint plus a backend: `predict` (one digit, with rejection)
   and `read` (a number, with `needs_review`). `results` holds what they return.
