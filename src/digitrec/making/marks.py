@@ -134,8 +134,7 @@ def digit_threshold(p_digit: np.ndarray, is_digit: np.ndarray, recall: float) ->
 def cached_task(data: Mnist, recipe: MarksRecipe, run_dir: Path) -> Task:
     """`marks_task`, kept in the run directory: making the examples is most of the work, so a
     rerun with other training settings (epochs, lr) on the same examples reuses them."""
-    choosing = ("epochs", "lr", "batch_size", "digit_recall", "min_digit_threshold")
-    making = {k: v for k, v in asdict(recipe).items() if k not in choosing}
+    making = {k: v for k, v in asdict(recipe).items() if k not in ("epochs", "lr", "batch_size", "digit_recall")}
     path = run_dir / EXAMPLES_NAME
     if path.is_file():
         stored = torch.load(path, weights_only=True)
@@ -162,7 +161,7 @@ def train_marks(data: Mnist, recipe: MarksRecipe, out: str | Path, options: RunO
     logits = predict_logits(model.model, task.val.images, model.normalization)
     probs = torch.softmax(logits.float(), 1).numpy()
     labels = task.val.labels.numpy()
-    threshold = max(digit_threshold(probs[:, 0], labels == 0, recipe.digit_recall), recipe.min_digit_threshold)
+    threshold = digit_threshold(probs[:, 0], labels == 0, recipe.digit_recall)
     accepted = probs[:, 0] >= threshold
     per_class = {c: float((~accepted[labels == i]).mean()) for i, c in enumerate(MARK_CLASSES) if i}
     figures = {

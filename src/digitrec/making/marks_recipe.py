@@ -20,9 +20,3 @@ class MarksRecipe:
     batch_size: int = 128
     seed: int = 3000
     digit_recall: float = 0.997  # the share of validation digits the threshold lets through
-    # ... but never below this: 600 validation digits put 99.7% recall at p(digit) 0.026, a bound
-    # that lets through what the classifier itself thinks is most likely not a digit. On the
-    # robustness conditions rendered from validation digits (benchmarks/robustness.py --split val),
-    # 0.1 rejected 96.2% of the negatives against 93.9% and cost marker-2 one point (0.3: 97.7%,
-    # but clean and shadowed digits lost 0.5-1 point).
-    min_digit_threshold: float = 0.1
