@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from digitrec.commands.arguments import add_data_arguments, require_at_least
 from digitrec.training.config import AMP_MODES, TrainConfig, read_toml
-from digitrec.training.recipes import RECIPES, recipe
+from digitrec.training.recipes import RECIPES, overridden, recipe
 
 if TYPE_CHECKING:
     from digitrec.training.data import Mnist
@@ -61,10 +61,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         return read_resume_config(args.resume)
     values = recipe(args.recipe or "default")
     if args.config:
-        overrides = read_toml(args.config)
-        if overrides.get("model", values.get("model")) != values.get("model") and "model_kwargs" not in overrides:
-            values.pop("model_kwargs", None)  # a recipe's kwargs belong to the recipe's model
-        values.update(overrides)
+        values = overridden(values, read_toml(args.config))
     flags = {
         "model": args.model,
         "epochs": args.epochs,
@@ -76,10 +73,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         "limit_train": args.limit_train,
         "tensorboard": args.tensorboard,
     }
-    if args.model and args.model != values.get("model"):
-        values.pop("model_kwargs", None)  # a recipe's kwargs belong to the recipe's model
-    values.update({k: v for k, v in flags.items() if v is not None})
-    return TrainConfig.from_dict(values)
+    return TrainConfig.from_dict(overridden(values, {k: v for k, v in flags.items() if v is not None}))
 
 
 def format_epoch(record: EpochRecord) -> str:

@@ -19,6 +19,7 @@ from digitrec.training.config import TrainConfig
 from digitrec.training.data import Mnist
 from digitrec.training.loop import CURVES_NAME, train
 from digitrec.training.metrics import channels_last_copy
+from digitrec.training.recipes import overridden
 from digitrec.training.records import TrainResult
 
 
@@ -67,10 +68,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def model_config(base: dict[str, Any], model: str, seed: int) -> TrainConfig:
-    values = dict(base)
-    if values.get("model") != model:
-        values.pop("model_kwargs", None)  # a recipe's kwargs belong to the recipe's model
-    return TrainConfig.from_dict({**values, "model": model, "seed": seed})
+    return TrainConfig.from_dict(overridden(base, {"model": model, "seed": seed}))
 
 
 def compare(

@@ -93,3 +93,12 @@ def recipe(name: str) -> dict[str, Any]:
     if name not in RECIPES:
         raise ConfigError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
     return dict(RECIPES[name])
+
+
+def overridden(values: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`values` (a recipe) with `overrides` (a config file, flags) on top. A recipe's model_kwargs
+    belong to the recipe's model: overrides naming another model without kwargs of their own drop them."""
+    out = dict(values)
+    if overrides.get("model", out.get("model")) != out.get("model") and "model_kwargs" not in overrides:
+        out.pop("model_kwargs", None)
+    return out | overrides
