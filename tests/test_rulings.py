@@ -77,6 +77,45 @@ def test_a_stroke_crossing_a_line_stays_one_stroke():
     assert not (line_kept & ~ndimage.binary_dilation(hand >= 0.5)).any()  # at most the stroke's blurred edge
 
 
+def test_a_stroke_lying_along_a_grey_line_is_kept():
+    """A 9's stem drawn down its box's side, on top of the grey print: the print alone is
+    removed, the stem (darker there: pen and print both absorb light) stays, joined to the loop
+    beside the line, as one piece; the rest of the side goes."""
+    hand = np.zeros((140, 300), np.float32)
+    lines = np.zeros_like(hand)
+    grey = fs.LineLook(width=3.0, rgb=(0.45, 0.45, 0.45), pattern="solid", dash=1.0, gap=0.0)
+    for x in (50, 150, 250):
+        fs.draw_segment(lines, (x, 20), (x, 120), grey)
+    for y in (20, 120):
+        fs.draw_segment(lines, (50, y), (250, y), grey)
+    pen = fs.LineLook(width=3.0, rgb=(0, 0, 0), pattern="solid", dash=1.0, gap=0.0)
+    for a in np.linspace(0, 2 * np.pi, 60):  # the loop, left of the side, touching it
+        fs.draw_segment(
+            hand,
+            (136 + 12 * np.cos(a), 45 + 10 * np.sin(a)),
+            (136 + 12 * np.cos(a + 0.12), 45 + 10 * np.sin(a + 0.12)),
+            pen,
+        )
+    on_side = fs.LineLook(width=2.0, rgb=(0, 0, 0), pattern="solid", dash=1.0, gap=0.0)
+    fs.draw_segment(hand, (150, 40), (150, 105), on_side)  # the stem, on the side, no wider than it
+    cleaned = remove_rulings(plain(hand, lines, grey))
+    stem = (hand >= 0.5) & (np.abs(np.arange(300) - 150) <= 1)[None, :]
+    assert (cleaned.hand & stem).sum() >= 0.9 * stem.sum()
+    labels, n = ndimage.label(cleaned.hand, EIGHT)
+    assert n == 1
+    side_alone = (lines >= 0.5) & ~ndimage.binary_dilation(hand >= 0.5, iterations=2)
+    assert not (cleaned.hand & side_alone).any()
+
+
+def test_noisy_print_is_not_taken_for_a_stroke_along_it():
+    """A grey comb on a noisy photo-like scan, nothing written: nothing of it is kept as
+    handwriting, however its tone varies along the lines."""
+    rng = np.random.default_rng(5)
+    for _ in range(6):
+        field = fs.blank_comb(rng, n_boxes=int(rng.integers(3, 9)))
+        assert not remove_rulings(field.image).hand.any()
+
+
 @pytest.mark.parametrize("pattern", ["dashed", "dotted"])
 def test_dashed_and_dotted_lines_are_removed(mnist, pattern):
     rng = np.random.default_rng(5 if pattern == "dashed" else 6)

@@ -7,7 +7,10 @@
    between its two ends are the stroke's (a 7 crossing its box's bottom edge keeps its foot). The
    stroke may cross at a slant: row by row across the line, the kept pixels move from where the
    stroke leaves one side to where it enters the other. On the line's blurred edge, what touches
-   a stroke beside the line is the stroke's (a digit resting on a ruling keeps its foot);
+   a stroke beside the line is the stroke's (a digit resting on a ruling keeps its foot). A
+   stroke running along a line, on top of it (a 9's stem on its box's side), is found by its
+   darkness: print and ink both absorb light, so where a pen went over the print the line is
+   darker than the print alone anywhere else (`along_lines`; print as dark as the pen hides it);
 2. drops what is left of a line that is not handwriting: pieces of ink touching a removed line
    with hardly any ink away from it (a blurred edge, the overshoot of a frame's corner, the end
    of a dash). A printed line must never come back as a "1" or a "-". Specks of noise (a few
@@ -31,6 +34,18 @@ STUB_REACH = 2  # ink this close to a removed line may be what is left of it ...
 STUB_PX = 6  # ... when it has fewer pixels than this farther away ...
 STUB_SHARE = 0.25  # ... or less than this share of its pixels
 SPECK_PX = 4  # smaller pieces of ink are noise (left as they are in the image)
+# A pen over a line darkens it: a stretch of a line whose darkest pixel across it lets through at
+# most ALONG_RATIO of the light the print alone lets through (the line's ALONG_PRINT_PERCENTILE-th
+# percentile, relative to the paper), by at least ALONG_STEP of the paper's brightness and ALONG_SPREAD times the noise of
+# the print's tone, for ALONG_RUN pixels or more, is a stroke on the line.
+ALONG_RATIO = 0.7
+ALONG_STEP = 0.08
+ALONG_SPREAD = 4.0
+ALONG_RUN = 3
+ALONG_GAP = 3  # pixels: a stroke paler along this stretch is still one stroke
+ALONG_PRINT_PERCENTILE = 90
+ALONG_MIN_PX = 12  # a line inked over fewer pixels than this has no measurable print level
+ALONG_COVERAGE = 0.9  # nor has a dashed or dotted line: its dashes' ends are paler than their middles
 
 
 @dataclass(frozen=True)
@@ -109,16 +124,56 @@ def _cross_one(line: Ruling, off: int, strokes: np.ndarray, inked: np.ndarray, k
         kept[lo + i, s:e] |= stroke & inked[lo + i, s:e]
 
 
-def drop_stubs(hand: np.ndarray, near_lines: np.ndarray) -> np.ndarray:
+def along_lines(lines: list[Ruling], tone: np.ndarray, ink: np.ndarray) -> np.ndarray:
+    """The lines' ink pixels under pen strokes running along them (on top of the print, where
+    `crossings` finds no stroke leaving on either side): the stretches of a line darker than its
+    print (see ALONG_RATIO). `tone` is the image relative to the paper's brightness (1 paper, 0
+    black), so that uneven light does not make a stretch of print look darker."""
+    restored = np.zeros(ink.shape, bool)
+    for vertical in (False, True):
+        group = [r for r in lines if (r.orientation == "vertical") == vertical]
+        if not group:
+            continue
+        tone_t, ink_t = (tone.T, ink.T) if vertical else (tone, ink)
+        geometry = shear(ink_t.shape, group[0].slope)
+        toned, inked = geometry.forward(tone_t), geometry.forward(ink_t)
+        kept = np.zeros_like(inked)
+        for line in group:
+            s, e = line.start, line.end
+            band = slice(line.lo + geometry.off, line.hi + geometry.off + 1)  # blurred edge included
+            on = inked[band, s:e].any(axis=0)
+            if on.sum() < ALONG_MIN_PX or line.coverage < ALONG_COVERAGE:
+                continue
+            darkest = np.where(inked[band, s:e], toned[band, s:e], np.inf).min(axis=0)  # per pixel along
+            # The print's own tone: most of the line (a stroke may cover most of a short box side).
+            # Its noise from the same part: for normal noise, the 90th and 75th percentiles lie 0.61 sd apart.
+            level, quartile = (float(v) for v in np.percentile(darkest[on], [ALONG_PRINT_PERCENTILE, 75]))
+            spread = (level - quartile) / 0.61
+            threshold = min(ALONG_RATIO * level, level - max(ALONG_STEP, ALONG_SPREAD * spread))
+            dark = on & (darkest <= threshold)
+            # runs, not single noisy pixels; a stroke paler for a pixel or two stays one stroke
+            dark = ndimage.binary_opening(
+                ndimage.binary_closing(dark, np.ones(ALONG_GAP + 1, bool)), np.ones(ALONG_RUN, bool)
+            )
+            # the pen's own pixels there, not the print beside them across the line
+            kept[band, s:e] |= dark[None, :] & inked[band, s:e] & (toned[band, s:e] <= threshold)
+        back = geometry.back(kept)
+        restored |= back.T if vertical else back
+    return restored
+
+
+def drop_stubs(hand: np.ndarray, near_lines: np.ndarray, on_lines: np.ndarray | None = None) -> np.ndarray:
     """Pieces of `hand` touching `near_lines` with hardly any ink away from them (fewer than
     STUB_PX pixels, or STUB_SHARE of the piece): what is left of a line, not handwriting (a
-    digit's tail cut off by a line reaches away from it)."""
+    digit's tail cut off by a line reaches away from it). `on_lines`: pixels given back to strokes
+    along the lines, not counted in a piece's size (a 1 half on its box's side stays a 1)."""
     labels, n = ndimage.label(hand, EIGHT)
     if n == 0:
         return np.zeros_like(hand)
     touching = np.bincount(labels[near_lines & hand], minlength=n + 1) > 0
     away = np.bincount(labels[~near_lines & hand], minlength=n + 1)
-    area = np.bincount(labels.ravel(), minlength=n + 1)
+    counted = labels if on_lines is None else labels[~on_lines]
+    area = np.bincount(counted.ravel(), minlength=n + 1)
     stub = touching & ((away < STUB_PX) | (away < STUB_SHARE * area))
     stub[0] = False
     return stub[labels]
@@ -132,11 +187,12 @@ def remove_rulings(gray: np.ndarray, rulings: Rulings | None = None) -> Cleaned:
     other = ink & ~mask
     width = stroke_width(other)
     lines = list(rulings.lines)
-    restored = crossings(lines, other, ink) & mask
+    along = along_lines(lines, as_float(gray) / np.maximum(rulings.paper, 1e-3), ink) & mask
+    restored = (crossings(lines, other, ink) & mask) | along
     band = line_pixels(lines, ink, grow=1)
     hand = other | restored
     near = ndimage.binary_dilation(mask, EIGHT, iterations=STUB_REACH)
-    dropped = drop_stubs(hand, near)
+    dropped = drop_stubs(hand, near, along & ~other)
     hand &= ~dropped
     labels, n = ndimage.label(hand, EIGHT)
     hand &= (np.bincount(labels.ravel(), minlength=n + 1) >= SPECK_PX)[labels]  # noise, not handwriting
