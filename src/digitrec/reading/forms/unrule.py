@@ -54,7 +54,7 @@ class Cleaned:
 
     image: np.ndarray  # uint8 (H, W): the input with the lines painted over with paper
     hand: np.ndarray  # bool (H, W): the handwriting's ink (noise specks left out)
-    restored: np.ndarray  # bool (H, W): line pixels given back to strokes crossing the lines
+    restored: np.ndarray  # bool (H, W): line pixels given back to strokes crossing the lines or lying along them
     dropped: np.ndarray  # bool (H, W): ink dropped as what was left of a line
     rulings: Rulings
     stroke_width: float  # of the handwriting, pixels
