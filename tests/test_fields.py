@@ -14,7 +14,7 @@ from digitrec.making import negatives
 from digitrec.reading import synth
 from digitrec.reading.forms import synth as fs
 from digitrec.reading.forms.comb import split_comb
-from digitrec.reading.forms.field import read_comb, read_field
+from digitrec.reading.forms.field import COMB_MARK_THRESHOLD, read_comb, read_field
 from digitrec.reading.forms.results import NO_DIGIT
 from digitrec.reading.recognize import Recognizer
 
@@ -212,7 +212,7 @@ class _SureOf:
     def probabilities(self, digits28):
         return np.tile(self.row, (len(digits28), 1))
 
-    def not_digit_reasons(self, digits28):
+    def not_digit_reasons(self, digits28, most=None):
         return [None] * len(digits28)
 
 
@@ -231,3 +231,23 @@ def test_a_comb_field_is_flagged_when_its_digits_together_are_unsure(mnist):
     assert "(least sure: box 1, digit 4 at 0.970)" in (unsure.reason or "")
     sure = read_comb(_SureOf(0.99), comb)  # type: ignore[arg-type]
     assert sure.text == "444" and not sure.needs_review and sure.reason is None
+
+
+def test_a_comb_box_keeps_a_digit_the_mark_classifier_only_doubts(mnist, monkeypatch):
+    """In a comb's box a digit is expected: a mark the classifier gives p(digit) 0.05 is refused
+    on its own (below the classifier's threshold) but read in a box (above COMB_MARK_THRESHOLD);
+    at p(digit) 0.001 the box gives no digit and is flagged."""
+    recognizer = Recognizer.load()
+    marks = recognizer.marks
+    assert marks is not None and marks.model.reject_threshold > 0.05 > COMB_MARK_THRESHOLD > 0.001
+    rng = np.random.default_rng(39)
+    digits, labels = digits_of(mnist, rng, 3)
+    field = fs.render_comb(digits, labels, rng, n_boxes=3, empty_probability=0.0, cross_probability=0.0)
+    for p_digit, read in ((0.05, True), (0.001, False)):
+        monkeypatch.setattr(
+            marks, "probabilities", lambda d28, p=p_digit: np.tile([p, *[(1 - p) / 6] * 6], (len(d28), 1))
+        )
+        assert all(recognizer.not_digit_reasons([np.zeros((28, 28))]))  # refused on its own
+        reading = read_field(recognizer, field.image)
+        assert (reading.text == field.text) == read, (p_digit, reading.text, reading.reason)
+        assert read or (reading.needs_review and all(d["digit"] is None for d in reading.digits))

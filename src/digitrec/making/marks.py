@@ -8,7 +8,8 @@ will judge:
 
 - digits: TRAINING-split MNIST digits as they are, and as many again re-rendered under the
   robustness conditions (`digitrec.reading.conditions`: markers, pencil, blur, low resolution,
-  JPEG, uneven light) and preprocessed;
+  JPEG, uneven light) and preprocessed, a share of them closed up by a marker until their loops
+  fill in (`render_closed_up`: a felt-tip 8 is still an 8, not a blob);
 - negatives: `digitrec.making.negatives` pictures (crossed-out digits from the training split),
   preprocessed.
 
@@ -32,7 +33,7 @@ from digitrec.making.negatives import NEGATIVE_KINDS, render_negative
 from digitrec.making.runs import RunOptions, inherited_split, provenance, run_task
 from digitrec.models.checkpoint import load_checkpoint, save_payload
 from digitrec.reading import preprocess as pp
-from digitrec.reading.conditions import all_conditions, render_condition
+from digitrec.reading.conditions import all_conditions, render_closed_up, render_condition
 from digitrec.reading.marks import MARK_CLASSES
 from digitrec.training.config import TrainConfig
 from digitrec.training.data import Mnist, checkpoint_split
@@ -65,14 +66,25 @@ def preprocessed(image: Any) -> np.ndarray | None:
 
 
 def made_examples(
-    images: np.ndarray, n_digits: int, n_negatives: int, rng: np.random.Generator
+    images: np.ndarray,
+    digit_labels: np.ndarray,
+    n_digits: int,
+    n_negatives: int,
+    closed_share: float,
+    rng: np.random.Generator,
 ) -> tuple[list[np.ndarray], list[int]]:
-    """Digits rendered under random conditions and negatives of every kind, preprocessed."""
+    """Digits rendered under random conditions (`closed_share` of them, 0s aside, closed up by a
+    marker) and negatives of every kind, preprocessed."""
     out: list[np.ndarray] = []
     labels: list[int] = []
     conditions = all_conditions()
     for i in rng.choice(len(images), size=n_digits, replace=n_digits > len(images)):
-        digit28 = preprocessed(render_condition(images[i], conditions[int(rng.integers(len(conditions)))], rng))
+        # A closed-up 0 is a filled blob, which is what the negatives' blobs are: no 0 is closed.
+        if digit_labels[i] != 0 and rng.random() < closed_share:
+            picture = render_closed_up(images[i], rng)
+        else:
+            picture = render_condition(images[i], conditions[int(rng.integers(len(conditions)))], rng)
+        digit28 = preprocessed(picture)
         if digit28 is not None:
             out.append(digit28)
             labels.append(0)
@@ -96,15 +108,19 @@ def marks_task(data: Mnist, recipe: MarksRecipe) -> Task:
     """The training and validation examples, from the shipped model's split."""
     base = load_checkpoint(None)
     train_idx, val_idx = checkpoint_split(base.meta, data.train_labels)
-    train_images = data.train_images.numpy()[train_idx.numpy()]
-    val_images = data.train_images.numpy()[val_idx.numpy()]
+    train_images, train_labels = (a.numpy()[train_idx.numpy()] for a in (data.train_images, data.train_labels))
+    val_images, val_labels = (a.numpy()[val_idx.numpy()] for a in (data.train_images, data.train_labels))
     rng = np.random.default_rng(recipe.seed)
     plain = rng.choice(len(train_images), size=min(recipe.plain_digits, len(train_images)), replace=False)
-    made, made_labels = made_examples(train_images, recipe.rendered_digits, recipe.negatives, rng)
-    val, val_labels = made_examples(val_images, recipe.val_digits, recipe.val_negatives, rng)
+    made, made_labels = made_examples(
+        train_images, train_labels, recipe.rendered_digits, recipe.negatives, recipe.closed_share, rng
+    )
+    val, val_made_labels = made_examples(
+        val_images, val_labels, recipe.val_digits, recipe.val_negatives, recipe.closed_share, rng
+    )
     return Task(
         train=stacked(list(train_images[plain]) + made, [0] * len(plain) + made_labels),
-        val=stacked(val, val_labels),
+        val=stacked(val, val_made_labels),
         meta={"split": inherited_split(base), "class_labels": list(MARK_CLASSES)},
     )
 

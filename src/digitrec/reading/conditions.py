@@ -85,6 +85,28 @@ def marker_stroke(coverage: np.ndarray, extra: float) -> np.ndarray:
     return ndimage.grey_dilation(np.pad(coverage, pad), footprint=disk(extra / 2)).astype(np.float32)
 
 
+def closed_up(coverage: np.ndarray, start: float = 6.0, most: float = 40.0, hole_px: int = 4) -> np.ndarray:
+    """`marker_stroke` widened until the digit's loops have closed (fewer than `hole_px` pixels of
+    paper left inside the ink): a felt-tip 8 or 9 whose holes have filled in."""
+    extra = start
+    while True:
+        fat = marker_stroke(coverage, extra)
+        ink = fat > 0.5
+        if extra >= most or (ndimage.binary_fill_holes(ink) & ~ink).sum() < hole_px:
+            return fat
+        extra += 2.0
+
+
+def render_closed_up(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A digit written so fat that its loops have closed up, scanned as the conditions are."""
+    style = replace(scan_style(rng), pen_sharpness=1.0)
+    height = int(rng.integers(70, 140))
+    coverage = closed_up(ink_coverage(digit, height, 1.0, style.rotation))
+    margin = int(rng.uniform(0.3, 0.8) * height)
+    page = place(coverage, (coverage.shape[1] + 2 * margin, coverage.shape[0] + 2 * margin), rng)
+    return finish(compose(page, style, rng), style)
+
+
 def pencil_grain(coverage: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
     """Pencil lead on paper's tooth: ink missing in fine random spots."""
     tooth = np.abs(rng.standard_normal(coverage.shape)).astype(np.float32)

@@ -209,16 +209,16 @@ class Recognizer:
         """The mark classifier (is this a digit at all?), the same for every model; None when off."""
         return self._companion("marks", self._marks_source)
 
-    def not_digit_reasons(self, digits28: Sequence[np.ndarray]) -> list[str | None]:
+    def not_digit_reasons(self, digits28: Sequence[np.ndarray], most: float | None = None) -> list[str | None]:
         """Per 28x28 image, why the mark classifier says it is not a digit, or None (always None
-        without one)."""
+        without one). `most`: a threshold on p(digit) to use when lower than the classifier's own
+        (where a digit is expected, as in a form's box, the classifier must be surer)."""
         marks = self.marks
         if marks is None or not len(digits28):
             return [None] * len(digits28)
         stored = marks.model.reject_threshold  # the classifier's: on its "digit" class
-        return mark_reasons(
-            marks.probabilities(digits28), float(stored if stored is not None else DEFAULT_DIGIT_THRESHOLD)
-        )
+        threshold = float(stored if stored is not None else DEFAULT_DIGIT_THRESHOLD)
+        return mark_reasons(marks.probabilities(digits28), threshold if most is None else min(threshold, most))
 
     # --- the model -------------------------------------------------------------------------------
 
