@@ -36,8 +36,9 @@ STUB_SHARE = 0.25  # ... or less than this share of its pixels
 SPECK_PX = 4  # smaller pieces of ink are noise (left as they are in the image)
 # A pen over a line darkens it: a stretch of a line whose darkest pixel across it lets through at
 # most ALONG_RATIO of the light the print alone lets through (the line's ALONG_PRINT_PERCENTILE-th
-# percentile, relative to the paper), by at least ALONG_STEP of the paper's brightness and ALONG_SPREAD times the noise of
-# the print's tone, for ALONG_RUN pixels or more, is a stroke on the line.
+# percentile, relative to the paper), darker by at least ALONG_STEP of the paper's brightness and
+# ALONG_SPREAD times the noise of the print's tone, for ALONG_RUN pixels or more, is a stroke on
+# the line. (Chosen on comb and ruled fields of validation digits: benchmarks/forms.py --split val.)
 ALONG_RATIO = 0.7
 ALONG_STEP = 0.08
 ALONG_SPREAD = 4.0
@@ -192,7 +193,7 @@ def remove_rulings(gray: np.ndarray, rulings: Rulings | None = None) -> Cleaned:
     band = line_pixels(lines, ink, grow=1)
     hand = other | restored
     near = ndimage.binary_dilation(mask, EIGHT, iterations=STUB_REACH)
-    dropped = drop_stubs(hand, near, along & ~other)
+    dropped = drop_stubs(hand, near, along)
     hand &= ~dropped
     labels, n = ndimage.label(hand, EIGHT)
     hand &= (np.bincount(labels.ravel(), minlength=n + 1) >= SPECK_PX)[labels]  # noise, not handwriting
