@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from digitrec.making import negatives
 from digitrec.making.negatives import NEGATIVE_KINDS, font_files, render_negative
 from digitrec.reading import synth
 from digitrec.reading.conditions import Condition, all_conditions, marker_stroke, render_condition
@@ -115,3 +116,28 @@ def test_negatives_are_rejected_with_a_reason_and_more_than_by_the_blob_rule(mni
     # The issue's target is 95% (benchmarks/robustness.py measures it; the README says how far it is).
     assert rejected >= 0.85 and rejected >= rejected_before + 0.15, (share, rejected_before)
     assert share["blob"] >= 0.9 and share["crossed"] >= 0.9, share
+
+
+@pytest.mark.skipif(not MARKS_PATH.is_file(), reason="no mark classifier installed")
+def test_read_flags_a_number_with_a_crossed_out_digit(mnist, recognizer):
+    """`read` asks the mark classifier about each digit it read: a number whose middle digit is
+    struck through is flagged, naming that digit; the same number written plainly is not flagged
+    for it, and a recogniser without the classifier does not ask."""
+    rng = np.random.default_rng(7)
+    three, five, seven = (first_of(mnist, d, 1)[0] for d in (3, 5, 7))
+
+    def number(middle: np.ndarray) -> bytes:
+        page = np.zeros((140, 340), np.float32)
+        for x, cover in ((20, synth.ink_coverage(three, 80)), (130, middle), (240, synth.ink_coverage(seven, 80))):
+            page[30 : 30 + cover.shape[0], x : x + cover.shape[1]] = np.maximum(
+                page[30 : 30 + cover.shape[0], x : x + cover.shape[1]], cover
+            )
+        return synth.encode(synth.compose(page, synth.clean_style(), np.random.default_rng(0)))
+
+    struck = number(negatives.crossed(rng, 90, five))
+    plain = number(synth.ink_coverage(five, 80))
+    reading = recognizer.read(struck)
+    assert reading.needs_review and "digit 2: crossed out, not a written digit" in (reading.reason or ""), reading
+    assert "not a written digit" not in (recognizer.read(plain).reason or "")
+    without = Recognizer.load(marks=False).read(struck)
+    assert "not a written digit" not in (without.reason or "")

@@ -14,8 +14,9 @@ from digitrec.making import negatives
 from digitrec.reading import synth
 from digitrec.reading.forms import synth as fs
 from digitrec.reading.forms.comb import split_comb
-from digitrec.reading.forms.field import COMB_MARK_THRESHOLD, read_comb, read_field
+from digitrec.reading.forms.field import read_comb, read_field
 from digitrec.reading.forms.results import NO_DIGIT
+from digitrec.reading.marks import EXPECTED_DIGIT_THRESHOLD
 from digitrec.reading.recognize import Recognizer
 
 
@@ -235,11 +236,11 @@ def test_a_comb_field_is_flagged_when_its_digits_together_are_unsure(mnist):
 
 def test_a_comb_box_keeps_a_digit_the_mark_classifier_only_doubts(mnist, monkeypatch):
     """In a comb's box a digit is expected: a mark the classifier gives p(digit) 0.05 is refused
-    on its own (below the classifier's threshold) but read in a box (above COMB_MARK_THRESHOLD);
+    on its own (below the classifier's threshold) but read in a box (above EXPECTED_DIGIT_THRESHOLD);
     at p(digit) 0.001 the box gives no digit and is flagged."""
     recognizer = Recognizer.load()
     marks = recognizer.marks
-    assert marks is not None and marks.model.reject_threshold > 0.05 > COMB_MARK_THRESHOLD > 0.001
+    assert marks is not None and marks.model.reject_threshold > 0.05 > EXPECTED_DIGIT_THRESHOLD > 0.001
     rng = np.random.default_rng(39)
     digits, labels = digits_of(mnist, rng, 3)
     field = fs.render_comb(digits, labels, rng, n_boxes=3, empty_probability=0.0, cross_probability=0.0)

@@ -29,7 +29,7 @@ from scipy import ndimage
 
 from digitrec.probability import softmax
 from digitrec.reading import preprocess as pp
-from digitrec.reading.marks import DEFAULT_DIGIT_THRESHOLD, mark_reasons
+from digitrec.reading.marks import DEFAULT_DIGIT_THRESHOLD, EXPECTED_DIGIT_THRESHOLD, mark_reasons
 from digitrec.reading.overlay import draw_reading
 from digitrec.reading.pieces import Piece, box_union
 from digitrec.reading.results import Prediction, Prepared, Reading
@@ -294,8 +294,14 @@ class Recognizer:
 
     def read(self, image: pp.ImageInput, name: str | None = None) -> Reading:
         """The number on a line: `digitrec.reading.search.read_line`, which reads as the full
-        search (`digitrec.reading.segment.read_number`) does, classifying fewer candidates."""
-        return read_line(self, image, name=name)
+        search (`digitrec.reading.segment.read_number`) does, classifying fewer candidates. A
+        digit read that the mark classifier says is no digit (a letter, a blob) flags the reading."""
+        if self._marks_source is None:
+            return read_line(self, image, name=name)
+        return read_line(self, image, name=name, not_digit=self._not_expected_digit)
+
+    def _not_expected_digit(self, digits28: list[np.ndarray]) -> list[str | None]:
+        return self.not_digit_reasons(digits28, most=EXPECTED_DIGIT_THRESHOLD)
 
     def draw_overlay(self, image: pp.ImageInput, reading: Reading) -> Image.Image:
         """The (upright) input image with each digit's box and reading drawn on it: green when

@@ -25,6 +25,7 @@ sides at a cut), so every classified candidate scores exactly as in the full sea
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -178,10 +179,21 @@ def search_line(recognizer: LineRecognizer, line: LineAnalysis) -> LineAnalysis:
         kth = paths[-1].score if len(paths) >= K_BEST else -np.inf
 
 
-def read_line(recognizer: LineRecognizer, image: ImageInput, name: str | None = None) -> Reading:
+def read_line(
+    recognizer: LineRecognizer,
+    image: ImageInput,
+    name: str | None = None,
+    not_digit: Callable[[list[np.ndarray]], list[str | None]] | None = None,
+) -> Reading:
     """A number read off a line, as `digitrec.reading.segment.read_number` reads it, classifying
-    only the candidates that may matter (`search_line`)."""
+    only the candidates that may matter (`search_line`). `not_digit`: per 28x28 image of a digit
+    read, why it is no digit at all, or None; a digit it refuses flags the reading."""
     line = line_candidates(image)
-    if not line.reason:
-        line = search_line(recognizer, line)
-    return decode_line(line, recognizer.reader.reject_threshold, recognizer.verifier, name=name)
+    if line.reason:
+        return decode_line(line, recognizer.reader.reject_threshold, recognizer.verifier, name=name)
+    check = None
+    if not_digit is not None:
+        index = {span: k for k, span in enumerate(line.spans)}
+        check = lambda spans: not_digit(candidate_images(line, [index[span] for span in spans]))  # noqa: E731
+    found = search_line(recognizer, line)
+    return decode_line(found, recognizer.reader.reject_threshold, recognizer.verifier, name=name, not_digit=check)

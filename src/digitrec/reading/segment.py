@@ -37,7 +37,7 @@ protocol below, so `digitrec.reading.recognize` can import this module and not t
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -280,8 +280,16 @@ def runner_up(paths: Sequence[Path]) -> tuple[str, float] | None:
     return (paths[1].text, paths[0].score - paths[1].score) if len(paths) > 1 else None
 
 
-def decode_line(line: LineAnalysis, reject_threshold: float, verifier: Verifier, name: str | None = None) -> Reading:
-    """The best segmentation of an analysed line as a Reading; `needs_review` always with its reason."""
+def decode_line(
+    line: LineAnalysis,
+    reject_threshold: float,
+    verifier: Verifier,
+    name: str | None = None,
+    not_digit: Callable[[list[tuple[int, int]]], list[str | None]] | None = None,
+) -> Reading:
+    """The best segmentation of an analysed line as a Reading; `needs_review` always with its reason.
+    `not_digit`: per digit read (its span of atoms), why it is no digit at all, or None (the mark
+    classifier's say); a digit it refuses flags the reading."""
     if line.reason:
         return Reading(file=name, text="", rejected=True, reason=line.reason)
     log_odds = span_log_odds(line, verifier)  # computed once: the paths and the number model both need it
@@ -315,6 +323,10 @@ def decode_line(line: LineAnalysis, reject_threshold: float, verifier: Verifier,
         model.probability(reading_features(line, paths, verifier, log_odds)) if model is not None else None,
         verifier.review_probability,
     )
+    if not_digit is not None:
+        spans = [(i, j) for i, j, _ in best.digits]
+        marks = [f"digit {n + 1}: {why}" for n, why in enumerate(not_digit(spans)) if why]
+        reason = "; ".join(marks + ([reason] if reason else [])) or None
     return Reading(file=name, text=best.text, digits=digits, needs_review=reason is not None, reason=reason)
 
 

@@ -31,6 +31,7 @@ from digitrec.reading.forms.comb import Comb, split_comb
 from digitrec.reading.forms.results import NO_DIGIT, FieldReading
 from digitrec.reading.forms.rulings import EIGHT
 from digitrec.reading.forms.unrule import Cleaned, remove_rulings
+from digitrec.reading.marks import EXPECTED_DIGIT_THRESHOLD
 from digitrec.reading.recognize import check_single_digit
 from digitrec.reading.results import Reading
 from digitrec.reading.segment import format_below
@@ -49,11 +50,6 @@ COMB_FIELD_CONFIDENCE = 0.95
 # flagged. On the same fields: 5 of the 7 digits hidden under a side are caught, for 1.4% more
 # fields flagged (a thin line's width varies by a pixel from box to box).
 HIDDEN_SHARE = 0.15
-# In a comb's box a digit is expected: the mark classifier refuses a box's mark only below this
-# p(digit) (or its own threshold, if lower). On 300 comb fields of validation digits, 0.01 lost
-# no field that the models read right; the classifier's own 0.18 (chosen for marks anywhere,
-# letters included) lost 4 in 300 (95.0 -> 93.7% read right).
-COMB_MARK_THRESHOLD = 0.01
 MIN_DIGIT_PX = 8  # a mark less tall is no digit (decode refuses smaller images for the same reason)
 MIN_COMB_BOXES = 2  # one printed box alone is a frame around a number, read as a number
 
@@ -138,7 +134,7 @@ def read_comb(recognizer: Recognizer, comb: Comb, name: str | None = None, field
     digits28, reasons = box_digits([crop for _, crop, _ in filled], blob_rule=recognizer.marks is None)
     usable = [d for d in digits28 if d is not None]
     probabilities = iter(box_probabilities(recognizer, usable) if usable else [])
-    marks = iter(recognizer.not_digit_reasons(usable, most=COMB_MARK_THRESHOLD))
+    marks = iter(recognizer.not_digit_reasons(usable, most=EXPECTED_DIGIT_THRESHOLD))
     least: tuple[float, int, int] | None = None  # the least sure digit: (probability, box, digit)
     field_probability = 1.0
     for (index, _, ink_box), digit28, reason in zip(filled, digits28, reasons):
