@@ -80,7 +80,9 @@ def digit_pool(split: str, recognizer: Recognizer) -> tuple[np.ndarray, np.ndarr
     data = load_mnist()
     if split == "test":
         return data.test_images.numpy(), data.test_labels.numpy()
-    _, val = checkpoint_split(recognizer.checkpoint.meta, data.train_labels)  # checksum-checked
+    # On ONNX Runtime there is no checkpoint: the shipped .pt holds the split (every model here the same).
+    checkpoint = recognizer.checkpoint or load_checkpoint(None)
+    _, val = checkpoint_split(checkpoint.meta, data.train_labels)  # checksum-checked
     return data.train_images.numpy()[val.numpy()], data.train_labels.numpy()[val.numpy()]
 
 
