@@ -1,5 +1,5 @@
 """`digitrec evaluate` on ONNX Runtime answers as on torch, ensembles report their members, and
-the numpy pieces (MNIST reader, shifts) equal the torch ones they stand in for."""
+the numpy MNIST reader equals the torch one it stands in for."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 
 from digitrec.cli import main
-from digitrec.evaluation.ensemble import shift as torch_shift
 from digitrec.evaluation.members import load_member, resolve_backend
-from digitrec.evaluation.scoring import DEFAULT_SHIFTS, disagreement, score, shift
+from digitrec.evaluation.scoring import disagreement, score
 from digitrec.training.mnist_files import read_mnist
 from digitrec.weights import DEFAULT_MODEL_PATH, READER_PATH, onnx_twin
 
@@ -118,12 +116,6 @@ def test_auto_backend_follows_the_models(tmp_path):
     (tmp_path / "m.pt").write_bytes(b"")
     assert resolve_backend("auto", ensemble=str(tmp_path)) == "torch"
     assert resolve_backend("onnx", [str(tmp_path / "m.pt")]) == "onnx"
-
-
-@pytest.mark.parametrize("dy,dx", [*DEFAULT_SHIFTS, (2, -3)])
-def test_numpy_shift_equals_the_torch_shift(dy, dx):
-    x = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    np.testing.assert_allclose(shift(x.numpy(), dy, dx), torch_shift(x, dy, dx).numpy(), rtol=0, atol=1e-6)
 
 
 def test_numpy_reader_gives_the_training_tensors(mnist):

@@ -118,7 +118,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: train the `best` recipe's bn_cnn, seed 2, as the shipped one was)",
     )
     parser.add_argument(
-        "--base-epochs", type=int, metavar="N", help="epochs of that base training (default: the recipe's 30)"
+        "--base-epochs",
+        type=int,
+        metavar="N",
+        help="epochs of that base training (default 30, as the shipped base was trained)",
     )
     parser.add_argument(
         "--checker-base",

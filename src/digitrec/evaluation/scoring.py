@@ -2,8 +2,8 @@
 ensembles and how often the members disagree.
 
 A member is anything that maps normalised inputs (B, 1, 28, 28) float32 to logits (B, 10): a
-torch checkpoint or an ONNX Runtime session (`digitrec.evaluation.members`). What is averaged,
-and at which temperature, is the same as `digitrec.evaluation.ensemble`'s torch modules:
+torch checkpoint or an ONNX Runtime session (`digitrec.evaluation.members`). This is the one
+place that averages models or shifts, for `digitrec evaluate` and benchmarks/best_recipe.py alike:
 
 - one model: its logits, calibrated later at its own temperature;
 - one model with TTA: log of the mean probability over the shifts (T = 1 inside), calibrated
@@ -68,24 +68,40 @@ def model_logits(scorer: Scorer, images: np.ndarray, shifts: Sequence[tuple[int,
     return out
 
 
+def probabilities(scorer: Scorer, images: np.ndarray, tta: bool = False, temperature: float = 1.0) -> np.ndarray:
+    """(N, 10): the model's probabilities at `temperature` on uint8 images (N, 28, 28), averaged
+    over the shifts with TTA."""
+    shifts = DEFAULT_SHIFTS if tta else ((0, 0),)
+    return np.mean([softmax(z, temperature) for z in model_logits(scorer, images, shifts)], axis=0)
+
+
+def combine(member_probabilities: Sequence[np.ndarray]) -> Scores:
+    """Several members' calibrated probabilities (M, N, 10) -> their average as a model's scores:
+    log of the mean probability, already calibrated (temperature 1)."""
+    if not member_probabilities:
+        raise ValueError("nothing to combine: no member")
+    return Scores(
+        _log(np.mean(member_probabilities, axis=0)), 1.0, np.stack([p.argmax(axis=1) for p in member_probabilities])
+    )
+
+
 def score(scorers: Sequence[Scorer], images: np.ndarray, tta: bool = False) -> Scores:
     """Run every model over uint8 images (N, 28, 28) and combine them (see the module's docstring)."""
     if not scorers:
         raise ValueError("nothing to score: no model")
-    shifts = DEFAULT_SHIFTS if tta else ((0, 0),)
-    single = len(scorers) == 1
-    mean_probs, answers = [], []
-    for scorer in scorers:
-        per_shift = model_logits(scorer, images, shifts)
-        if single and not tta:
-            return Scores(per_shift[0], scorer.temperature, per_shift[0].argmax(axis=1)[None])
-        inner = 1.0 if single else scorer.temperature  # a lone model is calibrated after averaging
-        probs = np.mean([softmax(z, inner) for z in per_shift], axis=0)  # (N, 10)
-        mean_probs.append(probs)
-        answers.append(probs.argmax(axis=1))
+    if len(scorers) > 1:
+        return combine([probabilities(s, images, tta, s.temperature) for s in scorers])
+    scorer = scorers[0]
+    if tta:  # a lone model is calibrated after averaging over the shifts
+        logits = _log(probabilities(scorer, images, tta=True))
+    else:
+        logits = model_logits(scorer, images, ((0, 0),))[0]
+    return Scores(logits, scorer.temperature, logits.argmax(axis=1)[None])
+
+
+def _log(p: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore"):  # a probability of exactly 0 is log 0 = -inf, as torch gives
-        logits = np.log(np.mean(mean_probs, axis=0))
-    return Scores(logits, scorers[0].temperature if single else 1.0, np.stack(answers))
+        return np.log(p)
 
 
 def disagreement(member_predictions: np.ndarray) -> float:
