@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,23 +71,30 @@ def stroke_width(mask: np.ndarray) -> float:
     return float(np.median(2 * distance[ridge] - 1))
 
 
-def crossings(lines: list[Ruling], other: np.ndarray, ink: np.ndarray) -> np.ndarray:
-    """The lines' ink pixels that belong to pen strokes crossing them. `other` is the ink that
-    is not print (the strokes on either side). The lines of one orientation share one slope."""
-    restored = np.zeros(ink.shape, bool)
+def _marked(lines: list[Ruling], images: tuple[np.ndarray, ...], mark: Callable[..., None]) -> np.ndarray:
+    """The pixels `mark(line, off, *sheared images, kept)` marks in `kept` for each line, with the
+    lines of each orientation laid along rows (vertical ones transposed, all sheared by their
+    shared slope), back in image coordinates."""
+    out = np.zeros(images[0].shape, bool)
     for vertical in (False, True):
         group = [r for r in lines if (r.orientation == "vertical") == vertical]
         if not group:
             continue
-        other_t, ink_t = (other.T, ink.T) if vertical else (other, ink)
-        geometry = shear(other_t.shape, group[0].slope)
-        strokes, inked = geometry.forward(other_t), geometry.forward(ink_t)
-        kept = np.zeros_like(inked)
+        laid = [image.T if vertical else image for image in images]
+        geometry = shear(laid[0].shape, group[0].slope)
+        sheared = [geometry.forward(image) for image in laid]
+        kept = np.zeros((geometry.height, laid[0].shape[1]), bool)
         for line in group:
-            _cross_one(line, geometry.off, strokes, inked, kept)
+            mark(line, geometry.off, *sheared, kept)
         back = geometry.back(kept)
-        restored |= back.T if vertical else back
-    return restored
+        out |= back.T if vertical else back
+    return out
+
+
+def crossings(lines: list[Ruling], other: np.ndarray, ink: np.ndarray) -> np.ndarray:
+    """The lines' ink pixels that belong to pen strokes crossing them. `other` is the ink that
+    is not print (the strokes on either side). The lines of one orientation share one slope."""
+    return _marked(lines, (other, ink), _cross_one)
 
 
 def _shift(a: np.ndarray, k: int) -> np.ndarray:
@@ -130,37 +138,27 @@ def along_lines(lines: list[Ruling], tone: np.ndarray, ink: np.ndarray) -> np.nd
     `crossings` finds no stroke leaving on either side): the stretches of a line darker than its
     print (see ALONG_RATIO). `tone` is the image relative to the paper's brightness (1 paper, 0
     black), so that uneven light does not make a stretch of print look darker."""
-    restored = np.zeros(ink.shape, bool)
-    for vertical in (False, True):
-        group = [r for r in lines if (r.orientation == "vertical") == vertical]
-        if not group:
-            continue
-        tone_t, ink_t = (tone.T, ink.T) if vertical else (tone, ink)
-        geometry = shear(ink_t.shape, group[0].slope)
-        toned, inked = geometry.forward(tone_t), geometry.forward(ink_t)
-        kept = np.zeros_like(inked)
-        for line in group:
-            s, e = line.start, line.end
-            band = slice(line.lo + geometry.off, line.hi + geometry.off + 1)  # blurred edge included
-            on = inked[band, s:e].any(axis=0)
-            if on.sum() < ALONG_MIN_PX or line.coverage < ALONG_COVERAGE:
-                continue
-            darkest = np.where(inked[band, s:e], toned[band, s:e], np.inf).min(axis=0)  # per pixel along
-            # The print's own tone: most of the line (a stroke may cover most of a short box side).
-            # Its noise from the same part: for normal noise, the 90th and 75th percentiles lie 0.61 sd apart.
-            level, quartile = (float(v) for v in np.percentile(darkest[on], [ALONG_PRINT_PERCENTILE, 75]))
-            spread = (level - quartile) / 0.61
-            threshold = min(ALONG_RATIO * level, level - max(ALONG_STEP, ALONG_SPREAD * spread))
-            dark = on & (darkest <= threshold)
-            # runs, not single noisy pixels; a stroke paler for a pixel or two stays one stroke
-            dark = ndimage.binary_opening(
-                ndimage.binary_closing(dark, np.ones(ALONG_GAP + 1, bool)), np.ones(ALONG_RUN, bool)
-            )
-            # the pen's own pixels there, not the print beside them across the line
-            kept[band, s:e] |= dark[None, :] & inked[band, s:e] & (toned[band, s:e] <= threshold)
-        back = geometry.back(kept)
-        restored |= back.T if vertical else back
-    return restored
+    return _marked(lines, (tone, ink), _along_one)
+
+
+def _along_one(line: Ruling, off: int, toned: np.ndarray, inked: np.ndarray, kept: np.ndarray) -> None:
+    """Mark (in `kept`, sheared space) the line's pixels a pen went over along it."""
+    s, e = line.start, line.end
+    band = slice(line.lo + off, line.hi + off + 1)  # blurred edge included
+    on = inked[band, s:e].any(axis=0)
+    if on.sum() < ALONG_MIN_PX or line.coverage < ALONG_COVERAGE:
+        return
+    darkest = np.where(inked[band, s:e], toned[band, s:e], np.inf).min(axis=0)  # per pixel along
+    # The print's own tone: most of the line (a stroke may cover most of a short box side).
+    # Its noise from the same part: for normal noise, the 90th and 75th percentiles lie 0.61 sd apart.
+    level, quartile = (float(v) for v in np.percentile(darkest[on], [ALONG_PRINT_PERCENTILE, 75]))
+    spread = (level - quartile) / 0.61
+    threshold = min(ALONG_RATIO * level, level - max(ALONG_STEP, ALONG_SPREAD * spread))
+    dark = on & (darkest <= threshold)
+    # runs, not single noisy pixels; a stroke paler for a pixel or two stays one stroke
+    dark = ndimage.binary_opening(ndimage.binary_closing(dark, np.ones(ALONG_GAP + 1, bool)), np.ones(ALONG_RUN, bool))
+    # the pen's own pixels there, not the print beside them across the line
+    kept[band, s:e] |= dark[None, :] & inked[band, s:e] & (toned[band, s:e] <= threshold)
 
 
 def drop_stubs(hand: np.ndarray, near_lines: np.ndarray, on_lines: np.ndarray | None = None) -> np.ndarray:
