@@ -34,7 +34,6 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
 
 import numpy as np
 from common import machine as machine_name
@@ -50,9 +49,8 @@ from digitrec.making.review_fit import (
 )
 from digitrec.models.checkpoint import load_checkpoint
 from digitrec.reading import synth
-from digitrec.reading.marks import EXPECTED_DIGIT_THRESHOLD
 from digitrec.reading.recognize import Recognizer
-from digitrec.reading.segment import LineAnalysis, analyse_line, decode_line
+from digitrec.reading.segment import analyse_line, decode_line, span_check
 from digitrec.reading.verifier import Verifier
 from digitrec.runtime.backends import BACKENDS
 from digitrec.training.data import checkpoint_split, load_mnist
@@ -123,13 +121,6 @@ def single_digits(recognizer: Recognizer, images: np.ndarray, labels: np.ndarray
     }
 
 
-def mark_check(recognizer: Recognizer, line: LineAnalysis) -> Callable[[list[tuple[int, int]]], list[str | None]]:
-    """What `Recognizer.read` asks of the mark classifier about the digits it read."""
-    index = {span: k for k, span in enumerate(line.spans)}
-    images = line.digits28 or []
-    return lambda spans: recognizer.not_digit_reasons([images[index[s]] for s in spans], most=EXPECTED_DIGIT_THRESHOLD)
-
-
 def numbers(
     recognizer: Recognizer, images: np.ndarray, labels: np.ndarray, n: int, seed: int, touch_probability: float
 ) -> tuple[dict, list[NumberEvidence]]:
@@ -142,7 +133,8 @@ def numbers(
         data = encode(number.image)
         start = time.perf_counter()
         line = analyse_line(recognizer, data, keep_digits=True)
-        reading = decode_line(line, threshold, recognizer.verifier, not_digit=mark_check(recognizer, line))
+        check = span_check(line, recognizer.not_expected_digit_reasons)  # as `Recognizer.read` does
+        reading = decode_line(line, threshold, recognizer.verifier, not_digit=check)
         line.digits28 = None
         seconds += time.perf_counter() - start
         evidence.append(number_evidence(line, number.text, threshold, recognizer.verifier))

@@ -213,7 +213,7 @@ class _SureOf:
     def probabilities(self, digits28):
         return np.tile(self.row, (len(digits28), 1))
 
-    def not_digit_reasons(self, digits28, most=None):
+    def not_expected_digit_reasons(self, digits28):
         return [None] * len(digits28)
 
 

@@ -298,9 +298,11 @@ class Recognizer:
         digit read that the mark classifier says is no digit (a letter, a blob) flags the reading."""
         if self._marks_source is None:
             return read_line(self, image, name=name)
-        return read_line(self, image, name=name, not_digit=self._not_expected_digit)
+        return read_line(self, image, name=name, not_digit=self.not_expected_digit_reasons)
 
-    def _not_expected_digit(self, digits28: list[np.ndarray]) -> list[str | None]:
+    def not_expected_digit_reasons(self, digits28: Sequence[np.ndarray]) -> list[str | None]:
+        """`not_digit_reasons` where a digit is expected (a digit of a number read, a form's box):
+        the classifier must be surer there (`EXPECTED_DIGIT_THRESHOLD`)."""
         return self.not_digit_reasons(digits28, most=EXPECTED_DIGIT_THRESHOLD)
 
     def draw_overlay(self, image: pp.ImageInput, reading: Reading) -> Image.Image:

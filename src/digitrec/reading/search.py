@@ -48,6 +48,7 @@ from digitrec.reading.segment import (
     feature_log_odds,
     k_best,
     one_digit_log_odds,
+    span_check,
 )
 from digitrec.reading.verifier import Verifier
 
@@ -146,6 +147,7 @@ def search_line(recognizer: LineRecognizer, line: LineAnalysis) -> LineAnalysis:
     # Every candidate is made and checked (the checker is a fifth of the reading model's cost, and
     # its log-odds known tighten the bounds most); the reading model runs on those that may matter.
     images = candidate_images(line, range(count))
+    line.digits28 = images  # kept: a check of the digits read looks at theirs again (`span_check`)
     line.one_digit = one_digit_log_odds(recognizer, images)
     best = score_bounds(line, verifier, recognizer.checker is not None)  # exact once classified
     parts = split_parts(line)
@@ -191,9 +193,6 @@ def read_line(
     line = line_candidates(image)
     if line.reason:
         return decode_line(line, recognizer.reader.reject_threshold, recognizer.verifier, name=name)
-    check = None
-    if not_digit is not None:
-        index = {span: k for k, span in enumerate(line.spans)}
-        check = lambda spans: not_digit(candidate_images(line, [index[span] for span in spans]))  # noqa: E731
     found = search_line(recognizer, line)
+    check = span_check(line, not_digit) if not_digit is not None else None
     return decode_line(found, recognizer.reader.reject_threshold, recognizer.verifier, name=name, not_digit=check)

@@ -72,6 +72,7 @@ __all__ = [
     "k_best",
     "one_digit_log_odds",
     "read_number",
+    "span_check",
     "reading_features",
     "review_bound",
     "review_reason",
@@ -328,6 +329,20 @@ def decode_line(
         marks = [f"digit {n + 1}: {why}" for n, why in enumerate(not_digit(spans)) if why]
         reason = "; ".join(marks + ([reason] if reason else [])) or None
     return Reading(file=name, text=best.text, digits=digits, needs_review=reason is not None, reason=reason)
+
+
+def span_check(
+    line: LineAnalysis, not_digit: Callable[[list[np.ndarray]], list[str | None]]
+) -> Callable[[list[tuple[int, int]]], list[str | None]]:
+    """`decode_line`'s `not_digit` (per span of atoms read as a digit) from a check of 28x28
+    images, on the candidates' images kept in `line.digits28`."""
+    index = {span: k for k, span in enumerate(line.spans)}
+    images = line.digits28 or []
+
+    def check(spans: list[tuple[int, int]]) -> list[str | None]:
+        return not_digit([images[index[span]] for span in spans])
+
+    return check
 
 
 def read_number(recognizer: LineRecognizer, image: ImageInput, name: str | None = None) -> Reading:

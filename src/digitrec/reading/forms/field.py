@@ -31,7 +31,6 @@ from digitrec.reading.forms.comb import Comb, split_comb
 from digitrec.reading.forms.results import NO_DIGIT, FieldReading
 from digitrec.reading.forms.rulings import EIGHT
 from digitrec.reading.forms.unrule import Cleaned, remove_rulings
-from digitrec.reading.marks import EXPECTED_DIGIT_THRESHOLD
 from digitrec.reading.recognize import check_single_digit
 from digitrec.reading.results import Reading
 from digitrec.reading.segment import format_below
@@ -134,7 +133,7 @@ def read_comb(recognizer: Recognizer, comb: Comb, name: str | None = None, field
     digits28, reasons = box_digits([crop for _, crop, _ in filled], blob_rule=recognizer.marks is None)
     usable = [d for d in digits28 if d is not None]
     probabilities = iter(box_probabilities(recognizer, usable) if usable else [])
-    marks = iter(recognizer.not_digit_reasons(usable, most=EXPECTED_DIGIT_THRESHOLD))
+    marks = iter(recognizer.not_expected_digit_reasons(usable))
     least: tuple[float, int, int] | None = None  # the least sure digit: (probability, box, digit)
     field_probability = 1.0
     for (index, _, ink_box), digit28, reason in zip(filled, digits28, reasons):
