@@ -11,8 +11,10 @@ model-free features (width, gaps, cuts, pieces joined ...) are known before any 
 the others lie in known ranges (the top class's log-probability in [log 0.1, 0], its margin over
 the runner-up in [0, -log 1e-12], the checker's clipped log-odds, the split confidence in [0, 5]).
 
-The search classifies candidates in rounds, the most promising first. After each round, the
-best segmentation through each candidate not yet classified is bounded (the best way to its first
+The search makes candidates into images, checks them and classifies them in rounds, the most
+promising first: a candidate is made only when its bound from its geometry alone (the checker
+unknown) leaves it a chance, and classified only when its bound with the checker known does.
+After each round, the best segmentation through each candidate not yet classified is bounded (the best way to its first
 atom, plus its bound, plus the best way on from its last atom, with bounds standing in for the
 candidates not classified), and compared with the K-th best segmentation of the classified
 candidates alone. A candidate whose bound falls below it cannot be in the K best segmentations,
@@ -144,23 +146,43 @@ def search_line(recognizer: LineRecognizer, line: LineAnalysis) -> LineAnalysis:
     """The candidates of a (not rejected) line from `line_candidates` that may be part of the
     `K_BEST` best segmentations, classified (the line restricted to them; see the module's doc)."""
     verifier, count = recognizer.verifier, len(line.spans)
-    # Every candidate is made and checked (the checker is a fifth of the reading model's cost, and
-    # its log-odds known tighten the bounds most); the reading model runs on those that may matter.
-    images = candidate_images(line, range(count))
-    line.digits28 = images  # kept: a check of the digits read looks at theirs again (`span_check`)
-    line.one_digit = one_digit_log_odds(recognizer, images)
+    # Candidates are made into images and checked only when their bound, from their geometry
+    # alone, leaves them a chance: making a candidate's image costs about what reading it does.
+    # The checker's log-odds, once known, tighten a candidate's bound most.
     best = score_bounds(line, verifier, recognizer.checker is not None)  # exact once classified
+    checker_weight = dict(zip(FEATURES, verifier.weight_vector(FEATURES)))["checker"]
+    images: list[np.ndarray | None] = [None] * count
+    line.digits28 = images  # type: ignore[assignment]  # a check of the digits read looks at theirs again (`span_check`)
+    one_digit = np.zeros(count) if recognizer.checker is not None else None
+    made = np.zeros(count, bool)
+
+    def make(which: np.ndarray) -> None:
+        """Images and checker log-odds for the candidates `which` not made yet; their bounds tightened."""
+        new = [int(k) for k in which if not made[k]]
+        if not new:
+            return
+        for k, image in zip(new, candidate_images(line, new)):
+            images[k] = image
+        made[new] = True
+        log_odds = one_digit_log_odds(recognizer, [images[k] for k in new])  # type: ignore[misc]
+        if one_digit is not None and log_odds is not None:
+            one_digit[new] = log_odds
+            best[new] += checker_weight * log_odds - abs(checker_weight) * CHECKER_CLIP
+
     parts = split_parts(line)
     classified = np.zeros(count, bool)
     probs, log_odds = np.zeros((count, 10)), np.zeros(count)
     kth, window = -np.inf, FIRST_WINDOW  # the K-th best segmentation's score among the classified
-    sub = restricted(line, [], probs, line.one_digit)
+    sub = restricted(line, [], probs, one_digit)
     while True:
         through = best_through(line, best)
         open_ = ~classified & (through >= kth - SLACK)
         if not open_.any():
             return sub
         open_ &= through >= through[open_].max() - window  # the most promising first
+        if not made[open_].all():  # made and checked first: their bounds may drop out of reach
+            make(np.flatnonzero(open_))
+            continue
         window *= 2
         todo, stack = set(), [int(k) for k in np.flatnonzero(open_)]
         while stack:  # with the parts their split confidence reads
@@ -169,10 +191,11 @@ def search_line(recognizer: LineRecognizer, line: LineAnalysis) -> LineAnalysis:
                 todo.add(k)
                 stack += parts[k]
         new = sorted(todo)
-        probs[new] = recognizer.reader.probabilities([images[k] for k in new])
+        make(np.array(new))
+        probs[new] = recognizer.reader.probabilities([images[k] for k in new])  # type: ignore[misc]
         classified[new] = True
         keep = [int(k) for k in np.flatnonzero(classified)]
-        sub = restricted(line, keep, probs, line.one_digit)
+        sub = restricted(line, keep, probs, one_digit)
         rows = [keep.index(k) for k in new]  # a classified candidate's features are final: its parts are in
         log_odds[new] = feature_log_odds(candidate_features(sub, rows), verifier)
         best[new] = (np.log(np.maximum(probs[new], 1e-12)) + log_odds[new][:, None]).max(axis=1)
