@@ -75,6 +75,16 @@ def test_order_statistics_are_numpys_to_the_bit():
             assert nx.lerp(part[i], part[j], t, in_dtype=False) == float(np.percentile(values, [q, 50])[0])
 
 
+def test_small_integers_are_ordered_as_numpys_sort():
+    """8- and 16-bit values (a JPEG's block extremes) go through numpy's radix sort: the same values."""
+    rng = np.random.default_rng(12)
+    for dtype in (np.uint8, np.uint16, np.int16):
+        info = np.iinfo(dtype)
+        values = rng.integers(info.min, info.max, size=7395, endpoint=True).astype(dtype)
+        part = nx.ordered(values)
+        assert part.dtype == dtype and np.array_equal(part, np.sort(values))
+
+
 def test_block_minimum_is_the_reshaped_minimum():
     rng = np.random.default_rng(10)
     for mask in random_masks(11, 30):
