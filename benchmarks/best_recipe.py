@@ -6,8 +6,8 @@ run from its last finished epoch (`digitrec train --resume`), skipping finished 
 
     python benchmarks/best_recipe.py --train runs/best
 
-That runs `digitrec train --recipe best --seed 0|1|2` (bn_cnn), `--recipe best_simple --seed 0`
-(simple_cnn) and `--recipe best_resnet --seed 0` (resnet_small) into runs/best/<member>, then
+That runs `digitrec train --recipe best|best_simple|best_resnet --seed 0|1|2` (bn_cnn, simple_cnn
+and resnet_small, three seeds each) into runs/best/<member>, then
 scores them as `--choose` does. On runs already trained:
 
     python benchmarks/best_recipe.py runs/best/bn-s0 runs/best/bn-s1 runs/best/bn-s2
@@ -52,6 +52,10 @@ MEMBERS = {
     "bn-s2": ("best", 2),
     "simple-s0": ("best_simple", 0),
     "resnet-s0": ("best_resnet", 0),
+    "simple-s1": ("best_simple", 1),
+    "simple-s2": ("best_simple", 2),
+    "resnet-s1": ("best_resnet", 1),
+    "resnet-s2": ("best_resnet", 2),
 }
 
 
