@@ -6,12 +6,12 @@ run from its last finished epoch (`digitrec train --resume`), skipping finished 
 
     python benchmarks/best_recipe.py --train runs/best
 
-That runs `digitrec train --recipe best|best_simple|best_resnet --seed 0|1|2` (bn_cnn, simple_cnn
-and resnet_small, three seeds each) into runs/best/<member>, then
-scores them as `--choose` does. On runs already trained:
+That runs `digitrec train --recipe best_bn|best|best_resnet --seed 0|1|2` (bn_cnn, simple_cnn
+and resnet_small, three seeds each) into runs/best/<member>, then scores them and the ensemble
+of all nine. On runs already trained:
 
-    python benchmarks/best_recipe.py runs/best/bn-s0 runs/best/bn-s1 runs/best/bn-s2
-    python benchmarks/best_recipe.py --choose --link runs/best/ensemble runs/best/*/
+    python benchmarks/best_recipe.py runs/best/simple-s0 runs/best/simple-s1 runs/best/simple-s2
+    python benchmarks/best_recipe.py --link runs/best/ensemble runs/best/*-s?
     digitrec evaluate --ensemble runs/best/ensemble
 
 Per run it prints validation and test accuracy of the saved model (the epoch best on validation)
@@ -45,15 +45,16 @@ from digitrec.models import create_model
 from digitrec.models.checkpoint import Checkpoint, load_checkpoint
 from digitrec.training.mnist_files import MnistArrays, read_mnist
 
-# The ensemble's members: run name -> (recipe, seed). bn_cnn seeds first: they are `best` itself.
+# The ensemble's members: run name -> (recipe, seed), three seeds of each architecture.
+# simple_cnn is `best` itself (chosen on validation, see training/recipes.py).
 MEMBERS = {
-    "bn-s0": ("best", 0),
-    "bn-s1": ("best", 1),
-    "bn-s2": ("best", 2),
-    "simple-s0": ("best_simple", 0),
+    "bn-s0": ("best_bn", 0),
+    "bn-s1": ("best_bn", 1),
+    "bn-s2": ("best_bn", 2),
+    "simple-s0": ("best", 0),
+    "simple-s1": ("best", 1),
+    "simple-s2": ("best", 2),
     "resnet-s0": ("best_resnet", 0),
-    "simple-s1": ("best_simple", 1),
-    "simple-s2": ("best_simple", 2),
     "resnet-s1": ("best_resnet", 1),
     "resnet-s2": ("best_resnet", 2),
 }
@@ -146,7 +147,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.train:
         args.runs = args.runs or train_members(args.train)
-        args.choose = True
     if not args.runs:
         parser.error("give run directories, or --train DIR")
     data = read_mnist(allow_download=False)

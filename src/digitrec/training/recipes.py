@@ -11,10 +11,10 @@ from typing import Any
 
 from digitrec.errors import ConfigError
 
-# The most accurate single model within ~30 minutes on 2 cores: wide BN net, strong
-# augmentation, label smoothing, weight EMA, OneCycle. 40 epochs (was 30: 15 -> 30 had helped,
-# and 40 still trains in about 12-15 minutes with 2 threads in bf16, 25 in float32); chosen
-# before the runs, not on the test set.
+# `best_bn`: a wide BN net, strong augmentation, label smoothing, weight EMA, OneCycle. 40 epochs
+# (was 30: 15 -> 30 had helped, and 40 still trains in about 12-15 minutes with 2 threads in bf16,
+# 25 in float32); chosen before the runs, not on the test set. `best` was this recipe until three
+# seeds of each architecture below were in; the shipped reading model's base is its seed 2.
 BEST: dict[str, Any] = dict(
     model="bn_cnn",
     model_kwargs={"width": 32, "hidden": 128, "dropout": 0.2},
@@ -72,11 +72,14 @@ RECIPES: dict[str, dict[str, Any]] = {
         batch_size=256,
         lr=6e-3,
     ),
-    "best": BEST,
-    # Members of the `best` ensemble of different architectures (benchmarks/best_recipe.py): the
-    # same augmentation, label smoothing and EMA on other nets, whose mistakes differ from bn_cnn's.
-    # 30 epochs each, to stay well within the 30-minute budget on 2 cores.
-    "best_simple": {**BEST, "model": "simple_cnn", "model_kwargs": {"width": 16}, "epochs": 30},
+    # The most accurate single model within 30 minutes on 2 cores: the training of `best_bn` on
+    # simple_cnn (width 16), 30 epochs. Of the three architectures of the `best` ensemble
+    # (benchmarks/best_recipe.py), three seeds each, it has the highest mean validation accuracy at
+    # the last epoch (99.69%, against 99.67% for bn_cnn and resnet_small); chosen on that alone.
+    "best": {**BEST, "model": "simple_cnn", "model_kwargs": {"width": 16}, "epochs": 30},
+    "best_bn": BEST,
+    # The third architecture of the `best` ensemble: the same training on resnet_small, whose
+    # mistakes differ from the others'. 30 epochs, within the 30-minute budget on 2 cores.
     "best_resnet": {**BEST, "model": "resnet_small", "model_kwargs": {"width": 32}, "epochs": 30},
     # `best` on the shipped fast_bn_cnn plus the pen and scanner augmentations (issue 16): marker
     # strokes up to 4 pixels wider, blur, scans down to 8 pixels, pencil down to 30% ink, paper
