@@ -46,7 +46,7 @@ from digitrec.training.records import STATE_NAME, EpochRecord
 READER_FILE, CHECKER_FILE, VERIFIER_FILE = "reader.pt", "checker.pt", "verifier.json"
 STEPS = ("reader", "checker", "verifier", "review")
 BASE_RECIPE, BASE_SEED = "best_bn", 2  # the shipped reading model's base: the bn_cnn seed best on validation
-BASE_EPOCHS = 30  # what the `best` recipe had when the shipped base was trained (it now has 40)
+BASE_EPOCHS = 30  # what `best_bn` (then called `best`) had when the shipped base was trained (it now has 40)
 Log = Callable[[str], None]
 
 

@@ -14,9 +14,9 @@ the runner-up in [0, -log 1e-12], the checker's clipped log-odds, the split conf
 The search makes candidates into images, checks them and classifies them in rounds, the most
 promising first: a candidate is made only when its bound from its geometry alone (the checker
 unknown) leaves it a chance, and classified only when its bound with the checker known does.
-After each round, the best segmentation through each candidate not yet classified is bounded (the best way to its first
-atom, plus its bound, plus the best way on from its last atom, with bounds standing in for the
-candidates not classified), and compared with the K-th best segmentation of the classified
+After each round, the best segmentation through each candidate not yet classified is bounded
+(the best way to its first atom, plus its bound, plus the best way on from its last atom, with
+bounds standing in for the candidates not classified), and compared with the K-th best segmentation of the classified
 candidates alone. A candidate whose bound falls below it cannot be in the K best segmentations,
 nor change them; when none is left above it, the K best are those of the full search, so the
 reading is the full search's: the same text, digits, confidences, flags and reasons, to the last
