@@ -81,9 +81,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     # The third architecture of the `best` ensemble: the same training on resnet_small, whose
     # mistakes differ from the others'. 30 epochs, within the 30-minute budget on 2 cores.
     "best_resnet": {**BEST, "model": "resnet_small", "model_kwargs": {"width": 32}, "epochs": 30},
-    # `best_bn`'s training on the shipped fast_bn_cnn plus the pen and scanner augmentations (issue 16): marker
-    # strokes up to 4 pixels wider, blur, scans down to 8 pixels, pencil down to 30% ink, paper
-    # grain, each on a quarter of the images (so about a quarter stay clean).
+    # `best_bn`'s training on the shipped fast_bn_cnn plus the pen and scanner augmentations
+    # (issue 16): marker strokes up to 4 pixels wider, blur, scans down to 8 pixels, pencil down to
+    # 30% ink, paper grain, each on a quarter of the images (so about a quarter stay clean).
     "any_pen": {
         **BEST,
         "model": "fast_bn_cnn",
