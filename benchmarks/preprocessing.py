@@ -16,7 +16,7 @@ bounded search of `digitrec.reading.search`), with the part of that its two mode
 One torch thread. Figures are medians over the calls of all rounds, of wall-clock time (what a user
 waits) and of the thread's CPU time (what the code costs: on a shared CPU, other processes inflate
 the first, hardly the second). Targets: predict <= 3x the plain decode on the 342 px JPEG, <= 2x on
-the 1024 px one, <= 0.5x on the 12 MP one; read <= 40 ms per number.
+the 1024 px one, <= 0.5x on the 12 MP one; read <= 40 ms per number of 6-8 digits.
 
     python benchmarks/preprocessing.py                          # about two minutes
     python benchmarks/preprocessing.py --rounds 3 --numbers 10  # a quick look
@@ -74,15 +74,15 @@ def photos(folder: Path, digit: np.ndarray, seed: int) -> dict[str, Path]:
     return paths
 
 
-def numbers(images: np.ndarray, labels: np.ndarray, count: int, seed: int) -> list[bytes]:
-    """Numbers as benchmarks/reading.py draws them (3-8 digits, its style mix, PNG bytes)."""
+def numbers(images: np.ndarray, labels: np.ndarray, count: int, seed: int) -> list[tuple[bytes, int]]:
+    """Numbers as benchmarks/reading.py draws them (3-8 digits, its style mix): (PNG bytes, digits)."""
     rng = np.random.default_rng(10_000 + seed)
     out = []
     for _ in range(count):
         idx = rng.choice(len(images), size=int(rng.integers(3, 9)), replace=False)
         style = synth.random_style(rng)
         number = synth.render_number(list(images[idx]), list(labels[idx]), rng, style, touch_probability=0.2)
-        out.append(synth.encode(number.image, "PNG"))
+        out.append((synth.encode(number.image, "PNG"), len(idx)))
     return out
 
 
@@ -125,14 +125,14 @@ def main(argv: list[str] | None = None) -> int:
         calls = {name: {kind: {"wall": [], "cpu": []} for kind in kinds} for name, *_ in IMAGES}
         reading = {
             kind: {"wall": [], "cpu": []}
-            for kind in ("read", "full search", "models", "read, torch", "full search, torch")
+            for kind in ("read", "read, 6-8 digits", "full search", "models", "read, torch", "full search, torch")
         }
         answers = {
             name: (recognizer.predict(p), recognizer.classify([recognizer.prepare(p, fast=False)])[0])
             for name, p in paths.items()
         }
-        recognizer.read(lines[0])  # load the reading model and the checker
-        on_torch.read(lines[0])
+        recognizer.read(lines[0][0])  # load the reading model and the checker
+        on_torch.read(lines[0][0])
         for _ in range(args.rounds):
             for name, _, _, repeats, _ in IMAGES:
                 path = paths[name]
@@ -140,8 +140,11 @@ def main(argv: list[str] | None = None) -> int:
                     timed(calls[name]["plain"], plain, path)
                     timed(calls[name]["predict"], recognizer.predict, path)
                 timed(calls[name]["reference"], predict_by_reference, recognizer, path)
-            for line in lines:
+            for line, length in lines:
                 timed(reading["read"], recognizer.read, line)
+                if length >= 6:  # the issue's target is for numbers of 6-8 digits
+                    for clock in ("wall", "cpu"):
+                        reading["read, 6-8 digits"][clock].append(reading["read"][clock][-1])
                 timed(reading["full search"], read_number, recognizer, line)
                 timed(reading["models"], run_models, recognizer, cut_line(line).digits28 or [])
                 timed(reading["read, torch"], on_torch.read, line)
@@ -168,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "images": rows,
         "read_ms_per_number": read_ms,
-        "read_target_met": read_ms["read"]["cpu"] <= READ_TARGET_MS,
+        "numbers_of_6_to_8_digits": sum(length >= 6 for _, length in lines),
+        "read_target_met": read_ms["read, 6-8 digits"]["cpu"] <= READ_TARGET_MS,
     }
     if args.json:
         print(json.dumps(summary))
@@ -187,12 +191,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{ref_over['wall']:5.1f} |{ref_over['cpu']:5.1f}  <= {row['target']}x: {'met' if row['target_met'] else 'MISSED'} "
             f"(digit {row['digit'][0]}, reference {row['digit'][1]}, true {row['digit'][2]})"
         )
-    read, full, models, torch_read, torch_full = (
-        read_ms[k] for k in ("read", "full search", "models", "read, torch", "full search, torch")
+    read, long, full, models, torch_read, torch_full = (
+        read_ms[k] for k in ("read", "read, 6-8 digits", "full search", "models", "read, torch", "full search, torch")
     )
     print(
         f"read, {args.numbers} numbers of 3-8 digits (ONNX Runtime): {read['wall']:.1f} | {read['cpu']:.1f} ms per "
-        f"number; the full search beside it {full['wall']:.1f} | {full['cpu']:.1f} ms, of which its two models on "
+        f"number, {long['wall']:.1f} | {long['cpu']:.1f} ms for the {summary['numbers_of_6_to_8_digits']} of 6-8 "
+        f"digits (the target's); the full search beside it {full['wall']:.1f} | {full['cpu']:.1f} ms, of which its two models on "
         f"every candidate {models['wall']:.1f} | {models['cpu']:.1f} ms; on torch: read {torch_read['wall']:.1f} | "
         f"{torch_read['cpu']:.1f} ms, the full search {torch_full['wall']:.1f} | {torch_full['cpu']:.1f} ms; target <= {READ_TARGET_MS:.0f} ms: {'met' if summary['read_target_met'] else 'MISSED'}"
     )

@@ -75,6 +75,35 @@ def test_order_statistics_are_numpys_to_the_bit():
             assert nx.lerp(part[i], part[j], t, in_dtype=False) == float(np.percentile(values, [q, 50])[0])
 
 
+def test_selection_by_rank_is_numpys_sort_to_the_bit():
+    """Large float32 arrays are not sorted but selected from (`nx.Ranked`): the value at every rank
+    asked for is the sorted array's, with negatives, zeros, and paper of one grey level (a bucket
+    of the first histogram holding most values)."""
+    rng = np.random.default_rng(13)
+    for kind in range(5):
+        n = nx.SELECT_MIN + int(rng.integers(0, 60_000))
+        if kind == 0:  # residual ink: mostly zero
+            values = np.where(rng.random(n) < 0.8, 0.0, rng.random(n))
+        elif kind == 1:
+            values = rng.normal(0, 1, n)
+        elif kind == 2:  # paper at one grey level, a little noise
+            values = np.round(0.8 + rng.normal(0, 0.002, n), 5)
+        elif kind == 3:  # tiny values of both signs
+            values = rng.normal(0, 1e-3, n)
+        else:  # a few values repeated
+            values = rng.choice(np.array([-1.5, 0.0, 0.25, 0.5, 3.0]), n)
+        values = values.astype(np.float32)
+        part, expected = nx.ranked(values), np.sort(values)
+        assert isinstance(part, nx.Ranked)
+        for rank in [0, 1, n // 2 - 1, n // 2, n - 2, n - 1, -1, *rng.integers(0, n, 50)]:
+            got = part[int(rank)]
+            assert got == expected[int(rank)] and got.dtype == np.float32
+        assert nx.median(values) == np.median(values)
+        for q in (0.005, 90, 99.95):
+            i, j, t = nx.percentile_ranks(n, q)
+            assert nx.lerp(part[i], part[j], t, in_dtype=True) == float(np.percentile(values, q))
+
+
 def test_small_integers_are_ordered_as_numpys_sort():
     """8- and 16-bit values (a JPEG's block extremes) go through numpy's radix sort: the same values."""
     rng = np.random.default_rng(12)

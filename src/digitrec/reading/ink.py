@@ -46,7 +46,7 @@ def ink_is_dark(gray: np.ndarray) -> bool:
     in a large frame is a tiny minority, so ever rarer tails are looked at until one side is
     clearly further out; when neither is (a blank page), dark ink, the common case."""
     smooth = nx.uniform_filter(gray, 3).ravel()  # a hot pixel is not ink
-    part = nx.ordered(smooth)  # one sort finds the paper and every tail
+    part = nx.ranked(smooth)  # one selection finds the paper and every tail
     return _darker_tail(part, part, float(nx.median_of(part, smooth.size)))
 
 
@@ -60,7 +60,7 @@ def ink_is_dark_in_blocks(darkest: np.ndarray, lightest: np.ndarray, paper: floa
     return _darker_tail(lows, highs, paper)
 
 
-def _darker_tail(lows: np.ndarray, highs: np.ndarray, median: float) -> bool:
+def _darker_tail(lows: np.ndarray | nx.Ranked, highs: np.ndarray | nx.Ranked, median: float) -> bool:
     """Does the dark tail (of the ordered `lows`) reach further from the paper (`median`) than the
     light tail (of the ordered `highs`), looking at ever rarer tails? True when neither does."""
     n = lows.size
@@ -176,7 +176,7 @@ def find_ink(residual: np.ndarray, blur: float | None = None) -> tuple[np.ndarra
     smooth = nx.gaussian_filter(residual, ink_blur(residual.shape) if blur is None else blur)
     n = smooth.size
     top = nx.percentile_ranks(n, 99.95)
-    part = nx.ordered(smooth.ravel())  # (n,)
+    part = nx.ranked(smooth.ravel())  # (n,) by rank
     floor = float(nx.median_of(part, n))
     peak = float(part[n - 1]) - floor
     # Ink contrast: a high percentile (robust to a hot pixel), but a small digit in a large frame
@@ -196,8 +196,8 @@ def find_ink(residual: np.ndarray, blur: float | None = None) -> tuple[np.ndarra
         return zeros, np.zeros(residual.shape, bool), contrast, noise, False
     # Soft ink: 0 at the paper's noise floor, 1 at the stroke core (90th percentile of the mask).
     low = floor + max(0.05 * contrast, 3 * noise)
-    inked = nx.ordered(smooth[mask])
-    i, j, t = nx.percentile_ranks(inked.size, CORE_PERCENTILE)
+    inked = nx.ranked(smooth[mask])
+    i, j, t = nx.percentile_ranks(int(mask.sum()), CORE_PERCENTILE)
     core = nx.lerp(inked[i], inked[j], t, in_dtype=True)  # np.percentile(smooth[mask], CORE_PERCENTILE)
     ink = np.clip((residual - low) / max(core - low, 1e-6), 0, 1).astype(np.float32)
     return ink, mask, contrast, noise, True
