@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -54,8 +56,18 @@ def twin_answers(name: str, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return softmax(eager / temperature), softmax(twin.logits(x.numpy()) / (twin.metadata.temperature or 1.0))
 
 
+INT8 = ("reader", "checker")  # the twins `read` runs on every candidate digit are int8 (making/quantize.py)
+
+
 def assert_twin_matches(name: str, images: np.ndarray) -> None:
     expected, got = twin_answers(name, images)
+    if name in INT8:
+        # int8 rounding moves a probability by 2e-4 on average (reader) and flips a top class only
+        # where two classes were all but tied: on the whole test set, 2 (reader) and 14 (checker) in 10,000
+        assert (expected.argmax(1) == got.argmax(1)).mean() >= 0.997, f"{name}.onnx: other answers than {name}.pt"
+        gap = np.abs(got - expected).max(axis=1)
+        assert gap.mean() <= 0.005 and gap.max() <= 0.1, f"{name}.onnx: {gap.mean():.4f} mean, {gap.max():.4f} max"
+        return
     assert np.array_equal(expected.argmax(1), got.argmax(1)), f"{name}.onnx: another answer than {name}.pt"
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
 
@@ -73,6 +85,20 @@ def test_shipped_onnx_twin_carries_its_checkpoints_metadata(name):
     expected = calibration.get("reject_threshold", checkpoint.meta.get("marks", {}).get("digit_threshold"))
     assert meta.reject_threshold == expected
     assert list(meta.class_labels) == list(checkpoint.meta.get("class_labels") or [str(d) for d in range(10)])
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_only_the_reading_twins_are_int8_and_say_so(name):
+    """The reading model and the checker run int8 (their metadata says how; their graphs quantise),
+    `predict`'s model and the mark classifier stay float32."""
+    path = onnx_twin(SHIPPED[name])
+    meta = OnnxBackend.from_file(path).metadata
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    if name in INT8:
+        assert meta.quantization.startswith("int8") and "7 bits" in meta.quantization
+        assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    else:
+        assert meta.quantization == "" and "QuantizeLinear" not in ops
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
@@ -124,8 +150,15 @@ def test_both_backends_answer_the_same_on_the_examples(recognizers, path):
     assert (pa.digit, pa.rejected, pa.reason) == (pb.digit, pb.rejected, pb.reason)
     assert pa.confidence == pytest.approx(pb.confidence, abs=1e-4)
     ra, rb = a.read(data), b.read(data)
-    assert (ra.text, ra.needs_review, ra.rejected, ra.reason) == (rb.text, rb.needs_review, rb.rejected, rb.reason)
+    assert (ra.text, ra.needs_review, ra.rejected) == (rb.text, rb.needs_review, rb.rejected)
     assert [d["digit"] for d in ra.digits] == [d["digit"] for d in rb.digits]
+    # the same reasons; their figures may differ in the last places (ONNX Runtime reads with int8 models)
+    assert reason_kinds(ra.reason) == reason_kinds(rb.reason)
+
+
+def reason_kinds(reason: str | None) -> list[str]:
+    """A reading's reasons with their numbers blanked out."""
+    return [re.sub(r"\d+(\.\d+)?", "#", clause) for clause in reason.split("; ")] if reason else []
 
 
 # ---- without torch: subprocesses, the [train] extra blocked or merely watched ----------------------

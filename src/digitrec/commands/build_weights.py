@@ -152,7 +152,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--onnx-only",
         action="store_true",
         help="only write the .onnx twin of each of default.pt, reader.pt, checker.pt, marks.pt in --out "
-        "(default: the package's weights directory), from those files alone",
+        "(default: the package's weights directory), from those files (and MNIST's training split, on "
+        "which the int8 reader.onnx and checker.onnx are calibrated)",
     )
     add_data_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object with what each step recorded")
@@ -215,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     from digitrec.training.data import load_mnist
 
     if args.onnx_only:
-        return write_twins(Path(args.out) if args.out else WEIGHTS_DIR, args.json)
+        return write_twins(Path(args.out) if args.out else WEIGHTS_DIR, args.json, args.data_dir)
     plan = plan_from_args(args)
     data = load_mnist(args.data_dir)
 
@@ -234,18 +235,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_twins(directory: Path, as_json: bool) -> int:
-    """--onnx-only: the .onnx twins of the checkpoints in `directory`."""
+def write_twins(directory: Path, as_json: bool, data_dir: str | None = None) -> int:
+    """--onnx-only: the .onnx twins of the checkpoints in `directory` (MNIST in `data_dir` calibrates
+    the int8 ones)."""
     from digitrec.making.onnx_twins import write_onnx_twins
 
     if not directory.is_dir():
         raise ConfigError(f"{directory}: no such directory")
-    written = write_onnx_twins(directory)
+    written = write_onnx_twins(directory, data_dir)
     if not written:
         raise ConfigError(f"{directory}: none of default.pt, reader.pt, checker.pt, marks.pt is there")
     if as_json:
         print(json.dumps({"onnx": written}))
     else:
         for name, info in written.items():
-            print(f"wrote {directory / name} ({info['bytes'] / 1e6:.2f} MB) from {info['from']}")
+            kind = ", int8" if info["int8"] else ""
+            print(f"wrote {directory / name} ({info['bytes'] / 1e6:.2f} MB{kind}) from {info['from']}")
     return 0

@@ -228,7 +228,9 @@ def build_weights(plan: BuildPlan, data: Mnist, hooks: Hooks = Hooks()) -> dict[
         summary[name] = {**step(), "seconds": round(time.time() - started, 1), "file": str(plan.out / file)}
     if not plan.only or any(name in plan.only for name in ("reader", "checker")):  # a checkpoint may have changed
         hooks.log(f"step 7: the .onnx twins of the checkpoints in {plan.out}")
-        summary["onnx"] = write_onnx_twins(plan.out)  # remade whole: cheap, and must follow the .pt files
+        summary["onnx"] = write_onnx_twins(
+            plan.out, plan.data_dir
+        )  # remade whole: cheap, and must follow the .pt files
     return summary
 
 

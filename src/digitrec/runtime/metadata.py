@@ -50,6 +50,7 @@ class ExportMetadata:
     torch_version: str = ""  # the torch that exported the model
     export_format_version: int = EXPORT_FORMAT_VERSION
     producer: str = "digitrec"
+    quantization: str = ""  # how the weights were quantised ("": float32, as trained)
 
     def to_props(self) -> dict[str, str]:
         """Flat string key/values (ONNX metadata_props): strings as is, the rest as JSON."""
