@@ -4,8 +4,9 @@
 `directory` to the `.onnx` beside it (`digitrec.runtime.export`: BatchNorm folded, dynamic batch,
 the metadata inference needs: normalisation, temperature, reject threshold, class labels,
 architecture and the checksum of the `.pt` weights); the reading model's and the checker's twins
-are then quantised to int8 (`digitrec.making.quantize`: `read` runs them on every candidate digit). `digitrec build-weights` does it as its last
-step; `digitrec build-weights --onnx-only` does only this, from the `.pt` files already there.
+are then quantised to int8 (`digitrec.making.quantize`: `read` runs them on every candidate
+digit). `digitrec build-weights` does it as its last step; `digitrec build-weights --onnx-only`
+does only this, from the `.pt` files already there.
 tests/test_light.py checks that the shipped twins answer as their checkpoints do (the int8 ones
 within int8 rounding).
 """
