@@ -41,7 +41,9 @@ if TYPE_CHECKING:
     from digitrec.models.checkpoint import Checkpoint
 
 BACKENDS = ("torch", "onnx")
-DEFAULT_BACKEND = "onnx"  # identical answers (tests/test_light.py), a tenth of the start-up, no torch
+# The same answers as torch (tests/test_light.py; `read`'s confidences differ in the last places, its
+# reading models being int8), a tenth of the start-up, no torch.
+DEFAULT_BACKEND = "onnx"
 
 
 class Backend(Protocol):
