@@ -54,6 +54,8 @@ IMAGES = (
     ("4032x3024", (4032, 3024), 0.3, 2, 0.5),
 )
 READ_TARGET_MS = 40.0
+# what is timed per number, in this order
+READ_KINDS = ("read", "read, 6-8 digits", "read, sorting", "full search", "models", "read, torch", "full search, torch")
 
 
 def timed(into: dict[str, list[float]], call: Callable[..., object], *args: object) -> None:
@@ -133,18 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         paths = photos(Path(tmp), images[args.digit], args.seed)
         kinds = ("plain", "predict", "reference")
         calls = {name: {kind: {"wall": [], "cpu": []} for kind in kinds} for name, *_ in IMAGES}
-        reading = {
-            kind: {"wall": [], "cpu": []}
-            for kind in (
-                "read",
-                "read, 6-8 digits",
-                "read, sorting",
-                "full search",
-                "models",
-                "read, torch",
-                "full search, torch",
-            )
-        }
+        reading = {kind: {"wall": [], "cpu": []} for kind in READ_KINDS}
         answers = {
             name: (recognizer.predict(p), recognizer.classify([recognizer.prepare(p, fast=False)])[0])
             for name, p in paths.items()
@@ -210,18 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{ref_over['wall']:5.1f} |{ref_over['cpu']:5.1f}  <= {row['target']}x: {'met' if row['target_met'] else 'MISSED'} "
             f"(digit {row['digit'][0]}, reference {row['digit'][1]}, true {row['digit'][2]})"
         )
-    read, long, sorting, full, models, torch_read, torch_full = (
-        read_ms[k]
-        for k in (
-            "read",
-            "read, 6-8 digits",
-            "read, sorting",
-            "full search",
-            "models",
-            "read, torch",
-            "full search, torch",
-        )
-    )
+    read, long, sorting, full, models, torch_read, torch_full = (read_ms[k] for k in READ_KINDS)
     print(
         f"read, {args.numbers} numbers of 3-8 digits (ONNX Runtime): {read['wall']:.1f} | {read['cpu']:.1f} ms per "
         f"number, {long['wall']:.1f} | {long['cpu']:.1f} ms for the {summary['numbers_of_6_to_8_digits']} of 6-8 "
