@@ -62,6 +62,7 @@ def ordered(values: np.ndarray) -> np.ndarray:
 
 
 SELECT_MIN = 16_384  # values: from this many float32 on, `ranked` selects instead of sorting
+SORTED_BUCKET_MAX = 4096  # a bucket of at most this many values is sorted, a larger one histogrammed
 
 
 class Ranked:
@@ -84,7 +85,8 @@ class Ranked:
         self.size = values.size
         self.high = (bits >> 16).astype(np.uint16)
         self.ends = np.cumsum(np.bincount(self.high, minlength=1 << 16))  # (65536,) ranks below each bucket's end
-        self.buckets: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        # per bucket looked at: its values sorted, or the ends of its low-bit buckets
+        self.buckets: dict[int, tuple[np.ndarray | None, np.ndarray | None]] = {}
 
     def __getitem__(self, rank: int) -> np.floating:
         if rank < 0:
@@ -92,17 +94,19 @@ class Ranked:
         if not 0 <= rank < self.size:
             raise IndexError(f"rank {rank} of {self.size} values")
         b = int(np.searchsorted(self.ends, rank, side="right"))
-        within = rank - (int(self.ends[b - 1]) if b else 0)
+        start = int(self.ends[b - 1]) if b else 0
         if b not in self.buckets:
             inside = self.high == b
-            if int(self.ends[b]) - (int(self.ends[b - 1]) if b else 0) <= 4096:
+            if int(self.ends[b]) - start <= SORTED_BUCKET_MAX:
                 self.buckets[b] = (np.sort(self.values[inside]), None)
             else:  # a large bucket (paper of one grey level): its low 16 bits tell its values apart
                 low = (self.keys[inside] & np.uint32(0xFFFF)).astype(np.uint16)
-                self.buckets[b] = (self.values[inside], np.cumsum(np.bincount(low, minlength=1 << 16)))
+                self.buckets[b] = (None, np.cumsum(np.bincount(low, minlength=1 << 16)))
         values, low_ends = self.buckets[b]
-        if low_ends is None:
+        within = rank - start
+        if values is not None:
             return cast(np.floating, values[within])
+        assert low_ends is not None
         # every value in one low bucket is the same: the one whose key is (b, that bucket)
         c = int(np.searchsorted(low_ends, within, side="right"))
         key = np.uint32((b << 16) | c)
