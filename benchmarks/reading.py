@@ -133,11 +133,11 @@ def numbers(
         data = encode(number.image)
         start = time.perf_counter()
         line = analyse_line(recognizer, data, keep_digits=True)
-        check = span_check(line, recognizer.not_expected_digit_reasons)  # as `Recognizer.read` does
+        check = span_check(line, recognizer.expected_digit_opinions)  # as `Recognizer.read` does
         reading = decode_line(line, threshold, recognizer.verifier, not_digit=check)
-        line.digits28 = None
         seconds += time.perf_counter() - start
-        evidence.append(number_evidence(line, number.text, threshold, recognizer.verifier))
+        evidence.append(number_evidence(line, number.text, threshold, recognizer.verifier, check))
+        line.digits28 = None
         exact = reading.text == number.text and not reading.rejected
         if reading.needs_review and not reading.reason:
             raise AssertionError(f"needs_review without a reason: {reading}")

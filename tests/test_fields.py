@@ -16,7 +16,7 @@ from digitrec.reading.forms import synth as fs
 from digitrec.reading.forms.comb import split_comb
 from digitrec.reading.forms.field import read_comb, read_field
 from digitrec.reading.forms.results import NO_DIGIT
-from digitrec.reading.marks import EXPECTED_DIGIT_THRESHOLD
+from digitrec.reading.marks import EXPECTED_DIGIT_THRESHOLD, MarkOpinions
 from digitrec.reading.recognize import Recognizer
 
 
@@ -213,8 +213,8 @@ class _SureOf:
     def probabilities(self, digits28):
         return np.tile(self.row, (len(digits28), 1))
 
-    def not_expected_digit_reasons(self, digits28):
-        return [None] * len(digits28)
+    def expected_digit_opinions(self, digits28):
+        return MarkOpinions([None] * len(digits28))
 
 
 def test_a_comb_field_is_flagged_when_its_digits_together_are_unsure(mnist):

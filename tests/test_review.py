@@ -79,7 +79,7 @@ def test_every_flag_has_a_reason(recognizer, numbers):
     threshold = recognizer.reader.reject_threshold
     flagged = 0
     for number in numbers:
-        line = sg.analyse_line(recognizer, synth.encode(number.image))
+        line = sg.analyse_line(recognizer, synth.encode(number.image), keep_digits=True)
         strict, doubtful = wary(recognizer.verifier), doubting(recognizer.verifier)
         for verifier in (recognizer.verifier, strict, doubtful):
             reading = sg.decode_line(line, threshold, verifier)
@@ -92,11 +92,14 @@ def test_every_flag_has_a_reason(recognizer, numbers):
                 assert reading.needs_review and "below 1.000" in (reading.reason or "")
             if verifier is doubtful:
                 assert reading.reason and reading.reason.startswith("the number is right with probability 0.269")
-        # the fit sees the very features the reader computes
-        seen = rf.number_evidence(line, number.text, threshold, recognizer.verifier)
+        # the fit sees the very features the reader computes, the mark classifier's say included
+        check = sg.span_check(line, recognizer.expected_digit_opinions)
+        seen = rf.number_evidence(line, number.text, threshold, recognizer.verifier, check)
         if not seen.rejected:
             paths = sg.decode_paths(line, recognizer.verifier)
-            assert seen.features() == pytest.approx(sg.reading_features(line, paths, recognizer.verifier))
+            marks = check([(i, j) for i, j, _ in paths[0].digits]).digit
+            assert len(marks) == len(seen.digits) and all(0.0 <= p <= 1.0 for p in marks)
+            assert seen.features() == pytest.approx(sg.reading_features(line, paths, recognizer.verifier, None, marks))
     assert flagged >= 2 * len(numbers)  # the wary bounds and the doubting model flagged every number read
 
 
@@ -105,13 +108,18 @@ def test_number_features_and_model():
     assert f["gap"] == 2.0 and f["min_digit_logit"] == pytest.approx(0.0) and f["other_length"] == 0.0
     assert f["log_posterior"] == pytest.approx(-np.log1p(np.exp(-2.0) + np.exp(-3.0)))
     assert f["min_segment_log_odds"] == -1.0 and f["min_checker_log_odds"] == 2.0 and f["digits"] == 2.0
-    alone = number_features("7", [0.999], [], [5.0], [])
+    assert f["min_mark_log_odds"] == 12.0  # no mark classifier: nothing against the digits
+    alone = number_features("7", [0.999], [], [5.0], [], [0.5])
     assert alone["gap"] == 15.0 and alone["log_posterior"] == 0.0 and alone["min_checker_log_odds"] == 0.0
+    assert alone["min_mark_log_odds"] == pytest.approx(0.0)
     model = NumberModel(bias=0.5, weights={name: 0.0 for name in NUMBER_FEATURES} | {"gap": 1.0})
     assert model.probability(f) == pytest.approx(1 / (1 + np.exp(-2.5)))
     assert NumberModel.from_dict(model.to_dict()) == model
-    with pytest.raises(ValueError, match="no weight for gap"):
-        NumberModel(bias=0.0, weights={name: 0.0 for name in NUMBER_FEATURES if name != "gap"})
+    # a model fitted before a feature was added weighs the features it names, as it did
+    older = NumberModel(bias=0.5, weights={"gap": 1.0})
+    assert older.probability({"gap": 2.0}) == pytest.approx(model.probability(f))
+    with pytest.raises(ValueError, match="unknown features: hunch"):
+        NumberModel(bias=0.0, weights={"gap": 1.0, "hunch": 2.0})
 
 
 # --- the operating point -----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -32,6 +32,7 @@ from digitrec.atomic import atomic_write_text
 from digitrec.errors import ConfigError
 from digitrec.reading import synth
 from digitrec.reading.confidence import NUMBER_FEATURES, NumberModel, number_features
+from digitrec.reading.marks import MarkOpinions
 from digitrec.reading.segment import (
     LineAnalysis,
     LineRecognizer,
@@ -41,6 +42,7 @@ from digitrec.reading.segment import (
     review_bound,
     review_reason,
     runner_up,
+    span_check,
     span_log_odds,
 )
 from digitrec.reading.verifier import Verifier
@@ -58,6 +60,12 @@ MODEL_GRID = (
     (0.5, 0.7, 0.8, 0.85, *(round(0.9 + 0.005 * k, 3) for k in range(19)), 0.997),  # 0.9-0.99 by 0.005
 )
 Log = Callable[[str], None]
+
+
+class ReviewModels(LineRecognizer, Protocol):
+    """What reading the validation numbers needs: the line's models and the mark classifier's say."""
+
+    def expected_digit_opinions(self, digits28: Sequence[np.ndarray]) -> MarkOpinions: ...
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,7 @@ class NumberEvidence:
     gaps: tuple[float, ...] = ()  # every other number's score gap below the best
     segment_log_odds: tuple[float, ...] = ()  # the verifier's, per digit read
     checker_log_odds: tuple[float, ...] = ()  # the one-digit checker's, per digit read
+    mark_digit: tuple[float, ...] = ()  # the mark classifier's p(digit), per digit read
 
     @property
     def right(self) -> bool:
@@ -93,7 +102,12 @@ class NumberEvidence:
         """The number model's features, as `segment.reading_features` computes them when reading."""
         texts = [self.runner_up[0] if self.runner_up else ""] + [""] * max(0, len(self.gaps) - 1)
         return number_features(
-            self.text, self.confidences, list(zip(texts, self.gaps)), self.segment_log_odds, self.checker_log_odds
+            self.text,
+            self.confidences,
+            list(zip(texts, self.gaps)),
+            self.segment_log_odds,
+            self.checker_log_odds,
+            self.mark_digit,
         )
 
     def flagged(
@@ -118,13 +132,22 @@ class NumberEvidence:
             gaps=tuple(float(g) for g in data.get("gaps", ())),
             segment_log_odds=tuple(float(g) for g in data.get("segment_log_odds", ())),
             checker_log_odds=tuple(float(g) for g in data.get("checker_log_odds", ())),
+            mark_digit=tuple(float(p) for p in data.get("mark_digit", ())),
         )
 
 
-def number_evidence(line: LineAnalysis, truth: str, reject_threshold: float, verifier: Verifier) -> NumberEvidence:
-    """What deciding the flag of an analysed line needs (the verifier's own bounds are not used)."""
+def number_evidence(
+    line: LineAnalysis,
+    truth: str,
+    reject_threshold: float,
+    verifier: Verifier,
+    not_digit: Callable[[list[tuple[int, int]]], MarkOpinions] | None = None,
+) -> NumberEvidence:
+    """What deciding the flag of an analysed line needs (the verifier's own bounds are not used);
+    `not_digit`: the mark classifier's opinions of the digits read (`segment.span_check`)."""
     reading = decode_line(line, reject_threshold, verifier)
     paths = decode_paths(line, verifier) if not reading.rejected else []
+    opinions = not_digit([(i, j) for i, j, _ in paths[0].digits]) if paths and not_digit is not None else None
     rows = [line.spans.index((i, j)) for i, j, _ in paths[0].digits] if paths else []
     log_odds = span_log_odds(line, verifier)
     return NumberEvidence(
@@ -137,6 +160,7 @@ def number_evidence(line: LineAnalysis, truth: str, reject_threshold: float, ver
         gaps=tuple(paths[0].score - p.score for p in paths[1:]),
         segment_log_odds=tuple(float(log_odds[k]) for k in rows),
         checker_log_odds=tuple(float(line.one_digit[k]) for k in rows) if line.one_digit is not None else (),
+        mark_digit=opinions.digit if opinions is not None else (),
     )
 
 
@@ -158,7 +182,7 @@ def photographed_numbers(
 
 
 def gather_evidence(
-    models: LineRecognizer,
+    models: ReviewModels,
     reject_threshold: float,
     images: np.ndarray,
     labels: np.ndarray,
@@ -167,11 +191,13 @@ def gather_evidence(
     touch_probability: float,
     log: Log = lambda _: None,
 ) -> list[NumberEvidence]:
-    """Write `n` numbers of these (validation) digits from `seed` and read each once."""
+    """Write `n` numbers of these (validation) digits from `seed` and read each once (the digits
+    read shown to the mark classifier, as `Recognizer.read` does)."""
     out, start = [], time.time()
     for k, (number, _) in enumerate(photographed_numbers(images, labels, n, seed, touch_probability)):
-        line = analyse_line(models, synth.encode(number.image, "PNG"))
-        out.append(number_evidence(line, number.text, reject_threshold, models.verifier))
+        line = analyse_line(models, synth.encode(number.image, "PNG"), keep_digits=True)
+        check = span_check(line, models.expected_digit_opinions)
+        out.append(number_evidence(line, number.text, reject_threshold, models.verifier, check))
         if (k + 1) % 250 == 0:
             log(f"review: read {k + 1} of {n} validation numbers from seed {seed} ({time.time() - start:.0f} s)")
     return out

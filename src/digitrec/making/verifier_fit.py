@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from digitrec.errors import ConfigError
 from digitrec.making.cutouts import true_spans, write_numbers
 from digitrec.models.checkpoint import load_checkpoint
 from digitrec.reading import synth
+from digitrec.reading.marks import MarkOpinions
 from digitrec.reading.recognize import Recognizer
 from digitrec.reading.segment import FEATURES, LineAnalysis, analyse_line, best_paths, candidate_features, decode_line
 from digitrec.reading.verifier import Verifier
@@ -72,6 +73,11 @@ class ReadingModels:
             return Recognizer(load_checkpoint(path), verifier=verifier)
 
         return cls(reader=model(reader), checker=model(checker) if checker is not None else None, verifier=verifier)
+
+    def expected_digit_opinions(self, digits28: Sequence[np.ndarray]) -> MarkOpinions:
+        """The shipped mark classifier's opinions of digits read (`Recognizer.expected_digit_opinions`:
+        the reading model's recognizer carries the shipped classifier, as the product's does)."""
+        return self.reader.expected_digit_opinions(digits28)
 
 
 class Prepared:

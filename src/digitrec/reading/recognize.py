@@ -29,7 +29,7 @@ from scipy import ndimage
 
 from digitrec.probability import softmax
 from digitrec.reading import preprocess as pp
-from digitrec.reading.marks import DEFAULT_DIGIT_THRESHOLD, EXPECTED_DIGIT_THRESHOLD, mark_reasons
+from digitrec.reading.marks import EXPECTED_DIGIT_THRESHOLD, MarkOpinions, mark_opinions
 from digitrec.reading.overlay import draw_reading
 from digitrec.reading.pieces import Piece, box_union
 from digitrec.reading.results import Prediction, Prepared, Reading
@@ -209,16 +209,18 @@ class Recognizer:
         """The mark classifier (is this a digit at all?), the same for every model; None when off."""
         return self._companion("marks", self._marks_source)
 
-    def not_digit_reasons(self, digits28: Sequence[np.ndarray], most: float | None = None) -> list[str | None]:
-        """Per 28x28 image, why the mark classifier says it is not a digit, or None (always None
-        without one). `most`: a threshold on p(digit) to use when lower than the classifier's own
-        (where a digit is expected, as in a form's box, the classifier must be surer)."""
+    def mark_opinions(self, digits28: Sequence[np.ndarray], most: float | None = None) -> MarkOpinions:
+        """What the mark classifier says of each 28x28 image: why it is not a digit (or None), and
+        its probability of "digit" (no reasons and no probabilities without a classifier). `most`:
+        a threshold on p(digit) to use when lower than the classifier's own (where a digit is
+        expected, as in a form's box, the classifier must be surer)."""
         marks = self.marks
-        if marks is None or not len(digits28):
-            return [None] * len(digits28)
-        stored = marks.model.reject_threshold  # the classifier's: on its "digit" class
-        threshold = float(stored if stored is not None else DEFAULT_DIGIT_THRESHOLD)
-        return mark_reasons(marks.probabilities(digits28), threshold if most is None else min(threshold, most))
+        stored = marks.model.reject_threshold if marks is not None else None  # the classifier's: on "digit"
+        return mark_opinions(marks, digits28, stored, most)
+
+    def not_digit_reasons(self, digits28: Sequence[np.ndarray], most: float | None = None) -> list[str | None]:
+        """Per 28x28 image, why the mark classifier says it is not a digit, or None (`mark_opinions`)."""
+        return self.mark_opinions(digits28, most).reasons
 
     # --- the model -------------------------------------------------------------------------------
 
@@ -298,12 +300,12 @@ class Recognizer:
         digit read that the mark classifier says is no digit (a letter, a blob) flags the reading."""
         if self._marks_source is None:
             return read_line(self, image, name=name)
-        return read_line(self, image, name=name, not_digit=self.not_expected_digit_reasons)
+        return read_line(self, image, name=name, not_digit=self.expected_digit_opinions)
 
-    def not_expected_digit_reasons(self, digits28: Sequence[np.ndarray]) -> list[str | None]:
-        """`not_digit_reasons` where a digit is expected (a digit of a number read, a form's box):
-        the classifier must be surer there (`EXPECTED_DIGIT_THRESHOLD`)."""
-        return self.not_digit_reasons(digits28, most=EXPECTED_DIGIT_THRESHOLD)
+    def expected_digit_opinions(self, digits28: Sequence[np.ndarray]) -> MarkOpinions:
+        """`mark_opinions` where a digit is expected (a digit of a number read, a form's box): the
+        classifier must be surer there (`EXPECTED_DIGIT_THRESHOLD`)."""
+        return self.mark_opinions(digits28, most=EXPECTED_DIGIT_THRESHOLD)
 
     def draw_overlay(self, image: pp.ImageInput, reading: Reading) -> Image.Image:
         """The (upright) input image with each digit's box and reading drawn on it: green when

@@ -40,6 +40,7 @@ from digitrec.reading.features import (
     line_scale,
     width_z_excess,
 )
+from digitrec.reading.marks import MarkOpinions
 from digitrec.reading.results import Reading
 from digitrec.reading.segment import (
     CHECKER_CLIP,
@@ -208,11 +209,12 @@ def read_line(
     recognizer: LineRecognizer,
     image: ImageInput,
     name: str | None = None,
-    not_digit: Callable[[list[np.ndarray]], list[str | None]] | None = None,
+    not_digit: Callable[[list[np.ndarray]], MarkOpinions] | None = None,
 ) -> Reading:
     """A number read off a line, as `digitrec.reading.segment.read_number` reads it, classifying
-    only the candidates that may matter (`search_line`). `not_digit`: per 28x28 image of a digit
-    read, why it is no digit at all, or None; a digit it refuses flags the reading."""
+    only the candidates that may matter (`search_line`). `not_digit`: the mark classifier's
+    opinions of the 28x28 images of the digits read; a digit it refuses flags the reading, and
+    its p(digit) is evidence for the number model."""
     line = line_candidates(image)
     if line.reason:
         return decode_line(line, recognizer.reader.reject_threshold, recognizer.verifier, name=name)

@@ -48,6 +48,7 @@ from digitrec.reading.candidates import MAX_DIGITS, MAX_RUN, READ_MAX_SIDE, Line
 from digitrec.reading.confidence import number_features
 from digitrec.reading.decode import ImageInput
 from digitrec.reading.features import FEATURES, candidate_features
+from digitrec.reading.marks import MarkOpinions
 from digitrec.reading.results import Reading, scale_box
 from digitrec.reading.verifier import Verifier
 
@@ -261,10 +262,15 @@ def decode_paths(line: LineAnalysis, verifier: Verifier, log_odds: np.ndarray | 
 
 
 def reading_features(
-    line: LineAnalysis, paths: Sequence[Path], verifier: Verifier, log_odds: np.ndarray | None = None
+    line: LineAnalysis,
+    paths: Sequence[Path],
+    verifier: Verifier,
+    log_odds: np.ndarray | None = None,
+    mark_digit: Sequence[float] = (),
 ) -> dict[str, float]:
     """`digitrec.reading.confidence.number_features` of the best of `paths` (not empty; `log_odds`:
-    the line's `span_log_odds`, when known)."""
+    the line's `span_log_odds`, when known; `mark_digit`: the mark classifier's p(digit) of each
+    digit read, empty without one)."""
     rows = [line.spans.index((i, j)) for i, j, _ in paths[0].digits]
     log_odds = span_log_odds(line, verifier) if log_odds is None else log_odds
     return number_features(
@@ -273,6 +279,7 @@ def reading_features(
         [(p.text, paths[0].score - p.score) for p in paths[1:]],
         [float(log_odds[k]) for k in rows],
         [float(line.one_digit[k]) for k in rows] if line.one_digit is not None else [],
+        mark_digit,
     )
 
 
@@ -286,11 +293,12 @@ def decode_line(
     reject_threshold: float,
     verifier: Verifier,
     name: str | None = None,
-    not_digit: Callable[[list[tuple[int, int]]], list[str | None]] | None = None,
+    not_digit: Callable[[list[tuple[int, int]]], MarkOpinions] | None = None,
 ) -> Reading:
     """The best segmentation of an analysed line as a Reading; `needs_review` always with its reason.
-    `not_digit`: per digit read (its span of atoms), why it is no digit at all, or None (the mark
-    classifier's say); a digit it refuses flags the reading."""
+    `not_digit`: the mark classifier's opinions of the digits read (their spans of atoms): a digit
+    it says is no digit at all flags the reading, and how sure it is that each is a digit weighs
+    in the number model."""
     if line.reason:
         return Reading(file=name, text="", rejected=True, reason=line.reason)
     log_odds = span_log_odds(line, verifier)  # computed once: the paths and the number model both need it
@@ -314,6 +322,7 @@ def decode_line(
         )
     if uncertain * 2 > len(digits):
         return Reading(file=name, text="", digits=digits, needs_review=True, rejected=True, reason="low confidence")
+    opinions = not_digit([(i, j) for i, j, _ in best.digits]) if not_digit is not None else MarkOpinions([])
     model = verifier.number_model
     reason = review_reason(
         [d["digit"] for d in digits],
@@ -321,31 +330,39 @@ def decode_line(
         runner_up(paths),
         review_bound(reject_threshold, verifier),
         verifier.review_margin,
-        model.probability(reading_features(line, paths, verifier, log_odds)) if model is not None else None,
+        model.probability(reading_features(line, paths, verifier, log_odds, opinions.digit))
+        if model is not None
+        else None,
         verifier.review_probability,
     )
-    if not_digit is not None:
-        spans = [(i, j) for i, j, _ in best.digits]
-        marks = [f"digit {n + 1}: {why}" for n, why in enumerate(not_digit(spans)) if why]
-        reason = "; ".join(marks + ([reason] if reason else [])) or None
+    marks = [f"digit {n + 1}: {why}" for n, why in enumerate(opinions.reasons) if why]
+    reason = "; ".join(marks + ([reason] if reason else [])) or None
     return Reading(file=name, text=best.text, digits=digits, needs_review=reason is not None, reason=reason)
 
 
 def span_check(
-    line: LineAnalysis, not_digit: Callable[[list[np.ndarray]], list[str | None]]
-) -> Callable[[list[tuple[int, int]]], list[str | None]]:
-    """`decode_line`'s `not_digit` (per span of atoms read as a digit) from a check of 28x28
-    images, on the candidates' images kept in `line.digits28`."""
+    line: LineAnalysis, not_digit: Callable[[list[np.ndarray]], MarkOpinions]
+) -> Callable[[list[tuple[int, int]]], MarkOpinions]:
+    """`decode_line`'s `not_digit` (per span of atoms read as a digit) from the mark classifier's
+    opinions of 28x28 images, on the candidates' images kept in `line.digits28`."""
     index = {span: k for k, span in enumerate(line.spans)}
     images = line.digits28 or []
 
-    def check(spans: list[tuple[int, int]]) -> list[str | None]:
+    def check(spans: list[tuple[int, int]]) -> MarkOpinions:
         return not_digit([images[index[span]] for span in spans])
 
     return check
 
 
-def read_number(recognizer: LineRecognizer, image: ImageInput, name: str | None = None) -> Reading:
-    return decode_line(
-        analyse_line(recognizer, image), recognizer.reader.reject_threshold, recognizer.verifier, name=name
-    )
+def read_number(
+    recognizer: LineRecognizer,
+    image: ImageInput,
+    name: str | None = None,
+    not_digit: Callable[[list[np.ndarray]], MarkOpinions] | None = None,
+) -> Reading:
+    """The full search: every candidate classified (`digitrec.reading.search.read_line` reads the
+    same, classifying fewer). `not_digit`: as `read_line`'s, the mark classifier's opinions of the
+    28x28 images of the digits read."""
+    line = analyse_line(recognizer, image, keep_digits=not_digit is not None)
+    check = span_check(line, not_digit) if not_digit is not None and not line.reason else None
+    return decode_line(line, recognizer.reader.reject_threshold, recognizer.verifier, name=name, not_digit=check)

@@ -133,7 +133,7 @@ def read_comb(recognizer: Recognizer, comb: Comb, name: str | None = None, field
     digits28, reasons = box_digits([crop for _, crop, _ in filled], blob_rule=recognizer.marks is None)
     usable = [d for d in digits28 if d is not None]
     probabilities = iter(box_probabilities(recognizer, usable) if usable else [])
-    marks = iter(recognizer.not_expected_digit_reasons(usable))
+    marks = iter(recognizer.expected_digit_opinions(usable).reasons)
     least: tuple[float, int, int] | None = None  # the least sure digit: (probability, box, digit)
     field_probability = 1.0
     for (index, _, ink_box), digit28, reason in zip(filled, digits28, reasons):
