@@ -17,7 +17,7 @@ from digitrec.making import review_fit as rf
 from digitrec.making.build import BuildPlan, build_weights
 from digitrec.reading import segment as sg
 from digitrec.reading import synth
-from digitrec.reading.confidence import NUMBER_FEATURES, NumberModel, number_features
+from digitrec.reading.confidence import MARK_SURE_CAP, NUMBER_FEATURES, NumberModel, number_features
 from digitrec.reading.recognize import Recognizer
 from digitrec.reading.verifier import Verifier, load_verifier
 from digitrec.server import create_app
@@ -108,7 +108,9 @@ def test_number_features_and_model():
     assert f["gap"] == 2.0 and f["min_digit_logit"] == pytest.approx(0.0) and f["other_length"] == 0.0
     assert f["log_posterior"] == pytest.approx(-np.log1p(np.exp(-2.0) + np.exp(-3.0)))
     assert f["min_segment_log_odds"] == -1.0 and f["min_checker_log_odds"] == 2.0 and f["digits"] == 2.0
-    assert f["min_mark_log_odds"] == 12.0  # no mark classifier: nothing against the digits
+    assert f["min_mark_log_odds"] == MARK_SURE_CAP  # no mark classifier: nothing against the digits
+    # the mark classifier's say counts as doubt only: a sure digit earns no more than the cap
+    assert number_features("7", [0.999], [], [5.0], [], [0.99999])["min_mark_log_odds"] == MARK_SURE_CAP
     alone = number_features("7", [0.999], [], [5.0], [], [0.5])
     assert alone["gap"] == 15.0 and alone["log_posterior"] == 0.0 and alone["min_checker_log_odds"] == 0.0
     assert alone["min_mark_log_odds"] == pytest.approx(0.0)
