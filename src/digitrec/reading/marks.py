@@ -11,9 +11,7 @@ names the kind it most looks like.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
@@ -35,31 +33,12 @@ DEFAULT_DIGIT_THRESHOLD = 0.5  # a mark classifier without a stored threshold
 EXPECTED_DIGIT_THRESHOLD = 0.01
 
 
-class MarkModel(Protocol):
-    def probabilities(self, digits28: Sequence[np.ndarray]) -> np.ndarray: ...
-
-
 @dataclass(frozen=True)
 class MarkOpinions:
     """What the mark classifier says of some 28x28 images."""
 
     reasons: list[str | None]  # per image: why it is no digit, or None
     digit: tuple[float, ...] = ()  # per image: its probability of "digit" (empty without a classifier)
-
-
-def mark_opinions(
-    classifier: MarkModel | None, digits28: Sequence[np.ndarray], stored: float | None, most: float | None = None
-) -> MarkOpinions:
-    """The classifier's opinions of `digits28` (no reasons without one). `stored`: the classifier's
-    own threshold on p(digit); `most`: a threshold to use when lower (where a digit is expected)."""
-    if classifier is None or not len(digits28):
-        return MarkOpinions([None] * len(digits28))
-    threshold = float(stored if stored is not None else DEFAULT_DIGIT_THRESHOLD)
-    probabilities = classifier.probabilities(digits28)
-    return MarkOpinions(
-        mark_reasons(probabilities, threshold if most is None else min(threshold, most)),
-        tuple(float(p) for p in probabilities[:, 0]),
-    )
 
 
 def mark_reasons(probabilities: np.ndarray, threshold: float) -> list[str | None]:

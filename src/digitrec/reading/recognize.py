@@ -29,7 +29,7 @@ from scipy import ndimage
 
 from digitrec.probability import softmax
 from digitrec.reading import preprocess as pp
-from digitrec.reading.marks import EXPECTED_DIGIT_THRESHOLD, MarkOpinions, mark_opinions
+from digitrec.reading.marks import DEFAULT_DIGIT_THRESHOLD, EXPECTED_DIGIT_THRESHOLD, MarkOpinions, mark_reasons
 from digitrec.reading.overlay import draw_reading
 from digitrec.reading.pieces import Piece, box_union
 from digitrec.reading.results import Prediction, Prepared, Reading
@@ -215,8 +215,15 @@ class Recognizer:
         a threshold on p(digit) to use when lower than the classifier's own (where a digit is
         expected, as in a form's box, the classifier must be surer)."""
         marks = self.marks
-        stored = marks.model.reject_threshold if marks is not None else None  # the classifier's: on "digit"
-        return mark_opinions(marks, digits28, stored, most)
+        if marks is None or not len(digits28):
+            return MarkOpinions([None] * len(digits28))
+        stored = marks.model.reject_threshold  # the classifier's: on its "digit" class
+        threshold = float(stored if stored is not None else DEFAULT_DIGIT_THRESHOLD)
+        probabilities = marks.probabilities(digits28)
+        return MarkOpinions(
+            mark_reasons(probabilities, threshold if most is None else min(threshold, most)),
+            tuple(float(p) for p in probabilities[:, 0]),
+        )
 
     def not_digit_reasons(self, digits28: Sequence[np.ndarray], most: float | None = None) -> list[str | None]:
         """Per 28x28 image, why the mark classifier says it is not a digit, or None (`mark_opinions`)."""
