@@ -11,6 +11,7 @@ from digitrec.cli import main
 from digitrec.models.checkpoint import load_checkpoint
 from digitrec.reading.marks import MARK_CLASSES, REASONS, mark_reasons
 from digitrec.reading.recognize import Recognizer
+from digitrec.reading.results import Prepared
 
 
 def test_a_mark_is_rejected_below_the_digit_threshold_with_the_likeliest_kind():
@@ -54,3 +55,17 @@ def test_build_marks_help_lists_the_recipe(flag, capsys):
     with pytest.raises(SystemExit):
         main(["build-marks", "--help"])
     assert flag in capsys.readouterr().out
+
+
+def test_the_mark_classifier_judges_the_digit_as_written_not_as_thinned(mnist):
+    # A thinned marker digit goes to the digit model; the picture as written goes to the mark
+    # classifier, which must refuse a filled blob even when its thinned version looks like a digit.
+    recognizer = Recognizer.load()
+    seven = mnist.test_images[0].numpy() / 255.0
+    yy, xx = np.mgrid[-14:14, -14:14]
+    blob = (((yy / 12.0) ** 2 + (xx / 8.0) ** 2) <= 1).astype(np.float32)
+    plain, thinned_blob = recognizer.classify(
+        [Prepared(name="7", digit28=seven), Prepared(name="blob", digit28=seven, written28=blob)]
+    )
+    assert plain.digit == 7 and not plain.rejected
+    assert thinned_blob.rejected and thinned_blob.reason == REASONS["blob"]

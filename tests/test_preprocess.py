@@ -68,7 +68,7 @@ def test_an_mnist_image_itself_is_left_as_it_is(mnist):
 def test_digit_to_mnist_geometry():
     ink = np.zeros((200, 90), np.float32)
     ink[20:180, 30:60] = 1.0  # a tall bar, off-centre in its array
-    out = pp.digit_to_mnist(ink, thicken_strokes=False)
+    out = pp.digit_to_mnist(ink, normalise_stroke=False)
     rows, cols = np.nonzero(out > 0)
     assert rows.max() - rows.min() + 1 == 20  # the long side fits the 20-pixel box exactly
     assert 3 <= cols.max() - cols.min() + 1 <= 5  # aspect ratio kept (160 x 30 -> 20 x ~4)
@@ -81,7 +81,7 @@ def test_digit_to_mnist_geometry():
 def test_shrinking_is_anti_aliased():
     # A fine checkerboard shrunk 10x must come out grey (averaged), not aliased black/white.
     ink = (np.indices((200, 200)).sum(0) % 2).astype(np.float32)
-    out = pp.digit_to_mnist(ink, thicken_strokes=False)
+    out = pp.digit_to_mnist(ink, normalise_stroke=False)
     inside = out[out > 0]
     assert 0.35 < inside.mean() < 0.65 and inside.std() < 0.1
 
@@ -93,7 +93,27 @@ def test_a_thin_pen_is_thickened_to_mnist_stroke_width(mnist):
     assert pp.stroke_width(thin > 0.5) * 20 / 240 < 1.0  # really thin at the MNIST scale
     out = pp.digit_to_mnist(thin)
     assert pp.stroke_width(out >= 0.5) >= pp.MIN_STROKE
-    assert pp.stroke_width(pp.digit_to_mnist(thin, thicken_strokes=False) >= 0.5) < pp.MIN_STROKE
+    assert pp.stroke_width(pp.digit_to_mnist(thin, normalise_stroke=False) >= 0.5) < pp.MIN_STROKE
+
+
+def test_a_marker_is_thinned_but_a_blob_stays_a_blob(mnist):
+    # The same digit written with a felt-tip marker: strokes far wider than MNIST's come out at
+    # about MNIST's upper quartile, not as the wide bars the model rarely saw.
+    cov = synth.ink_coverage(mnist.test_images[0].numpy(), 240)  # a 7, strokes ~30 px wide
+    marker = ndimage.binary_dilation(cov > 0.5, iterations=20).astype(np.float32)
+    assert pp.stroke_width(pp.digit_to_mnist(marker, normalise_stroke=False) >= 0.5) > pp.MAX_STROKE
+    assert pp.stroke_width(pp.digit_to_mnist(marker) >= 0.5) <= pp.MAX_STROKE
+    # The mark classifier still judges the digit as written (a thinned blob could pass for a 1).
+    _, written = pp.digit_images(marker)
+    assert written is not None and np.array_equal(written, pp.digit_to_mnist(marker, normalise_stroke=False))
+    # An MNIST digit's own stroke is left alone, and so is a filled blob, which thinning would
+    # only shrink (the mark classifier must still see a blob).
+    plain = mnist.test_images[1].numpy() / 255.0
+    assert np.array_equal(pp.digit_to_mnist(plain), pp.digit_to_mnist(plain, normalise_stroke=False))
+    assert pp.digit_images(plain)[1] is None
+    yy, xx = np.mgrid[-60:61, -60:61]
+    blob = ((yy * yy + xx * xx) <= 55 * 55).astype(np.float32)
+    assert np.count_nonzero(pp.digit_to_mnist(blob) >= 0.5) > 250  # still a filled disk 20 across
 
 
 def test_model_input_is_normalised_like_training():

@@ -60,9 +60,10 @@ def as_uint8(digit28: np.ndarray) -> np.ndarray:
 
 
 def preprocessed(image: Any) -> np.ndarray | None:
-    """A rendered picture through `prepare_digit` -> uint8 28x28, or None when it finds no mark."""
-    digit = pp.prepare_digit(image)
-    return None if digit.digit28 is None else as_uint8(digit.digit28)
+    """A rendered picture through `prepare_digit` -> uint8 28x28 as the classifier will see it (a
+    marker's strokes not thinned), or None when it finds no mark."""
+    marks28 = pp.prepare_digit(image).marks28
+    return None if marks28 is None else as_uint8(marks28)
 
 
 def made_examples(

@@ -254,7 +254,7 @@ class Recognizer:
         reason = check_single_digit(digit, blob_rule=self._marks_source is None)  # no need to load it here
         if reason:
             return Prepared(name=name, digit28=None, reason=reason, box=box)
-        return Prepared(name=name, digit28=digit.digit28, box=box)
+        return Prepared(name=name, digit28=digit.digit28, box=box, written28=digit.written28)
 
     def classify(self, prepared: Sequence[Prepared], top_k: int = 3) -> list[Prediction]:
         """Prepared images -> predictions; every usable digit goes through the model in one call."""
@@ -262,7 +262,8 @@ class Recognizer:
         usable = [(p, p.digit28) for p in prepared if p.digit28 is not None]
         probs = self.probabilities([digit28 for _, digit28 in usable])
         by_id = {id(p): row for (p, _), row in zip(usable, probs)}
-        not_digit = dict(zip((id(p) for p, _ in usable), self.not_digit_reasons([d for _, d in usable])))
+        as_written = [d if p.written28 is None else p.written28 for p, d in usable]  # the mark classifier's view
+        not_digit = dict(zip((id(p) for p, _ in usable), self.not_digit_reasons(as_written)))
         out = []
         for p in prepared:
             reason = (p.reason or "no ink found") if p.digit28 is None else not_digit[id(p)]

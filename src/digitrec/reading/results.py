@@ -55,6 +55,9 @@ class Prepared:
     digit28: np.ndarray | None  # (28, 28) float 0-1, MNIST polarity
     reason: str | None = None
     box: tuple[int, int, int, int] | None = None  # input pixels
+    written28: np.ndarray | None = (
+        None  # before a marker was thinned, for the mark classifier (preprocess.digit_images)
+    )
 
 
 def scale_box(box: tuple[int, int, int, int], scale: float, size: tuple[int, int]) -> tuple[int, int, int, int]:

@@ -99,19 +99,24 @@ def nothing_read(layout: str, name: str | None, field: str | None) -> FieldReadi
 # --- a comb: one digit or nothing per box -----------------------------------------------------------------
 
 
-def box_digits(crops: list[np.ndarray], blob_rule: bool = True) -> tuple[list[np.ndarray | None], list[str | None]]:
-    """Each box's crop -> (its 28x28 digit or None, why it is not plainly one digit or None).
+def box_digits(
+    crops: list[np.ndarray], blob_rule: bool = True
+) -> tuple[list[np.ndarray | None], list[np.ndarray | None], list[str | None]]:
+    """Each box's crop -> (its 28x28 digit or None, the 28x28 the mark classifier judges (a
+    marker's not thinned), why it is not plainly one digit or None).
     A crop that is not shaped like one digit is still made into a digit when it has ink: the
     model's guess is shown to the person checking it. `blob_rule` False leaves filled blobs to
     the mark classifier (the filled-area rule also refuses felt-tip digits)."""
     digits: list[np.ndarray | None] = []
+    as_written: list[np.ndarray | None] = []
     reasons: list[str | None] = []
     for crop in crops:
         prepared = pp.prepare_digit(crop)
         digits.append(prepared.digit28)
+        as_written.append(prepared.marks28)
         shape = check_single_digit(prepared, blob_rule=blob_rule) if prepared.digit28 is not None else None
         reasons.append(prepared.reason or shape)
-    return digits, reasons
+    return digits, as_written, reasons
 
 
 def box_probabilities(recognizer: Recognizer, digits28: list[np.ndarray]) -> np.ndarray:
@@ -130,10 +135,10 @@ def read_comb(recognizer: Recognizer, comb: Comb, name: str | None = None, field
     the reasons given (`box_index` counts from 0)."""
     out = FieldReading(file=name, field=field, layout="comb", text="")
     filled = [(b.index, b.crop, b.ink_box) for b in comb.filled if b.crop is not None and b.ink_box is not None]
-    digits28, reasons = box_digits([crop for _, crop, _ in filled], blob_rule=recognizer.marks is None)
+    digits28, as_written, reasons = box_digits([crop for _, crop, _ in filled], blob_rule=recognizer.marks is None)
     usable = [d for d in digits28 if d is not None]
     probabilities = iter(box_probabilities(recognizer, usable) if usable else [])
-    marks = iter(recognizer.expected_digit_opinions(usable).reasons)
+    marks = iter(recognizer.expected_digit_opinions([w for w in as_written if w is not None]).reasons)
     least: tuple[float, int, int] | None = None  # the least sure digit: (probability, box, digit)
     field_probability = 1.0
     for (index, _, ink_box), digit28, reason in zip(filled, digits28, reasons):
