@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from common import machine
 
-from digitrec.making.negatives import NEGATIVE_KINDS, render_negative
+from digitrec.making.negatives import NEGATIVE_KINDS, font_files, render_negative
 from digitrec.models.checkpoint import load_checkpoint
 from digitrec.reading import synth
 from digitrec.reading.conditions import all_conditions, render_condition
@@ -112,7 +112,7 @@ def report(models: dict[str, dict], split: str, n: int, n_negative: int, seconds
     names = list(models)
     lines = [
         f"robustness on MNIST {split} digits, {n} per condition and {n_negative} per kind of negative; "
-        f"{seconds:.0f} s on {machine()}",
+        f"{seconds:.0f} s on {machine()}; letters and words drawn in {fonts()}",
         "cells: read right / rejected / wrong-and-accepted, % (top-1 in brackets); negatives: % rejected",
         "| condition | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
@@ -144,6 +144,12 @@ def report(models: dict[str, dict], split: str, n: int, n_negative: int, seconds
             f"most wrong-accepted {100 * m['worst_wrong']:.1f}%; targets met: {m['targets_met']}"
         )
     return "\n".join(lines)
+
+
+def fonts() -> str:
+    """Which fonts the negatives' letters are drawn in: figures made with other fonts differ."""
+    files = font_files()
+    return f"{len(files)} fonts from {', '.join(sorted({f.parent.name for f in files})) or 'nowhere'}"
 
 
 def summarise(plain: dict[str, float], sets: dict[str, dict]) -> dict:
