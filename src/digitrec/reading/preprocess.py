@@ -181,9 +181,11 @@ def digit_to_mnist(ink: np.ndarray, normalise_stroke: bool = True) -> np.ndarray
 
 def digit_images(ink: np.ndarray, normalise_stroke: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """(`digit_to_mnist` of the ink, for the digit models; the same made without thinning when a
-    marker was thinned, else None). The mark classifier judges the latter, the digit as written: a
-    filled blob thinned is an elongated shape that can pass for a 1 or a 0 (on 80 validation blobs
-    of benchmarks/robustness.py it would let 5 through instead of 2)."""
+    marker was thinned, else None). Where one picture is one digit (predict, a comb's box), the mark
+    classifier judges the latter, the digit as written: a filled blob thinned is an elongated shape
+    that can pass for a 1 or a 0 (on 80 validation blobs of benchmarks/robustness.py it would let 5
+    through instead of 2). A number's candidates are judged as made (`candidates.candidate_images`):
+    there the classifier only flags."""
     ink = np.asarray(ink, dtype=np.float32)
     bounds = _ink_bounds(ink) if normalise_stroke else None
     if bounds is not None:
