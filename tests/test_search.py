@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
 from digitrec.reading import search, synth
 from digitrec.reading import segment as sg
-from digitrec.reading.candidates import line_candidates
+from digitrec.reading.candidates import candidate_images, line_candidates
 from digitrec.reading.recognize import Recognizer
 from digitrec.reading.verifier import Verifier, load_verifier
 
@@ -105,3 +106,25 @@ def test_a_rejected_line_is_rejected_alike(recognizer):
     blank = synth.encode(Image.new("L", (300, 80), 255), "PNG")
     assert search.read_line(recognizer, blank) == sg.read_number(recognizer, blank)
     assert search.read_line(recognizer, blank).rejected
+
+
+def test_a_markers_candidates_are_read_with_the_pen_trained_model_averaged_in(mnist):
+    # The reading model never saw a marker's strokes; the default model was trained with the pen
+    # augmentations. Only candidates that had to be thinned get its opinion.
+    recognizer = Recognizer.load()
+    assert recognizer.pen_model is recognizer and recognizer.reader is not recognizer
+    digits = [mnist.test_images[k].numpy() / 255.0 for k in range(4)]
+    thinned = np.array([False, True, False, True])
+    probs = sg.candidate_probabilities(recognizer, digits, thinned)
+    reader, own = recognizer.reader.probabilities(digits), recognizer.probabilities(digits)
+    np.testing.assert_allclose(probs[~thinned], reader[~thinned])
+    np.testing.assert_allclose(probs[thinned], (reader[thinned] + own[thinned]) / 2)
+    assert not np.allclose(reader[thinned], own[thinned])  # the two models do differ
+    # A marker's digit is marked thinned when its candidate image is made; MNIST's pen is not.
+    pen, marker = digits[0].astype(np.float32), ndimage.grey_dilation(digits[0], size=(5, 5)).astype(np.float32)
+    for digit, thick in ((pen, False), (marker, True)):
+        image = synth.render_number([digit * 255, digit * 255], [7, 7], np.random.default_rng(0), height=90).image
+        line = line_candidates(synth.encode(image))
+        whole = [k for k, (i, j) in enumerate(line.spans) if line.boxes[k][2] - line.boxes[k][0] > 0.4 * line.height]
+        _, marked = candidate_images(line, whole)
+        assert whole and any(marked) == thick, (thick, marked)  # (two digits as one candidate are not thick)

@@ -66,13 +66,19 @@ class ReadingModels:
     reader: Recognizer
     checker: Recognizer | None
     verifier: Verifier
+    pen_model: Recognizer | None = None  # averaged in on a marker's candidates, as the product's
 
     @classmethod
     def load(cls, reader: str | Path, checker: str | Path | None, verifier: Verifier) -> ReadingModels:
-        def model(path: str | Path) -> Recognizer:
+        def model(path: str | Path | None) -> Recognizer:
             return Recognizer(load_checkpoint(path), verifier=verifier)
 
-        return cls(reader=model(reader), checker=model(checker) if checker is not None else None, verifier=verifier)
+        return cls(
+            reader=model(reader),
+            checker=model(checker) if checker is not None else None,
+            verifier=verifier,
+            pen_model=model(None),  # the shipped default model, which `Recognizer.load` reads with
+        )
 
     def expected_digit_opinions(self, digits28: Sequence[np.ndarray]) -> MarkOpinions:
         """The shipped mark classifier's opinions of digits read (`Recognizer.expected_digit_opinions`:

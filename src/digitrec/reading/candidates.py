@@ -17,7 +17,7 @@ from digitrec.reading.atoms import FRAGMENT_HEIGHT, Atom, build_atoms, line_heig
 from digitrec.reading.decode import ImageInput
 from digitrec.reading.ink import Ink, extract_ink
 from digitrec.reading.pieces import box_union, digit_ink, pieces
-from digitrec.reading.preprocess import digit_to_mnist
+from digitrec.reading.preprocess import digit_images
 
 READ_MAX_SIDE = 1600  # working resolution for a line: 20 digits keep ~50 pixels each
 MAX_DIGITS = 20
@@ -43,6 +43,7 @@ class LineAnalysis:
     digits28: list[np.ndarray] | None = None  # (28, 28) per span, when asked for (training the checker)
     atom_labels: np.ndarray | None = None  # (H, W) atom ids at working resolution: cuts candidates out
     geometry: list[dict[str, float]] | None = None  # per span, the features no model is needed for
+    thinned: np.ndarray | None = None  # (len(spans),) bool: a marker's strokes thinned (`candidate_images`)
 
 
 def rejected_line(ink: Ink, height: float, reason: str) -> LineAnalysis:
@@ -66,7 +67,8 @@ def cut_line(image: ImageInput) -> LineAnalysis:
     and the checker is cut out with this (`digitrec.making.cutouts`)."""
     line = line_candidates(image)
     if not line.reason:
-        line.digits28 = candidate_images(line, range(len(line.spans)))
+        line.digits28, thinned = candidate_images(line, range(len(line.spans)))
+        line.thinned = np.array(thinned, bool)
         line.atom_labels = None  # what the images were cut from: not kept with many lines in memory
     return line
 
@@ -102,12 +104,15 @@ def line_candidates(image: ImageInput) -> LineAnalysis:
     )
 
 
-def candidate_images(line: LineAnalysis, which: Iterable[int]) -> list[np.ndarray]:
-    """The 28x28 images of the candidates `which` (indices into `line.spans`), as any digit's."""
+def candidate_images(line: LineAnalysis, which: Iterable[int]) -> tuple[list[np.ndarray], list[bool]]:
+    """The 28x28 images of the candidates `which` (indices into `line.spans`), as any digit's, and
+    whether each one's strokes were a marker's, thinned for it (`preprocess.digit_images`)."""
     assert line.atom_labels is not None, "a line from line_candidates"
-    images = []
+    images, thinned = [], []
     for k in which:
         (i, j), box = line.spans[k], line.boxes[k]
         crop, _ = digit_ink(line.ink.ink, line.atom_labels, [a.id for a in line.atoms[i : j + 1]], box)
-        images.append(digit_to_mnist(crop))
-    return images
+        image, as_written = digit_images(crop)
+        images.append(image)
+        thinned.append(as_written is not None)
+    return images, thinned

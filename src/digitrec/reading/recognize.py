@@ -200,6 +200,14 @@ class Recognizer:
         return self._companion("reader", self._reader_source) or self
 
     @property
+    def pen_model(self) -> Recognizer | None:
+        """Averaged in with the reading model on a number's candidates whose strokes were a marker's
+        (`segment.candidate_probabilities`): this recogniser's own model (the shipped one is trained
+        with the pen augmentations); None when it is the reading model."""
+        reader = self.reader
+        return None if reader is self else self
+
+    @property
     def checker(self) -> Recognizer | None:
         """The segmenter's one-digit checker (the same for every model); None when not installed."""
         return self._companion("checker", self._checker_source)

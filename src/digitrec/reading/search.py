@@ -47,6 +47,7 @@ from digitrec.reading.segment import (
     K_BEST,
     SKIP_PENALTY,
     LineRecognizer,
+    candidate_probabilities,
     decode_line,
     feature_log_odds,
     k_best,
@@ -154,6 +155,7 @@ def search_line(recognizer: LineRecognizer, line: LineAnalysis) -> LineAnalysis:
     checker_weight = dict(zip(FEATURES, verifier.weight_vector(FEATURES)))["checker"]
     images: list[np.ndarray | None] = [None] * count
     line.digits28 = images  # type: ignore[assignment]  # a check of the digits read looks at theirs again (`span_check`)
+    line.thinned = np.zeros(count, bool)
     one_digit = np.zeros(count) if recognizer.checker is not None else None
     made = np.zeros(count, bool)
 
@@ -162,8 +164,10 @@ def search_line(recognizer: LineRecognizer, line: LineAnalysis) -> LineAnalysis:
         new = [int(k) for k in which if not made[k]]
         if not new:
             return
-        for k, image in zip(new, candidate_images(line, new)):
+        made_images, thinned = candidate_images(line, new)
+        for k, image in zip(new, made_images):
             images[k] = image
+        line.thinned[new] = thinned  # type: ignore[index]
         made[new] = True
         log_odds = one_digit_log_odds(recognizer, [images[k] for k in new])  # type: ignore[misc]
         if one_digit is not None and log_odds is not None:
@@ -193,7 +197,7 @@ def search_line(recognizer: LineRecognizer, line: LineAnalysis) -> LineAnalysis:
                 stack += parts[k]
         new = sorted(todo)
         make(np.array(new))
-        probs[new] = recognizer.reader.probabilities([images[k] for k in new])  # type: ignore[misc]
+        probs[new] = candidate_probabilities(recognizer, [images[k] for k in new], line.thinned[new])  # type: ignore[misc]
         classified[new] = True
         keep = [int(k) for k in np.flatnonzero(classified)]
         sub = restricted(line, keep, probs, one_digit)

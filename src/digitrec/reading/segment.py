@@ -65,6 +65,7 @@ __all__ = [
     "analyse_line",
     "best_paths",
     "candidate_features",
+    "candidate_probabilities",
     "candidate_scores",
     "cut_line",
     "decode_line",
@@ -109,6 +110,9 @@ class LineRecognizer(Protocol):
     @property
     def verifier(self) -> Verifier: ...  # scores candidates and sets the review margin
 
+    @property
+    def pen_model(self) -> DigitModel | None: ...  # averaged in on a marker's candidates (`candidate_probabilities`)
+
 
 def analyse_line(recognizer: LineRecognizer, image: ImageInput, keep_digits: bool = False) -> LineAnalysis:
     """`cut_line`, then classify every candidate digit in one batch (with the recognizer's reading
@@ -118,11 +122,28 @@ def analyse_line(recognizer: LineRecognizer, image: ImageInput, keep_digits: boo
     if line.reason:
         return line
     images = line.digits28 or []
-    line.probs = recognizer.reader.probabilities(images) if images else np.zeros((0, 10))
+    line.probs = candidate_probabilities(recognizer, images, line.thinned) if images else np.zeros((0, 10))
     line.one_digit = one_digit_log_odds(recognizer, images)
     if not keep_digits:
         line.digits28 = None
     return line
+
+
+def candidate_probabilities(
+    recognizer: LineRecognizer, images: list[np.ndarray], thinned: np.ndarray | None
+) -> np.ndarray:
+    """(len(images), 10): the reading model's probabilities of candidate digits. A candidate whose
+    strokes were a marker's (`thinned`) is outside what the reading model was fine-tuned on (cut-outs
+    of MNIST's pen); there the recognizer's `pen_model`, trained with the pen augmentations, is
+    averaged in. On 600 numbers of validation digits written 2 px wider (benchmarks/reading.py
+    --pen-widen 2) that read 93.5% exactly instead of 92.8%, with 0.83% wrong and unflagged
+    instead of 1.50%; 4 px wider, 79.0% instead of 72.8%; 600 numbers in MNIST's pen read the same."""
+    probs = recognizer.reader.probabilities(images)
+    pen = recognizer.pen_model
+    rows = np.flatnonzero(thinned) if thinned is not None and pen is not None else np.zeros(0, np.intp)
+    if pen is not None and rows.size:
+        probs[rows] = (probs[rows] + pen.probabilities([images[k] for k in rows])) / 2
+    return probs
 
 
 def one_digit_log_odds(recognizer: LineRecognizer, images: list[np.ndarray]) -> np.ndarray | None:
