@@ -17,7 +17,7 @@ from digitrec.reading.atoms import FRAGMENT_HEIGHT, Atom, build_atoms, line_heig
 from digitrec.reading.decode import ImageInput
 from digitrec.reading.ink import Ink, extract_ink
 from digitrec.reading.pieces import box_union, digit_ink, pieces
-from digitrec.reading.preprocess import digit_images
+from digitrec.reading.preprocess import stroke_normalised
 
 READ_MAX_SIDE = 1600  # working resolution for a line: 20 digits keep ~50 pixels each
 MAX_DIGITS = 20
@@ -106,13 +106,13 @@ def line_candidates(image: ImageInput) -> LineAnalysis:
 
 def candidate_images(line: LineAnalysis, which: Iterable[int]) -> tuple[list[np.ndarray], list[bool]]:
     """The 28x28 images of the candidates `which` (indices into `line.spans`), as any digit's, and
-    whether each one's strokes were a marker's, thinned for it (`preprocess.digit_images`)."""
+    whether each one's strokes were a marker's, thinned for it (`preprocess.stroke_normalised`)."""
     assert line.atom_labels is not None, "a line from line_candidates"
     images, thinned = [], []
     for k in which:
         (i, j), box = line.spans[k], line.boxes[k]
         crop, _ = digit_ink(line.ink.ink, line.atom_labels, [a.id for a in line.atoms[i : j + 1]], box)
-        image, as_written = digit_images(crop)
+        image, was_thinned = stroke_normalised(crop)
         images.append(image)
-        thinned.append(as_written is not None)
+        thinned.append(was_thinned)
     return images, thinned

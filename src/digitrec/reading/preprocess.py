@@ -179,16 +179,11 @@ def digit_to_mnist(ink: np.ndarray, normalise_stroke: bool = True) -> np.ndarray
     to THICK_TARGET, before the digit is made. Thinning cannot reopen a loop the marker closed,
     but it gives back the gaps between strokes that only nearly touch.
     """
-    return digit_images(ink, normalise_stroke)[0]
+    return stroke_normalised(ink, normalise_stroke)[0]
 
 
-def digit_images(ink: np.ndarray, normalise_stroke: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """(`digit_to_mnist` of the ink, for the digit models; the same made without thinning when a
-    marker was thinned, else None). Where one picture is one digit (predict, a comb's box), the mark
-    classifier judges the latter, the digit as written: a filled blob thinned is an elongated shape
-    that can pass for a 1 or a 0 (on 80 validation blobs of benchmarks/robustness.py it would let 5
-    through instead of 2). A number's candidates are judged as made (`candidates.candidate_images`):
-    there the classifier only flags."""
+def stroke_normalised(ink: np.ndarray, normalise_stroke: bool = True) -> tuple[np.ndarray, bool]:
+    """(`digit_to_mnist` of the ink, whether a marker's strokes were thinned for it)."""
     ink = np.asarray(ink, dtype=np.float32)
     bounds = _ink_bounds(ink) if normalise_stroke else None
     if bounds is not None:
@@ -197,13 +192,24 @@ def digit_images(ink: np.ndarray, normalise_stroke: bool = True) -> tuple[np.nda
         width = stroke_width(core) * BOX / long_side  # in MNIST pixels
         radius = (MNIST_STROKE - width) / 2 * long_side / BOX  # input pixels to add on each side
         if width < MIN_STROKE and radius >= 0.5:
-            return _fit_and_centre(thicken(ink, radius)), None
+            return _fit_and_centre(thicken(ink, radius)), False
         radius = (width - THICK_TARGET) / 2 * long_side / BOX  # input pixels to take off each side
         if width > MAX_STROKE and radius >= 0.5:
             thinner = thin(ink, radius)
             if np.count_nonzero(thinner >= 0.5) >= KEEP_AFTER_THINNING * np.count_nonzero(core):
-                return _fit_and_centre(thinner), _fit_and_centre(ink, bounds)
-    return _fit_and_centre(ink, bounds), None
+                return _fit_and_centre(thinner), True
+    return _fit_and_centre(ink, bounds), False
+
+
+def digit_images(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(`digit_to_mnist` of the ink, for the digit models; the same made without thinning when a
+    marker was thinned, else None). Where one picture is one digit (predict, a comb's box), the mark
+    classifier judges the latter, the digit as written: a filled blob thinned is an elongated shape
+    that can pass for a 1 or a 0 (on 80 validation blobs of benchmarks/robustness.py it would let 5
+    through instead of 2). A number's candidates are judged as made (`candidates.candidate_images`,
+    which makes only the first): there the classifier only flags."""
+    digit28, thinned = stroke_normalised(ink)
+    return digit28, digit_to_mnist(ink, normalise_stroke=False) if thinned else None
 
 
 @dataclass
