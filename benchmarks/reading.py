@@ -43,7 +43,6 @@ import time
 import numpy as np
 from common import machine as machine_name
 from common import native_bf16
-from scipy import ndimage
 
 from digitrec.making.review_fit import (
     NumberEvidence,
@@ -55,7 +54,7 @@ from digitrec.making.review_fit import (
 )
 from digitrec.models.checkpoint import load_checkpoint
 from digitrec.reading import synth
-from digitrec.reading.conditions import disk
+from digitrec.reading.conditions import widen_pen
 from digitrec.reading.recognize import Recognizer
 from digitrec.reading.segment import analyse_line, decode_line, span_check
 from digitrec.reading.verifier import Verifier
@@ -89,16 +88,6 @@ def digit_pool(split: str, recognizer: Recognizer) -> tuple[np.ndarray, np.ndarr
     checkpoint = recognizer.checkpoint or load_checkpoint(None)
     _, val = checkpoint_split(checkpoint.meta, data.train_labels)  # checksum-checked
     return data.train_images.numpy()[val.numpy()], data.train_labels.numpy()[val.numpy()]
-
-
-def widen_pen(images: np.ndarray, pixels: int) -> np.ndarray:
-    """(N, 28, 28) uint8 digits written with a pen `pixels` wider: grey dilation by a disk of
-    radius pixels / 2, as `digitrec.reading.conditions` widens a marker's strokes (MNIST's 4-pixel
-    margin leaves the widened digit inside its 28x28)."""
-    if pixels <= 0:
-        return images
-    footprint = disk(pixels / 2)
-    return np.stack([ndimage.grey_dilation(image, footprint=footprint) for image in images])
 
 
 def encode(image) -> bytes:

@@ -31,6 +31,10 @@ SLICE = [
     "40",
     "--reader-val-numbers",
     "15",
+    "--reader-pen-numbers",
+    "15",
+    "--reader-pen-val-numbers",
+    "8",
     "--reader-epochs",
     "1",
     "--checker-numbers",
@@ -75,6 +79,9 @@ def test_the_build_writes_the_three_files_and_what_it_did(built):
     reader = load_checkpoint(out / "reader.pt")
     assert reader.meta["reader"]["made_by"] == "digitrec build-weights" and reader.meta["reader"]["train_cutouts"] > 100
     assert reader.meta["config"]["init_from"] == str(DEFAULT_MODEL_PATH)
+    # it learnt from marker numbers too (without the `any_pen` augmentations: they cost plain numbers)
+    assert reader.meta["reader"]["recipe"]["pen_numbers"] == 15 and reader.meta["config"]["aug_stroke"] == 0
+    assert any(p.name.startswith("digits-train-15-") and "-pen4-" in p.name for p in (out / "build").iterdir())
     assert reader.meta["split"]["val_indices_sha256"] == load_checkpoint().meta["split"]["val_indices_sha256"]
     assert (out / "build" / "reader" / "last.pt").is_file() and (out / "build" / "checker" / "metrics.jsonl").is_file()
 
@@ -128,9 +135,13 @@ def test_a_finished_build_resumes_without_redoing_anything(built, capsys):
     assert before == {name: (out / name).stat().st_mtime_ns for name in before}
 
 
-@pytest.mark.parametrize("flag", ["--reader-numbers", "--checker-epochs", "--jobs"])
-def test_sizes_below_one_are_one_line_errors(flag, tmp_path, capsys):
-    assert main(["build-weights", "--out", str(tmp_path), flag, "0"]) == 2
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--reader-numbers", "0"), ("--checker-epochs", "0"), ("--jobs", "0"), ("--reader-pen-numbers", "-1")],
+)
+def test_sizes_below_one_are_one_line_errors(flag, value, tmp_path, capsys):
+    """(Marker numbers may be 0: none.)"""
+    assert main(["build-weights", "--out", str(tmp_path), flag, value]) == 2
     err = capsys.readouterr().err
     assert flag in err and len(err.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())

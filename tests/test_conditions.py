@@ -10,7 +10,7 @@ from scipy import ndimage
 from digitrec.making import negatives
 from digitrec.making.negatives import NEGATIVE_KINDS, font_files, render_negative
 from digitrec.reading import synth
-from digitrec.reading.conditions import Condition, all_conditions, marker_stroke, render_condition
+from digitrec.reading.conditions import Condition, all_conditions, marker_stroke, render_condition, widen_pen
 from digitrec.reading.marks import REASONS
 from digitrec.reading.recognize import Recognizer
 from digitrec.weights import MARKS_PATH
@@ -48,6 +48,9 @@ def test_marker_widens_and_pencil_lightens(mnist):
     digit = mnist.test_images[1].numpy()
     coverage = synth.ink_coverage(digit, 100)
     assert marker_stroke(coverage, 20).sum() > 2 * coverage.sum()
+    widened = widen_pen(digit[None], 2)  # the same at 28x28, in MNIST's margin
+    assert widened.shape == (1, 28, 28) and (widened > 127).sum() > 1.5 * (digit > 127).sum()
+    assert np.array_equal(widen_pen(digit[None], 0)[0], digit)
     clean = darkness(render_condition(digit, Condition("clean"), np.random.default_rng(0)))
     pencil = darkness(render_condition(digit, Condition("pencil", 2), np.random.default_rng(0)))
     assert np.percentile(pencil, 99.9) < 0.5 < np.percentile(clean, 99.9)

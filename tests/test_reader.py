@@ -5,6 +5,7 @@ loaded only when a number is read, and both describe themselves."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,12 +13,14 @@ import torch
 
 from digitrec.cli import main
 from digitrec.making.cutouts import Job, cut_candidates, cut_true_digits
+from digitrec.making.reader import ReaderRecipe, reader_config
 from digitrec.models import create_model
 from digitrec.models.checkpoint import load_checkpoint, save_checkpoint
 from digitrec.models.inputs import Normalization
 from digitrec.probability import softmax
 from digitrec.reading.preprocess import digit_to_mnist
 from digitrec.reading.recognize import CHECKER_PATH, READER_PATH, Recognizer
+from digitrec.training.recipes import recipe
 
 NUMBER = "examples/number_scan.png"  # made by examples/make_examples.py: "20250317"
 
@@ -143,3 +146,27 @@ def test_cut_out_digits_carry_their_true_labels():
     assert crops.dtype == np.uint8 and crops.shape[1:] == (28, 28) and len(crops) == len(labels) >= 20
     predicted = Recognizer.load().reader.probabilities(list(crops.astype(np.float32) / 255)).argmax(1)
     assert (predicted == labels).mean() >= 0.95
+
+
+def test_marker_numbers_are_cut_up_into_thicker_digits_with_their_labels():
+    """The reading model also learns from numbers written with a marker (`Job.pen_widen`): the
+    digits cut out of them carry more ink than the same job's in MNIST's pen, keep their true
+    labels (read at least 90% right), and a pen of 0 leaves the numbers as earlier builds cut them."""
+    job = Job(split="val", numbers=8, seed=3, touch_probability=0.5)
+    plain, plain_labels = cut_true_digits(job)
+    assert np.array_equal(plain, cut_true_digits(replace(job, pen_widen=0.0))[0])
+    marker, labels = cut_true_digits(replace(job, pen_widen=4.0))
+    assert len(labels) >= 20 and (marker > 127).mean() > 1.2 * (plain > 127).mean()
+    predicted = Recognizer.load().reader.probabilities(list(marker.astype(np.float32) / 255)).argmax(1)
+    assert (predicted == labels).mean() >= 0.9
+
+
+def test_the_reader_recipe_switches_the_pen_augmentations():
+    """Off by default (they cost numbers in MNIST's pen), on with `pen_augment` as in `any_pen`."""
+    base = load_checkpoint(READER_PATH)
+    assert reader_config(base, ReaderRecipe()).aug_stroke == 0
+    pen = reader_config(base, ReaderRecipe(pen_augment=True))
+    assert (pen.aug_stroke, pen.aug_blur, pen.aug_lowres) == tuple(
+        recipe("any_pen")[k] for k in ("aug_stroke", "aug_blur", "aug_lowres")
+    )
+    assert pen.aug_degrees == base.meta["config"]["aug_degrees"]  # the base's affine augmentation kept

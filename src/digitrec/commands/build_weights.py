@@ -56,6 +56,8 @@ def sizes() -> dict[str, tuple[Any, dict[str, str]]]:
             {
                 "numbers": "training-split numbers cut up",
                 "val_numbers": "validation-split numbers cut up (choosing only)",
+                "pen_numbers": "training-split numbers written with a marker and cut up too (0: none)",
+                "pen_val_numbers": "validation-split ones (choosing only)",
                 "epochs": "fine-tuning epochs",
             },
         ),
@@ -169,12 +171,14 @@ def plan_from_args(args: argparse.Namespace) -> BuildPlan:
     values = {
         f"{part}_{name}": getattr(args, f"{part}_{name}") for part, (_, fields) in sizes().items() for name in fields
     }
-    small = [name for name, value in values.items() if value < 1]
+    may_be_zero = ("reader_pen_numbers", "reader_pen_val_numbers")  # no marker numbers
+    small = [name for name, value in values.items() if value < (0 if name in may_be_zero else 1)]
     for name, value in (("jobs", args.jobs), ("base_epochs", args.base_epochs), ("limit_eval", args.limit_eval)):
         if value is not None and value < 1:
             small.append(name)
     if small:
-        raise ConfigError(f"{', '.join('--' + n.replace('_', '-') for n in small)} must be >= 1")
+        bound = lambda name: 0 if name in may_be_zero else 1  # noqa: E731
+        raise ConfigError(", ".join(f"--{n.replace('_', '-')} must be >= {bound(n)}" for n in small))
     if args.resume and not args.out:
         raise ConfigError("--resume needs the --out of the build to continue")
     if args.only and not args.out:
@@ -197,6 +201,8 @@ def plan_from_args(args: argparse.Namespace) -> BuildPlan:
         reader=ReaderRecipe(
             numbers=args.reader_numbers,
             val_numbers=args.reader_val_numbers,
+            pen_numbers=args.reader_pen_numbers,
+            pen_val_numbers=args.reader_pen_val_numbers,
             epochs=args.reader_epochs,
             limit_eval=args.limit_eval,
         ),

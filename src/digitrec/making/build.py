@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from digitrec.errors import ConfigError
 from digitrec.making.checker import CheckerRecipe, train_checker
@@ -110,12 +112,28 @@ def reader_base(plan: BuildPlan, data: Mnist, hooks: Hooks) -> str:
     return str(train_run(TrainConfig.from_dict(values), data, run).checkpoint)
 
 
-def cutouts(plan: BuildPlan, kind: str, split: str, n: int, seed: int, touch: float, source: str | None) -> Pair:
-    """Cut-outs (`kind` digits or candidates) of `n` numbers, cached in the work directory."""
+def cutouts(
+    plan: BuildPlan, kind: str, split: str, n: int, seed: int, touch: float, source: str | None, pen: float = 0.0
+) -> Pair:
+    """Cut-outs (`kind` digits or candidates) of `n` numbers (written with a pen up to `pen`
+    pixels wider), cached in the work directory."""
     work = cut_true_digits if kind == "digits" else cut_candidates
-    name = f"{kind}-{split}-{n}-seed{seed}-touch{touch:g}-split{split_tag(source)}.npz"
-    job = Job(split=split, numbers=n, seed=seed, touch_probability=touch, checkpoint=source, data_dir=plan.data_dir)
+    marker = f"-pen{pen:g}" if pen else ""
+    name = f"{kind}-{split}-{n}-seed{seed}-touch{touch:g}{marker}-split{split_tag(source)}.npz"
+    job = Job(
+        split=split,
+        numbers=n,
+        seed=seed,
+        touch_probability=touch,
+        checkpoint=source,
+        data_dir=plan.data_dir,
+        pen_widen=pen,
+    )
     return cached(plan.work / name, lambda: cut_out(work, job, plan.jobs))
+
+
+def joined(*pairs: Pair) -> Pair:
+    return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
 
 
 def step_data(
@@ -140,6 +158,15 @@ def build_reader(plan: BuildPlan, data: Mnist, base: str, hooks: Hooks) -> dict[
     """Steps 1 and 2 -> out/reader.pt."""
     r = plan.reader
     inputs, seconds = step_data(plan, data, "digits", base, r, r.seed + 1, r.val_touch_probability)
+    # and numbers written with markers, cut up by the same segmenter (so thinned as a reading thins them)
+    start = time.time()
+    if r.pen_numbers:
+        train = cutouts(plan, "digits", "train", r.pen_numbers, r.seed + 2, r.touch_probability, base, r.pen_widen)
+        inputs = replace(inputs, train=joined(inputs.train, train))
+    if r.pen_val_numbers:
+        val = cutouts(plan, "digits", "val", r.pen_val_numbers, r.seed + 3, r.val_touch_probability, base, r.pen_widen)
+        inputs = replace(inputs, val=joined(inputs.val, val))
+    seconds += time.time() - start
     train, val = inputs.train[1], inputs.val[1]  # the labels
     hooks.log(f"step 1: {len(train)} training and {len(val)} validation cut-out digits ({seconds:.0f} s)")
     hooks.log(f"step 2: fine-tuning the reading model from {base}")

@@ -24,6 +24,7 @@ import torch
 from digitrec.atomic import atomic_write
 from digitrec.models.checkpoint import load_checkpoint
 from digitrec.reading import synth
+from digitrec.reading.conditions import widen_pen
 from digitrec.reading.segment import LineAnalysis, cut_line
 from digitrec.training.data import checkpoint_split, load_mnist, split_parameters
 
@@ -43,6 +44,7 @@ class Job:
     touch_probability: float
     checkpoint: str | None = None  # whose recorded split the digits come from (None: the shipped model)
     data_dir: str | None = None  # where MNIST is (None: where `load_mnist` looks by default)
+    pen_widen: float = 0.0  # each number written with a pen up to this many pixels wider (0: MNIST's pen)
 
 
 @lru_cache(maxsize=4)  # once per process: every chunk a worker cuts draws from the same digits
@@ -106,14 +108,19 @@ def write_numbers(
     n: int,
     seed: int,
     touch_probability: float,
+    pen_widen: float = 0.0,
 ) -> Iterator[tuple[synth.SynthNumber, np.ndarray]]:
     """`n` numbers of 3-8 of these digits (a `touch_probability` share of neighbouring pairs
-    touching), each with its digits' labels."""
+    touching), each with its digits' labels. With `pen_widen`, each number is written with a pen
+    widened by a width drawn from 0-`pen_widen` pixels at 28x28 (a felt-tip marker from about 2)."""
     rng = np.random.default_rng(seed)
     for _ in range(n):
         idx = rng.choice(len(images), size=int(rng.integers(3, 9)), replace=False)
+        digits = images[idx]
+        if pen_widen > 0:  # drawn only then: MNIST-pen numbers stay the ones earlier builds cut
+            digits = widen_pen(digits, float(rng.uniform(0, pen_widen)))
         yield (
-            synth.render_number(list(images[idx]), list(labels[idx]), rng, touch_probability=touch_probability),
+            synth.render_number(list(digits), list(labels[idx]), rng, touch_probability=touch_probability),
             labels[idx],
         )
 
@@ -124,11 +131,12 @@ def cut_numbers(
     n: int,
     seed: int,
     touch_probability: float,
+    pen_widen: float = 0.0,
 ) -> Iterator[tuple[LineAnalysis, list[tuple[int, int]], np.ndarray]]:
     """Write `n` numbers and cut each up -> (line with every candidate's 28x28 image in
     `digits28`, the true digits' spans, their labels), skipping numbers whose true segmentation
     is not among the candidates."""
-    for number, digits in write_numbers(images, labels, n, seed, touch_probability):
+    for number, digits in write_numbers(images, labels, n, seed, touch_probability, pen_widen):
         line = cut_line(synth.encode(number.image))
         truth = true_spans(line, number)
         if truth is not None:
@@ -145,7 +153,7 @@ def _stack(crops: list[np.ndarray], labels: list[int]) -> Pair:
 
 def _cut(job: Job) -> Iterator[tuple[LineAnalysis, list[tuple[int, int]], np.ndarray]]:
     digits = split_digits(job.split, job.checkpoint, job.data_dir)
-    return cut_numbers(*digits, job.numbers, job.seed, job.touch_probability)
+    return cut_numbers(*digits, job.numbers, job.seed, job.touch_probability, job.pen_widen)
 
 
 def cut_true_digits(job: Job) -> Pair:
