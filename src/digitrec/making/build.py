@@ -161,14 +161,16 @@ def build_reader(plan: BuildPlan, data: Mnist, base: str, hooks: Hooks) -> dict[
     # and numbers written with markers, cut up by the same segmenter (so thinned as a reading thins them)
     start = time.time()
     if r.pen_numbers:
-        train = cutouts(plan, "digits", "train", r.pen_numbers, r.seed + 2, r.touch_probability, base, r.pen_widen)
-        inputs = replace(inputs, train=joined(inputs.train, train))
+        marker = cutouts(plan, "digits", "train", r.pen_numbers, r.seed + 2, r.touch_probability, base, r.pen_widen)
+        inputs = replace(inputs, train=joined(inputs.train, marker))
     if r.pen_val_numbers:
-        val = cutouts(plan, "digits", "val", r.pen_val_numbers, r.seed + 3, r.val_touch_probability, base, r.pen_widen)
-        inputs = replace(inputs, val=joined(inputs.val, val))
+        marker = cutouts(
+            plan, "digits", "val", r.pen_val_numbers, r.seed + 3, r.val_touch_probability, base, r.pen_widen
+        )
+        inputs = replace(inputs, val=joined(inputs.val, marker))
     seconds += time.time() - start
-    train, val = inputs.train[1], inputs.val[1]  # the labels
-    hooks.log(f"step 1: {len(train)} training and {len(val)} validation cut-out digits ({seconds:.0f} s)")
+    n_train, n_val = len(inputs.train[1]), len(inputs.val[1])
+    hooks.log(f"step 1: {n_train} training and {n_val} validation cut-out digits ({seconds:.0f} s)")
     hooks.log(f"step 2: fine-tuning the reading model from {base}")
     return fine_tune_reader(inputs, r, plan.out / READER_FILE, _options(plan, hooks, "reader"))
 

@@ -132,12 +132,13 @@ def analyse_line(recognizer: LineRecognizer, image: ImageInput, keep_digits: boo
 def candidate_probabilities(
     recognizer: LineRecognizer, images: list[np.ndarray], thinned: np.ndarray | None
 ) -> np.ndarray:
-    """(len(images), 10): the reading model's probabilities of candidate digits. A candidate whose
-    strokes were a marker's (`thinned`) is outside what the reading model was fine-tuned on (cut-outs
-    of MNIST's pen); there the recognizer's `pen_model`, trained with the pen augmentations, is
-    averaged in. On 600 numbers of validation digits written 2 px wider (benchmarks/reading.py
-    --pen-widen 2) that read 93.5% exactly instead of 92.8%, with 0.83% wrong and unflagged
-    instead of 1.50%; 4 px wider, 79.0% instead of 72.8%; 600 numbers in MNIST's pen read the same."""
+    """(len(images), 10): the reading model's probabilities of candidate digits. On a candidate
+    whose strokes were a marker's (`thinned`) the recognizer's `pen_model`, trained with the pen
+    augmentations, is averaged in: a second opinion where digits are hardest. Chosen when the
+    reading model knew only MNIST's pen: on 600 numbers of validation digits written 2 px wider
+    (benchmarks/reading.py --pen-widen 2) that read 93.5% exactly instead of 92.8%, with 0.83% wrong
+    and unflagged instead of 1.50%; 4 px wider, 79.0% instead of 72.8%; 600 numbers in MNIST's pen
+    read the same. The reading model has since learnt marker numbers' cut-outs (`making.reader`)."""
     probs = recognizer.reader.probabilities(images)
     pen = recognizer.pen_model
     rows = np.flatnonzero(thinned) if thinned is not None and pen is not None else np.zeros(0, np.intp)
