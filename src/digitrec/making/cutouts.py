@@ -112,7 +112,8 @@ def write_numbers(
 ) -> Iterator[tuple[synth.SynthNumber, np.ndarray]]:
     """`n` numbers of 3-8 of these digits (a `touch_probability` share of neighbouring pairs
     touching), each with its digits' labels. With `pen_widen`, each number is written with a pen
-    widened by a width drawn from 0-`pen_widen` pixels at 28x28 (a felt-tip marker from about 2)."""
+    widened by a width drawn from 0-`pen_widen` pixels at 28x28 (a felt-tip marker from about 2;
+    below about 1.7 the pen stays MNIST's, see `widen_pen`)."""
     rng = np.random.default_rng(seed)
     for _ in range(n):
         idx = rng.choice(len(images), size=int(rng.integers(3, 9)), replace=False)

@@ -81,7 +81,8 @@ def disk(radius: float) -> np.ndarray:
 def widen_pen(images: np.ndarray, pixels: float) -> np.ndarray:
     """(N, 28, 28) digits written with a pen `pixels` wider: grey dilation by a disk of radius
     pixels / 2, as `marker_stroke` widens a marker's strokes, but in place: MNIST's 4-pixel margin
-    leaves the widened digit inside its 28x28."""
+    leaves the widened digit inside its 28x28. A disk narrower than about 1.7 pixels is the one
+    centre pixel, so smaller widths leave the digit as it is."""
     if pixels <= 0:
         return images
     footprint = disk(pixels / 2)
