@@ -41,6 +41,10 @@ SLICE = [
     "30",
     "--checker-val-numbers",
     "15",
+    "--checker-pen-numbers",
+    "10",
+    "--checker-pen-val-numbers",
+    "5",
     "--checker-epochs",
     "1",
     "--verifier-numbers",
@@ -82,6 +86,9 @@ def test_the_build_writes_the_three_files_and_what_it_did(built):
     # it learnt from marker numbers too (without the `any_pen` augmentations: they cost plain numbers)
     assert reader.meta["reader"]["recipe"]["pen_numbers"] == 15 and reader.meta["config"]["aug_stroke"] == 0
     assert any(p.name.startswith("digits-train-15-") and "-pen4-" in p.name for p in (out / "build").iterdir())
+    # and so did the checker, from their candidates
+    assert load_checkpoint(out / "checker.pt").meta["checker"]["recipe"]["pen_numbers"] == 10
+    assert any(p.name.startswith("candidates-val-5-") and "-pen4-" in p.name for p in (out / "build").iterdir())
     assert reader.meta["split"]["val_indices_sha256"] == load_checkpoint().meta["split"]["val_indices_sha256"]
     assert (out / "build" / "reader" / "last.pt").is_file() and (out / "build" / "checker" / "metrics.jsonl").is_file()
 
@@ -137,7 +144,13 @@ def test_a_finished_build_resumes_without_redoing_anything(built, capsys):
 
 @pytest.mark.parametrize(
     ("flag", "value"),
-    [("--reader-numbers", "0"), ("--checker-epochs", "0"), ("--jobs", "0"), ("--reader-pen-numbers", "-1")],
+    [
+        ("--reader-numbers", "0"),
+        ("--checker-epochs", "0"),
+        ("--jobs", "0"),
+        ("--reader-pen-numbers", "-1"),
+        ("--checker-pen-val-numbers", "-1"),
+    ],
 )
 def test_sizes_below_one_are_one_line_errors(flag, value, tmp_path, capsys):
     """(Marker numbers may be 0: none.)"""

@@ -1,6 +1,7 @@
 """CLI subcommands, one module each; `COMMANDS` is the order shown in `digitrec --help`."""
 
 from digitrec.commands import (
+    build_default,
     build_marks,
     build_weights,
     calibrate,
@@ -13,4 +14,16 @@ from digitrec.commands import (
     train,
 )
 
-COMMANDS = [train, evaluate, compare, calibrate, export, predict, read, serve, build_weights, build_marks]
+COMMANDS = [
+    train,
+    evaluate,
+    compare,
+    calibrate,
+    export,
+    predict,
+    read,
+    serve,
+    build_weights,
+    build_marks,
+    build_default,
+]

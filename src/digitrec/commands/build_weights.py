@@ -66,6 +66,8 @@ def sizes() -> dict[str, tuple[Any, dict[str, str]]]:
             {
                 "numbers": "training-split numbers cut up",
                 "val_numbers": "validation-split numbers cut up (choosing only)",
+                "pen_numbers": "training-split numbers written with a marker and cut up too (0: none)",
+                "pen_val_numbers": "validation-split ones (choosing only)",
                 "epochs": "training epochs",
             },
         ),
@@ -171,7 +173,7 @@ def plan_from_args(args: argparse.Namespace) -> BuildPlan:
     values = {
         f"{part}_{name}": getattr(args, f"{part}_{name}") for part, (_, fields) in sizes().items() for name in fields
     }
-    may_be_zero = ("reader_pen_numbers", "reader_pen_val_numbers")  # no marker numbers
+    may_be_zero = tuple(f"{part}_{n}" for part in ("reader", "checker") for n in ("pen_numbers", "pen_val_numbers"))
     small = [name for name, value in values.items() if value < (0 if name in may_be_zero else 1)]
     for name, value in (("jobs", args.jobs), ("base_epochs", args.base_epochs), ("limit_eval", args.limit_eval)):
         if value is not None and value < 1:
@@ -207,7 +209,11 @@ def plan_from_args(args: argparse.Namespace) -> BuildPlan:
             limit_eval=args.limit_eval,
         ),
         checker=CheckerRecipe(
-            numbers=args.checker_numbers, val_numbers=args.checker_val_numbers, epochs=args.checker_epochs
+            numbers=args.checker_numbers,
+            val_numbers=args.checker_val_numbers,
+            pen_numbers=args.checker_pen_numbers,
+            pen_val_numbers=args.checker_pen_val_numbers,
+            epochs=args.checker_epochs,
         ),
         verifier=VerifierRecipe(
             numbers=args.verifier_numbers, holdout=args.verifier_holdout, epochs=args.verifier_epochs

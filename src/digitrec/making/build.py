@@ -6,9 +6,11 @@ already written to the output directory is kept.
 
 0. the reading model's base: the `best` recipe's `bn_cnn`, seed 2 (the shipped one's base),
    trained with `digitrec train`'s loop, unless a base checkpoint is given;
-1. digits cut out of training-split and validation-split numbers (`digitrec.making.cutouts`);
+1. digits cut out of training-split and validation-split numbers (some written with a marker;
+   `digitrec.making.cutouts`);
 2. the reading model fine-tuned on them (`digitrec.making.reader`) -> reader.pt;
-3. candidates cut out of training-split and validation-split numbers, labelled one digit or not;
+3. candidates cut out of training-split and validation-split numbers (some written with a marker),
+   labelled one digit or not;
 4. the one-digit checker trained on them (`digitrec.making.checker`) -> checker.pt;
 5. the segment verifier fitted on validation-split numbers read with the new reading model and
    checker (`digitrec.making.verifier_fit`) -> verifier.json;
@@ -154,20 +156,35 @@ def step_data(
     return StepData(base=base, data=data, train=train, val=val), time.time() - start
 
 
+def with_marker_numbers(
+    plan: BuildPlan,
+    inputs: StepData,
+    kind: str,
+    recipe: ReaderRecipe | CheckerRecipe,
+    seeds: tuple[int, int],
+    touch: tuple[float, float],
+) -> StepData:
+    """`inputs` and `kind` cut out of the recipe's numbers written with a marker (`pen_numbers`
+    training-split and `pen_val_numbers` validation-split ones, seeded and touching as given), cut
+    up by the same segmenter, so thinned as a reading thins them."""
+    pen, base = recipe.pen_widen, None if inputs.base is None else str(inputs.base)
+    if recipe.pen_numbers:
+        marker = cutouts(plan, kind, "train", recipe.pen_numbers, seeds[0], touch[0], base, pen)
+        inputs = replace(inputs, train=joined(inputs.train, marker))
+    if recipe.pen_val_numbers:
+        marker = cutouts(plan, kind, "val", recipe.pen_val_numbers, seeds[1], touch[1], base, pen)
+        inputs = replace(inputs, val=joined(inputs.val, marker))
+    return inputs
+
+
 def build_reader(plan: BuildPlan, data: Mnist, base: str, hooks: Hooks) -> dict[str, Any]:
     """Steps 1 and 2 -> out/reader.pt."""
     r = plan.reader
     inputs, seconds = step_data(plan, data, "digits", base, r, r.seed + 1, r.val_touch_probability)
-    # and numbers written with markers, cut up by the same segmenter (so thinned as a reading thins them)
     start = time.time()
-    if r.pen_numbers:
-        marker = cutouts(plan, "digits", "train", r.pen_numbers, r.seed + 2, r.touch_probability, base, r.pen_widen)
-        inputs = replace(inputs, train=joined(inputs.train, marker))
-    if r.pen_val_numbers:
-        marker = cutouts(
-            plan, "digits", "val", r.pen_val_numbers, r.seed + 3, r.val_touch_probability, base, r.pen_widen
-        )
-        inputs = replace(inputs, val=joined(inputs.val, marker))
+    inputs = with_marker_numbers(
+        plan, inputs, "digits", r, (r.seed + 2, r.seed + 3), (r.touch_probability, r.val_touch_probability)
+    )
     seconds += time.time() - start
     n_train, n_val = len(inputs.train[1]), len(inputs.val[1])
     hooks.log(f"step 1: {n_train} training and {n_val} validation cut-out digits ({seconds:.0f} s)")
@@ -179,6 +196,11 @@ def build_checker(plan: BuildPlan, data: Mnist, hooks: Hooks) -> dict[str, Any]:
     """Steps 3 and 4 -> out/checker.pt."""
     c, base = plan.checker, plan.checker_base
     inputs, seconds = step_data(plan, data, "candidates", base, c, c.seed + 1000, c.touch_probability)
+    start = time.time()
+    inputs = with_marker_numbers(
+        plan, inputs, "candidates", c, (c.seed + 2, c.seed + 1002), (c.touch_probability, c.touch_probability)
+    )
+    seconds += time.time() - start
     train, val = inputs.train[1], inputs.val[1]  # the labels: 1 for a digit
     hooks.log(
         f"step 3: {len(train)} training candidates ({train.mean():.1%} digits) and "

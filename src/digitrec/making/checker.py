@@ -8,7 +8,9 @@ the same 28x28 candidate images and answers "one digit or not"; its log-odds is 
 segment verifier's features. It is trained with the project's training loop on every candidate
 the segmenter cuts out of numbers written from TRAINING-split digits (1 when it is one of the true
 digits), the two classes weighted equally (most candidates are not digits), keeping the epoch
-with the lowest loss on candidates of VALIDATION-split numbers.
+with the lowest loss on candidates of VALIDATION-split numbers. Some of the numbers are written
+with a marker (`pen_numbers`, as the reading model's): a marker's candidates are thinned, and
+their pieces and merged pairs look unlike those of MNIST's pen.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ class CheckerRecipe:
     numbers: int = 4000  # numbers of training-split digits cut up
     val_numbers: int = 400  # numbers of validation-split digits cut up (choosing only)
     touch_probability: float = 0.3
+    pen_numbers: int = 2000  # training-split numbers written with a marker and cut up as well (0: none)
+    pen_val_numbers: int = 200  # ... validation-split ones (choosing only)
+    pen_widen: float = 4.0  # each marker number's pen is up to this many pixels wider at 28x28
     epochs: int = 4
     lr: float = 2e-3  # AdamW peak (OneCycle), AdamW's default weight decay
     batch_size: int = 256

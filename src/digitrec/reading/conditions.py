@@ -136,8 +136,12 @@ def place(coverage: np.ndarray, canvas: tuple[int, int], rng: np.random.Generato
     return page
 
 
-def render_condition(digit: np.ndarray, condition: Condition, rng: np.random.Generator) -> Image.Image:
-    """One MNIST digit (28x28, uint8 or 0-1) written and scanned under `condition` (PIL RGB)."""
+def render_condition(
+    digit: np.ndarray, condition: Condition, rng: np.random.Generator, marker_px: tuple[float, float] | None = None
+) -> Image.Image:
+    """One MNIST digit (28x28, uint8 or 0-1) written and scanned under `condition` (PIL RGB).
+    `marker_px`: a marker's extra width is drawn from this range instead of the strength's (the
+    training examples of `digitrec.making.pens` cover every width; the draws are the same)."""
     style = scan_style(rng)
     name, strong = condition.name, condition.strength == 2
     height = int(rng.integers(70, 140))  # the digit's ink height on the page, pixels
@@ -145,7 +149,7 @@ def render_condition(digit: np.ndarray, condition: Condition, rng: np.random.Gen
         height = int(rng.integers(24, 33))
     px = height / MNIST_HEIGHT  # page pixels per MNIST pixel
     if name == "marker":
-        extra = rng.uniform(4, 6) if strong else rng.uniform(2, 3)
+        extra = rng.uniform(*(marker_px or ((4, 6) if strong else (2, 3))))
         style = replace(style, pen_sharpness=1.0)
         coverage = marker_stroke(ink_coverage(digit, height, 1.0, style.rotation), extra * px)
     else:
