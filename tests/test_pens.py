@@ -60,6 +60,9 @@ def test_build_default_on_a_small_slice_writes_a_calibrated_model_on_the_same_sp
     assert made.arch == shipped.arch and made.meta["pens"]["recipe"]["rendered_digits"] == 60
     assert made.meta["split"]["val_indices_sha256"] == shipped.meta["split"]["val_indices_sha256"]
     assert made.meta["calibration"]["n_val"] == 5000  # fitted on the plain validation split
+    figures = made.meta["metrics"]
+    assert figures["val_rendered_accuracy"] == summary["val_rendered_accuracy"] > 0.9  # the shipped model's already
+    assert figures["val_accuracy_start"] == pytest.approx(shipped.meta["metrics"]["val_accuracy"], abs=0.002)
     assert (tmp_path / "run" / "examples.pt").is_file()  # a rerun reuses the made examples
     assert Recognizer.load(str(out)).predict(np.zeros((28, 28), np.float32)).rejected  # no ink
 

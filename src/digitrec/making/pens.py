@@ -36,7 +36,7 @@ import torch
 from digitrec.atomic import atomic_write
 from digitrec.evaluation.calibration import calibrate_checkpoint
 from digitrec.making.pens_recipe import PensRecipe
-from digitrec.making.runs import RunOptions, fine_tune_config, inherited_split, provenance, run_task
+from digitrec.making.runs import RunOptions, fine_tune_config, guarded_figures, inherited_split, provenance, run_task
 from digitrec.models.checkpoint import Checkpoint, load_checkpoint, save_payload
 from digitrec.reading import preprocess as pp
 from digitrec.reading.conditions import Condition, all_conditions, render_condition
@@ -185,6 +185,8 @@ def fine_tune_default(
     }
     trained = run_task(fine_tune_config(base, recipe, options.device, **settings), data, task, options)
     payload = trained.payload
+    figures = guarded_figures(trained, "rendered")  # "val" in the metrics: the rendered digits
+    payload["metrics"].update(figures)
     payload["pens"] = {
         **provenance(base, recipe),
         "made_by": "digitrec build-default",
@@ -194,8 +196,8 @@ def fine_tune_default(
     save_payload(payload, out)
     calibration = calibrate_checkpoint(out, data, "cpu")
     return {
-        "val_rendered_accuracy": trained.result.val.accuracy,
-        "test_accuracy": None if trained.result.test is None else trained.result.test.accuracy,
+        **figures,
+        "test_accuracy": trained.result.test.accuracy,
         "best_epoch": trained.result.best_epoch,
         "calibration": calibration,
     }

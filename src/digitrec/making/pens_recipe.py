@@ -20,11 +20,11 @@ class PensRecipe:
     marker_share: float = 0.25
     marker_low: float = 1.0
     marker_high: float = 7.0
-    mix_per_epoch: int = 20000  # of them drawn afresh each epoch, beside every plain training digit
+    mix_per_epoch: int = 40000  # of them drawn afresh each epoch, beside every plain training digit
     val_per_condition: int = 200  # validation-split digits rendered per condition (choosing only)
     guard_tolerance: float = 0.001  # plain validation accuracy may fall at most this far (5 of 5,000)
-    epochs: int = 6
-    lr: float = 1e-3
+    epochs: int = 10
+    lr: float = 2e-3
     batch_size: int = 128
     seed: int = 5000
 

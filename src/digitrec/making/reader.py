@@ -32,7 +32,16 @@ from pathlib import Path
 from typing import Any
 
 from digitrec.evaluation.calibration import calibration_record
-from digitrec.making.runs import RunOptions, StepData, fine_tune_config, inherited_split, labelled, provenance, run_task
+from digitrec.making.runs import (
+    RunOptions,
+    StepData,
+    fine_tune_config,
+    guarded_figures,
+    inherited_split,
+    labelled,
+    provenance,
+    run_task,
+)
 from digitrec.models.checkpoint import Checkpoint, load_checkpoint, save_payload
 from digitrec.training import recipes
 from digitrec.training.config import TrainConfig
@@ -109,19 +118,14 @@ def fine_tune_reader(inputs: StepData, recipe: ReaderRecipe, out: str | Path, op
     base = load_checkpoint(inputs.base)
     task = reader_task(base, inputs, recipe.limit_eval)
     trained = run_task(reader_config(base, recipe, options.device), inputs.data, task, options)
-    result, payload, model = trained.result, trained.payload, trained.checkpoint
+    payload, model = trained.payload, trained.checkpoint
     logits = predict_logits(model.model, task.val.images, model.normalization)
     payload["calibration"] = calibration_record(
         logits, task.val.labels, "temperature scaling, NLL on the validation cut-outs"
     )
-    start = payload["metrics"]["start"]
-    kept = result.history[result.best_epoch - 1].guard_accuracy if result.best_epoch else start["guard_accuracy"]
     payload["metrics"].update(
         {
-            "val_cutouts_accuracy": result.val.accuracy,
-            "val_cutouts_accuracy_start": start["val"]["accuracy"],
-            "val_accuracy": kept,  # clean validation digits
-            "val_accuracy_start": start["guard_accuracy"],
+            **guarded_figures(trained, "cutouts"),
             "base_test_accuracy": base.meta.get("metrics", {}).get("test", {}).get("accuracy"),
         }
     )

@@ -105,3 +105,17 @@ def run_task(config: TrainConfig, data: Mnist, task: Task, options: RunOptions) 
     return Trained(
         result=result, payload=read_payload(result.checkpoint), checkpoint=load_checkpoint(result.checkpoint)
     )
+
+
+def guarded_figures(trained: Trained, name: str) -> dict[str, Any]:
+    """What a run fine-tuned under a guard (`Task.guard`: clean validation digits) records beside
+    its metrics: its own validation accuracy, called `name`, and the guard's, at the epoch kept and
+    with the starting weights."""
+    result, start = trained.result, trained.payload["metrics"]["start"]
+    kept = result.history[result.best_epoch - 1].guard_accuracy if result.best_epoch else start["guard_accuracy"]
+    return {
+        f"val_{name}_accuracy": result.val.accuracy,
+        f"val_{name}_accuracy_start": start["val"]["accuracy"],
+        "val_accuracy": kept,  # clean validation digits
+        "val_accuracy_start": start["guard_accuracy"],
+    }
