@@ -50,6 +50,7 @@ COMMANDS = [
     "calibrate",
     "build-weights",
     "build-marks",
+    "build-default",
 ]
 
 
