@@ -108,5 +108,9 @@ def test_shipped_default_model_is_small_and_good():
     assert DEFAULT_MODEL_PATH.stat().st_size < 5 * 1024 * 1024
     ckpt = load_checkpoint()
     command = " ".join(ckpt.meta["command"])
-    assert "digitrec" in command and "train" in command  # trained by the project's own CLI
+    # trained by the project's own CLI, then fine-tuned on written pages by it (`build-default`),
+    # which records the command its base was trained with
+    assert "digitrec build-default" in command
+    base_command = " ".join(ckpt.meta["pens"]["base_command"])
+    assert "digitrec" in base_command and "train --recipe any_pen" in base_command
     assert ckpt.meta["metrics"]["test"]["accuracy"] > 0.99

@@ -58,6 +58,7 @@ def test_build_default_on_a_small_slice_writes_a_calibrated_model_on_the_same_sp
     assert summary["best_epoch"] in (0, 1) and 0 < summary["calibration"]["temperature"]
     made, shipped = load_checkpoint(str(out)), load_checkpoint(None)
     assert made.arch == shipped.arch and made.meta["pens"]["recipe"]["rendered_digits"] == 60
+    assert made.meta["pens"]["base_command"] == shipped.meta["command"]
     assert made.meta["split"]["val_indices_sha256"] == shipped.meta["split"]["val_indices_sha256"]
     assert made.meta["calibration"]["n_val"] == 5000  # fitted on the plain validation split
     figures = made.meta["metrics"]

@@ -190,6 +190,7 @@ def fine_tune_default(
     payload["pens"] = {
         **provenance(base, recipe),
         "made_by": "digitrec build-default",
+        "base_command": base.meta.get("command"),  # the base's own story, since "command" is now this one
         "mix_examples": len(made["mix"]),
         "val_examples": len(made["val"]),
     }
