@@ -34,6 +34,7 @@ T_MIN, T_MAX = 0.05, 20.0
 # target at the model's own accuracy (~99.5%) would reject nothing; 99.8% costs ~1% of digits.
 TARGET_PRECISION = 0.998
 MIN_COVERAGE = 0.9  # ... but never reject more than 10% of validation digits to get there
+CALIBRATION_METHOD = "temperature scaling, NLL on the validation split"  # what `meta["calibration"]` says
 
 
 @dataclass(frozen=True)
@@ -125,9 +126,7 @@ def calibrate_checkpoint(
     norm = Normalization(**payload["normalization"])
     _, val_idx = checkpoint_split(payload, data.train_labels)
     logits = predict_logits(model, data.train_images[val_idx], norm, device)  # (n_val, 10)
-    payload["calibration"] = calibration_record(
-        logits, data.train_labels[val_idx], "temperature scaling, NLL on the validation split", n_bins
-    )
+    payload["calibration"] = calibration_record(logits, data.train_labels[val_idx], CALIBRATION_METHOD, n_bins)
     save_payload(payload, path)
     return payload["calibration"]
 

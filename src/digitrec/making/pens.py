@@ -34,13 +34,14 @@ import numpy as np
 import torch
 
 from digitrec.atomic import atomic_write
-from digitrec.evaluation.calibration import calibrate_checkpoint
+from digitrec.evaluation.calibration import CALIBRATION_METHOD, calibration_record
 from digitrec.making.pens_recipe import PensRecipe
 from digitrec.making.runs import RunOptions, fine_tune_config, guarded_figures, inherited_split, provenance, run_task
 from digitrec.models.checkpoint import Checkpoint, load_checkpoint, save_payload
 from digitrec.reading import preprocess as pp
 from digitrec.reading.conditions import Condition, all_conditions, render_condition
 from digitrec.training.data import Mnist, checkpoint_split
+from digitrec.training.metrics import predict_logits
 from digitrec.training.recipes import recipe as named_recipe
 from digitrec.training.task import Labelled, Task
 
@@ -194,11 +195,15 @@ def fine_tune_default(
         "mix_examples": len(made["mix"]),
         "val_examples": len(made["val"]),
     }
+    # calibrated as `digitrec train` calibrates (`calibrate_checkpoint`), before the one write of `out`
+    _, val_idx = checkpoint_split(base.meta, data.train_labels)
+    model = trained.checkpoint
+    logits = predict_logits(model.model, data.train_images[val_idx], model.normalization)
+    payload["calibration"] = calibration_record(logits, data.train_labels[val_idx], CALIBRATION_METHOD)
     save_payload(payload, out)
-    calibration = calibrate_checkpoint(out, data, "cpu")
     return {
         **figures,
         "test_accuracy": trained.result.test.accuracy,
         "best_epoch": trained.result.best_epoch,
-        "calibration": calibration,
+        "calibration": payload["calibration"],
     }
