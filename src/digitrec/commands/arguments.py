@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from dataclasses import fields, replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from digitrec.device import DEVICE_CHOICES
 from digitrec.errors import ConfigError
 from digitrec.runtime.backends import BACKENDS, DEFAULT_BACKEND
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+Recipe = TypeVar("Recipe", bound="DataclassInstance")  # a making step's recipe dataclass
 
 
 def add_image_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,3 +67,18 @@ def require_at_least(flag: str, value: int, low: int) -> None:
     refusal is a one-line `ConfigError` like every other bad setting."""
     if value < low:
         raise ConfigError(f"{flag} must be >= {low}, got {value}")
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser, recipe: type[DataclassInstance]) -> None:
+    """--FIELD for each field of a making step's recipe dataclass, its default in the help."""
+    for f in fields(recipe):
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}", type=type(f.default), help=f"recipe: {f.name} (default {f.default})"
+        )
+
+
+def recipe_from_args(args: argparse.Namespace, default: Recipe) -> Recipe:
+    """`default` (a recipe dataclass) with the fields given on the command line
+    (`add_recipe_arguments`) replaced; its own checks refuse bad values."""
+    given = {f.name: getattr(args, f.name) for f in fields(default) if getattr(args, f.name) is not None}
+    return replace(default, **given)

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields, replace
 from datetime import datetime
 from pathlib import Path
 
-from digitrec.commands.arguments import add_data_arguments
+from digitrec.commands.arguments import add_data_arguments, add_recipe_arguments, recipe_from_args
 from digitrec.commands.train import format_epoch
 from digitrec.making.pens_recipe import PensRecipe
 
@@ -29,10 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", help="the checkpoint to start from (default: the shipped default model)")
     parser.add_argument("--run-dir", help="the training run's directory (default runs/default-<time>)")
     parser.add_argument("--jobs", type=int, metavar="N", default=1, help="processes making examples (default 1)")
-    for f in fields(PensRecipe):
-        parser.add_argument(
-            f"--{f.name.replace('_', '-')}", type=type(f.default), help=f"recipe: {f.name} (default {f.default})"
-        )
+    add_recipe_arguments(parser, PensRecipe)
     add_data_arguments(parser, device_default="auto")
 
 
@@ -42,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from digitrec.making.runs import RunOptions
     from digitrec.training.data import load_mnist
 
-    given = {f.name: getattr(args, f.name) for f in fields(PensRecipe) if getattr(args, f.name) is not None}
-    recipe = replace(PensRecipe(), **given)
+    recipe = recipe_from_args(args, PensRecipe())
     run_dir = Path(args.run_dir or f"runs/default-{datetime.now():%Y%m%d-%H%M%S}")
     options = RunOptions(run_dir=run_dir, device=args.device, on_epoch=lambda r: print(format_epoch(r), flush=True))
     summary = fine_tune_default(load_mnist(args.data_dir), recipe, args.out, options, args.base, max(1, args.jobs))

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields, replace
 from datetime import datetime
 from pathlib import Path
 
-from digitrec.commands.arguments import add_data_arguments
+from digitrec.commands.arguments import add_data_arguments, add_recipe_arguments, recipe_from_args
 from digitrec.commands.train import format_epoch
 from digitrec.making.marks_recipe import MarksRecipe
 
@@ -27,10 +26,7 @@ HELP = "remake the mark classifier (marks.pt) that rejects blobs, scribbles, let
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="the classifier file to write (e.g. runs/marks.pt)")
     parser.add_argument("--run-dir", help="the training run's directory (default runs/marks-<time>)")
-    for f in fields(MarksRecipe):
-        parser.add_argument(
-            f"--{f.name.replace('_', '-')}", type=type(f.default), help=f"recipe: {f.name} (default {f.default})"
-        )
+    add_recipe_arguments(parser, MarksRecipe)
     add_data_arguments(parser, device_default="auto")
 
 
@@ -40,8 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from digitrec.making.runs import RunOptions
     from digitrec.training.data import load_mnist
 
-    given = {f.name: getattr(args, f.name) for f in fields(MarksRecipe) if getattr(args, f.name) is not None}
-    recipe = replace(MarksRecipe(), **given)
+    recipe = recipe_from_args(args, MarksRecipe())
     run_dir = Path(args.run_dir or f"runs/marks-{datetime.now():%Y%m%d-%H%M%S}")
     options = RunOptions(run_dir=run_dir, device=args.device, on_epoch=lambda r: print(format_epoch(r), flush=True))
     summary = train_marks(load_mnist(args.data_dir), recipe, args.out, options)

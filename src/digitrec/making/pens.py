@@ -35,6 +35,7 @@ import torch
 
 from digitrec.atomic import atomic_write
 from digitrec.evaluation.calibration import CALIBRATION_METHOD, calibration_record
+from digitrec.making.marks import as_uint8
 from digitrec.making.pens_recipe import PensRecipe
 from digitrec.making.runs import RunOptions, fine_tune_config, guarded_figures, inherited_split, provenance, run_task
 from digitrec.models.checkpoint import Checkpoint, load_checkpoint, save_payload
@@ -47,6 +48,7 @@ from digitrec.training.task import Labelled, Task
 
 CHUNK = 500  # digits per chunk of making, each with its own seed
 EXAMPLES_NAME = "examples.pt"  # the made examples, in the run directory
+Split = tuple[torch.Tensor, torch.Tensor]  # (training, validation) indices into MNIST's training set
 TRAINING_RECIPE = "any_pen"  # the augmentations and loss the shipped default model was trained with
 
 
@@ -54,7 +56,11 @@ def rendered(digit: np.ndarray, condition: Condition, rng: np.random.Generator, 
     """A digit written and scanned under `condition`, as `prepare_digit` hands it to the digit
     models (uint8 28x28, a marker's strokes thinned), or None when no ink is found."""
     digit28 = pp.prepare_digit(render_condition(digit, condition, rng, **kwargs)).digit28
-    return None if digit28 is None else np.clip(np.rint(digit28 * 255), 0, 255).astype(np.uint8)
+    return None if digit28 is None else as_uint8(digit28)
+
+
+def _stacked(out: list[np.ndarray], kept: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    return np.stack(out) if out else np.zeros((0, 28, 28), np.uint8), np.asarray(kept, np.int64)
 
 
 def _training_chunk(
@@ -73,7 +79,7 @@ def _training_chunk(
         if digit28 is not None:
             out.append(digit28)
             kept.append(label)
-    return np.stack(out) if out else np.zeros((0, 28, 28), np.uint8), np.asarray(kept, np.int64)
+    return _stacked(out, kept)
 
 
 def _validation_chunk(images: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,7 +92,7 @@ def _validation_chunk(images: np.ndarray, labels: np.ndarray, seed: int) -> tupl
             if digit28 is not None:
                 out.append(digit28)
                 kept.append(label)
-    return np.stack(out) if out else np.zeros((0, 28, 28), np.uint8), np.asarray(kept, np.int64)
+    return _stacked(out, kept)
 
 
 def made_in_chunks(work: Any, chunks: list[tuple[Any, ...]], jobs: int) -> Labelled:
@@ -103,10 +109,10 @@ def made_in_chunks(work: Any, chunks: list[tuple[Any, ...]], jobs: int) -> Label
     )
 
 
-def made_examples(data: Mnist, base: Checkpoint, recipe: PensRecipe, jobs: int) -> dict[str, Labelled]:
+def made_examples(data: Mnist, split: Split, recipe: PensRecipe, jobs: int) -> dict[str, Labelled]:
     """{"mix": rendered training-split digits, "val": rendered validation-split digits}, from the
-    base model's split."""
-    train_idx, val_idx = checkpoint_split(base.meta, data.train_labels)
+    base model's split (train and validation indices)."""
+    train_idx, val_idx = split
     images, labels = data.train_images.numpy(), data.train_labels.numpy()
     rng = np.random.default_rng(recipe.seed)
     picks = train_idx.numpy()[rng.choice(len(train_idx), size=recipe.rendered_digits, replace=True)]
@@ -132,7 +138,9 @@ def made_examples(data: Mnist, base: Checkpoint, recipe: PensRecipe, jobs: int) 
     return {"mix": made_in_chunks(_training_chunk, mix, jobs), "val": made_in_chunks(_validation_chunk, val, jobs)}
 
 
-def cached_examples(data: Mnist, base: Checkpoint, recipe: PensRecipe, run_dir: Path, jobs: int) -> dict[str, Labelled]:
+def cached_examples(
+    data: Mnist, base: Checkpoint, split: Split, recipe: PensRecipe, run_dir: Path, jobs: int
+) -> dict[str, Labelled]:
     """`made_examples`, kept in the run directory: a rerun with other training settings (epochs,
     lr, mix_per_epoch) on the same examples reuses them."""
     making = {
@@ -146,15 +154,15 @@ def cached_examples(data: Mnist, base: Checkpoint, recipe: PensRecipe, run_dir: 
         stored = torch.load(path, weights_only=True)
         if stored["making"] == making:
             return {name: Labelled(stored[f"{name}_images"], stored[f"{name}_labels"]) for name in ("mix", "val")}
-    made = made_examples(data, base, recipe, jobs)
+    made = made_examples(data, split, recipe, jobs)
     run_dir.mkdir(parents=True, exist_ok=True)
     parts = {f"{name}_{part}": getattr(made[name], part) for name in made for part in ("images", "labels")}
     atomic_write(path, lambda handle: torch.save({"making": making, **parts}, handle))
     return made
 
 
-def pens_task(data: Mnist, base: Checkpoint, recipe: PensRecipe, made: dict[str, Labelled]) -> Task:
-    train_idx, val_idx = checkpoint_split(base.meta, data.train_labels)
+def pens_task(data: Mnist, base: Checkpoint, split: Split, recipe: PensRecipe, made: dict[str, Labelled]) -> Task:
+    train_idx, val_idx = split
     if recipe.plain_digits:
         train_idx = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(recipe.seed))]
         train_idx = train_idx[: recipe.plain_digits]
@@ -177,8 +185,9 @@ def fine_tune_default(
     default model) on them, calibrate it on the plain validation split and write it to `out`.
     Returns its figures."""
     base = load_checkpoint(base_path)
-    made = cached_examples(data, base, recipe, options.run_dir, jobs)
-    task = pens_task(data, base, recipe, made)
+    split = checkpoint_split(base.meta, data.train_labels)  # the base's train and validation indices
+    made = cached_examples(data, base, split, recipe, options.run_dir, jobs)
+    task = pens_task(data, base, split, recipe, made)
     settings = {
         k: v
         for k, v in named_recipe(TRAINING_RECIPE).items()
@@ -196,8 +205,7 @@ def fine_tune_default(
         "val_examples": len(made["val"]),
     }
     # calibrated as `digitrec train` calibrates (`calibrate_checkpoint`), before the one write of `out`
-    _, val_idx = checkpoint_split(base.meta, data.train_labels)
-    model = trained.checkpoint
+    model, val_idx = trained.checkpoint, split[1]  # on the plain validation split
     logits = predict_logits(model.model, data.train_images[val_idx], model.normalization)
     payload["calibration"] = calibration_record(logits, data.train_labels[val_idx], CALIBRATION_METHOD)
     save_payload(payload, out)
