@@ -136,6 +136,32 @@ def test_polarity_dark_on_light_and_light_on_dark_give_the_same_digit(mnist):
     assert not ik.ink_is_dark(pp.to_gray(page(digit, "chalk")))
 
 
+def shadowed(picture: Image.Image, angle: float) -> Image.Image:
+    """`picture` half in a hard shadow (a straight edge at `angle` through the frame's centre with
+    a penumbra 40 pixels wide, the far side at 40% of the light) under a deep light gradient, as a
+    phone held over a page casts one."""
+    gray = np.asarray(picture.convert("L"), np.float32) / 255
+    h, w = gray.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    across = (xx - w / 2) * np.cos(angle) + (yy - h / 2) * np.sin(angle)
+    light = (1 - 0.6 * np.clip(across / 40 + 0.5, 0, 1)) * (1 - 0.3 * (xx / w))
+    return Image.fromarray(np.round(255 * gray * light).astype(np.uint8))
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_digit_half_in_a_hard_shadow_keeps_its_polarity(mnist, fast):
+    # Lit paper is brighter than the paper in the shadow by more than the ink is darker than
+    # either: against one paper level for the frame, the lit side looked like light ink and the
+    # digit came out as a hole in a bright wedge.
+    for i, angle in zip(range(6), np.linspace(0.3, 5.5, 6)):
+        digit = mnist.test_images[i].numpy()
+        picture = shadowed(page(digit, "scan", size=(400, 340), fraction=0.55, seed=i), float(angle))
+        assert ik.ink_is_dark(pp.to_gray(picture)), i
+        found = pp.prepare_digit(synth.encode(picture, "PNG"), fast=fast)
+        assert found.digit28 is not None, (i, found.reason)
+        assert best_shift_correlation(found.digit28, digit / 255.0) > 0.8, i
+
+
 def test_background_removal_flattens_uneven_light():
     h, w = 240, 320
     light = np.linspace(0.45, 1.0, w, dtype=np.float32)[None, :].repeat(h, 0)  # dark left, bright right

@@ -9,6 +9,7 @@ the background estimate when the strokes turn out thicker than it allows.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,8 @@ from digitrec.reading import ndexact as nx
 from digitrec.reading.decode import Decoded, ImageInput, decode, decode_reduced, to_gray
 
 WORK_MAX_SIDE = 1024  # pixels: long side of the working image for one digit
+LEVEL_GRID = 24  # pixels: long side of the copy the paper's local level is found on, for the polarity
+UNEVEN_EDGE = 0.06  # light varying this much along the frame's edge (0-1) is a shadow or a gradient
 
 # --- ink detection ---
 MIN_CONTRAST = 0.15  # ink must differ from the paper by at least this much (0-1 scale)
@@ -40,24 +43,64 @@ def working_scale(gray: np.ndarray, max_side: int = WORK_MAX_SIDE) -> tuple[np.n
     return small, w / size[0]
 
 
+def _level_grid(means: np.ndarray) -> np.ndarray:
+    """`paper_under` on its coarse grid (at most LEVEL_GRID pixels on the long side)."""
+    step = max(1, math.ceil(max(means.shape) / LEVEL_GRID))
+    small = np.asarray(Image.fromarray(np.ascontiguousarray(means, np.float32), "F").reduce(step))
+    return ndimage.median_filter(small, size=(max(3, small.shape[0] // 2), max(3, small.shape[1] // 2)), mode="nearest")
+
+
+def paper_under(means: np.ndarray, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The paper's local brightness under a grey picture, on either polarity: the median of a
+    window half the frame wide and half its height (a line of digits fills a wide frame's height,
+    not its width), taken on a copy of `means` (H, W) at most LEVEL_GRID pixels on its
+    long side and scaled back to `shape` (default: `means`'s). Written strokes are the minority of
+    every such window, so the median follows the paper; and a median keeps the step of a hard
+    shadow where a mean or an opening would blur it into a dark or a bright band."""
+    h, w = shape or means.shape
+    return np.asarray(Image.fromarray(_level_grid(means), "F").resize((w, h), Image.Resampling.BILINEAR))
+
+
+def uneven_light(means: np.ndarray) -> bool:
+    """Does the paper's light vary along the frame's edge (`means` (H, W), 0-1) by more than
+    UNEVEN_EDGE (between the 10th and the 90th percentile of the edge's pixels)? The edge is paper
+    almost everywhere, so this is a shadow or a light gradient, not the ink."""
+    if min(means.shape) < 2:
+        return False
+    edge = np.concatenate([means[0], means[-1], means[1:-1, 0], means[1:-1, -1]])
+    low, high = np.percentile(edge, [10, 90])
+    return bool(high - low > UNEVEN_EDGE)
+
+
 def ink_is_dark(gray: np.ndarray) -> bool:
     """True for dark ink on light paper. The paper is the bulk of the pixels (the median); ink is
     the minority on one side of it: whichever tail reaches further from the median. A small digit
     in a large frame is a tiny minority, so ever rarer tails are looked at until one side is
-    clearly further out; when neither is (a blank page), dark ink, the common case."""
-    smooth = nx.uniform_filter(gray, 3).ravel()  # a hot pixel is not ink
-    part = nx.ranked(smooth)  # one selection finds the paper and every tail
+    clearly further out; when neither is (a blank page), dark ink, the common case. Under uneven
+    light (`uneven_light`) the tails are taken from the paper's local level (`paper_under`)
+    instead: taken against one level, the lit side of a shadowed page would look like light ink."""
+    smooth = nx.uniform_filter(gray, 3)  # a hot pixel is not ink
+    if uneven_light(smooth):
+        part = nx.ranked((smooth - paper_under(smooth)).ravel())
+        return _darker_tail(part, part, 0.0)
+    part = nx.ranked(smooth.ravel())  # one selection finds the paper and every tail
     return _darker_tail(part, part, float(nx.median_of(part, smooth.size)))
 
 
-def ink_is_dark_in_blocks(darkest: np.ndarray, lightest: np.ndarray, paper: float, white: float = 1.0) -> bool:
+def ink_is_dark_in_blocks(darkest: np.ndarray, lightest: np.ndarray, means: np.ndarray, white: float = 1.0) -> bool:
     """`ink_is_dark` for a picture shrunk by blocks, from the darkest and the lightest pixel of each
-    block (on a 0-`white` scale) and the median of the block means (`paper`, 0-1): a stroke thinner
-    than a block is averaged away in its mean, not in its block's extreme on the stroke's side.
-    Noise darkens the darkest and lightens the lightest alike, so neither side gains."""
+    block (on a 0-`white` scale) and the block means (`means`, 0-1, whose median is the paper, or
+    under uneven light their `paper_under`): a stroke thinner than a block is averaged away in its
+    mean, not in its block's extreme on the stroke's side. Noise darkens the darkest and lightens
+    the lightest alike, so neither side gains."""
+    if uneven_light(means):
+        paper = paper_under(means, darkest.shape)  # (a partial block at an edge may be in one only)
+        lows = (darkest / np.float32(white) - paper).astype(np.float32).ravel()
+        highs = (lightest / np.float32(white) - paper).astype(np.float32).ravel()
+        return _darker_tail(nx.ordered(lows), nx.ordered(highs), 0.0)
     # ordered in their own dtype (8-bit values sort fastest), then on the 0-1 scale
     lows, highs = nx.ordered(darkest.ravel()) / white, nx.ordered(lightest.ravel()) / white
-    return _darker_tail(lows, highs, paper)
+    return _darker_tail(lows, highs, float(nx.median(means.ravel())))
 
 
 def _darker_tail(lows: np.ndarray | nx.Ranked, highs: np.ndarray | nx.Ranked, median: float) -> bool:

@@ -325,7 +325,7 @@ def find_small(gray: Image.Image, decoded: Decoded) -> DigitImage | None:
         pixels = np.asarray(gray)  # (the thinnest strokes' tone survives in their blocks' extremes)
         darkest, lightest = nx.block_min(pixels, step), nx.block_min(pixels, step, np.maximum)
         white = 255.0 if gray.mode == "L" else 1.0
-        dark = ink_is_dark_in_blocks(darkest, lightest, float(nx.median(small.ravel())), white)
+        dark = ink_is_dark_in_blocks(darkest, lightest, small, white)
         ink = ink_of_gray(small, step * decoded.factor, decoded.size, dark)
         digit = pick_digit(ink)
         if digit.box is None:
