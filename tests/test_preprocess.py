@@ -148,15 +148,19 @@ def shadowed(picture: Image.Image, angle: float) -> Image.Image:
     return Image.fromarray(np.round(255 * gray * light).astype(np.uint8))
 
 
-@pytest.mark.parametrize("fast", [True, False])
-def test_a_digit_half_in_a_hard_shadow_keeps_its_polarity(mnist, fast):
+@pytest.mark.parametrize(("kind", "fast"), [("scan", True), ("scan", False), ("chalk", None)])
+def test_a_digit_half_in_a_hard_shadow_keeps_its_polarity(mnist, kind, fast):
     # Lit paper is brighter than the paper in the shadow by more than the ink is darker than
     # either: against one paper level for the frame, the lit side looked like light ink and the
-    # digit came out as a hole in a bright wedge.
+    # digit came out as a hole in a bright wedge. Chalk on a board in the same shadow stays light
+    # ink (its strokes in the shadow are dimmed with the light, which the ink's contrast, measured
+    # against the board, does not undo: only its polarity is asserted).
     for i, angle in zip(range(6), np.linspace(0.3, 5.5, 6)):
         digit = mnist.test_images[i].numpy()
-        picture = shadowed(page(digit, "scan", size=(400, 340), fraction=0.55, seed=i), float(angle))
-        assert ik.ink_is_dark(pp.to_gray(picture)), i
+        picture = shadowed(page(digit, kind, size=(400, 340), fraction=0.55, seed=i), float(angle))
+        assert ik.ink_is_dark(pp.to_gray(picture)) == (kind == "scan"), i
+        if fast is None:
+            continue
         found = pp.prepare_digit(synth.encode(picture, "PNG"), fast=fast)
         assert found.digit28 is not None, (i, found.reason)
         assert best_shift_correlation(found.digit28, digit / 255.0) > 0.8, i
