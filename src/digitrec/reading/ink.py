@@ -21,6 +21,7 @@ from digitrec.reading.decode import Decoded, ImageInput, decode, decode_reduced,
 
 WORK_MAX_SIDE = 1024  # pixels: long side of the working image for one digit
 LEVEL_GRID = 24  # pixels: long side of the copy the paper's local level is found on, for the polarity
+POLARITY_SIDE = 256  # pixels: under uneven light the polarity is judged on blocks of a copy this large
 UNEVEN_EDGE = 0.06  # light varying this much along the frame's edge (0-1) is a shadow or a gradient
 
 # --- ink detection ---
@@ -81,8 +82,13 @@ def ink_is_dark(gray: np.ndarray) -> bool:
     instead: taken against one level, the lit side of a shadowed page would look like light ink."""
     smooth = nx.uniform_filter(gray, 3)  # a hot pixel is not ink
     if uneven_light(smooth):
-        part = nx.ranked((smooth - paper_under(smooth)).ravel())
-        return _darker_tail(part, part, 0.0)
+        # on blocks, as the fast path does: a local level for every pixel of a large frame costs
+        # more than the whole test did
+        step = max(1, math.ceil(max(smooth.shape) / POLARITY_SIDE))
+        if step == 1:
+            return ink_is_dark_in_blocks(smooth, smooth, smooth)
+        means = np.asarray(Image.fromarray(np.ascontiguousarray(smooth, np.float32), "F").reduce(step))
+        return ink_is_dark_in_blocks(nx.block_min(smooth, step), nx.block_min(smooth, step, np.maximum), means)
     part = nx.ranked(smooth.ravel())  # one selection finds the paper and every tail
     return _darker_tail(part, part, float(nx.median_of(part, smooth.size)))
 
@@ -97,7 +103,7 @@ def ink_is_dark_in_blocks(darkest: np.ndarray, lightest: np.ndarray, means: np.n
         paper = paper_under(means, darkest.shape)  # (a partial block at an edge may be in one only)
         lows = (darkest / np.float32(white) - paper).astype(np.float32).ravel()
         highs = (lightest / np.float32(white) - paper).astype(np.float32).ravel()
-        return _darker_tail(nx.ordered(lows), nx.ordered(highs), 0.0)
+        return _darker_tail(nx.ranked(lows), nx.ranked(highs), 0.0)
     # ordered in their own dtype (8-bit values sort fastest), then on the 0-1 scale
     lows, highs = nx.ordered(darkest.ravel()) / white, nx.ordered(lightest.ravel()) / white
     return _darker_tail(lows, highs, float(nx.median(means.ravel())))
