@@ -20,19 +20,23 @@ accuracy, wrong-and-accepted at most 0.5% everywhere, at least 95% of the negati
     python benchmarks/robustness.py --model shipped                 # ... read with the mark classifier too
     python benchmarks/robustness.py --model runs/x/model.pt --marks runs/marks.pt   # beside a new pair
     python benchmarks/robustness.py --split val --n 300             # tune on validation digits only
+    python benchmarks/robustness.py --model shipped --failures runs/failures   # and look at what it got wrong
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import io
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from common import machine
+from PIL import Image, ImageDraw
 
 from digitrec.making.negatives import NEGATIVE_KINDS, font_files, render_negative
 from digitrec.models.checkpoint import load_checkpoint
@@ -84,7 +88,14 @@ def plain_accuracy(recognizer: Recognizer, images: np.ndarray, labels: np.ndarra
     return {"top1": float(right.mean()), "read_right": float((right & accepted).mean()), "n": len(labels)}
 
 
-def score(recognizer: Recognizer, sets: dict[str, list[tuple[int | None, bytes]]]) -> dict[str, dict]:
+Failures = dict[str, list[tuple[bytes, str]]]  # set -> (picture, what happened) for each one not read right
+
+
+def score(
+    recognizer: Recognizer, sets: dict[str, list[tuple[int | None, bytes]]], failures: Failures | None = None
+) -> dict[str, dict]:
+    """Each set's shares; `failures`, when given, collects every digit not read right and every
+    negative accepted, with a caption."""
     out: dict[str, dict] = {}
     for name, items in sets.items():
         counts: collections.Counter[str] = collections.Counter()
@@ -100,6 +111,9 @@ def score(recognizer: Recognizer, sets: dict[str, list[tuple[int | None, bytes]]
                 counts["right"] += 1
             else:
                 counts["wrong"] += 1
+            if failures is not None and (p.digit != label if label is not None else not p.rejected):
+                said = f"read {p.digit}" if not p.rejected else " ".join(str(p.reason).split()[:3])
+                failures.setdefault(name, []).append((data, f"{label if label is not None else '-'}: {said}"))
         n = len(items)
         out[name] = {k: counts[k] / n for k in ("right", "rejected", "wrong", "top1")} | {
             "n": n,
@@ -144,6 +158,29 @@ def report(models: dict[str, dict], split: str, n: int, n_negative: int, seconds
             f"most wrong-accepted {100 * m['worst_wrong']:.1f}%; targets met: {m['targets_met']}"
         )
     return "\n".join(lines)
+
+
+def contact_sheets(failures: Failures, directory: Path, most: int = 40) -> list[Path]:
+    """One PNG per set with up to `most` of its failures as handed to `predict`, each captioned
+    "<label>: <what happened>" (label "-" for a negative)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tile, caption, across = 128, 14, 8
+    written = []
+    for name, items in failures.items():
+        items = items[:most]
+        rows = -(-len(items) // across)
+        sheet = Image.new("L", (across * tile, rows * (tile + caption)), 255)
+        draw = ImageDraw.Draw(sheet)
+        for k, (data, text) in enumerate(items):
+            x, y = (k % across) * tile, (k // across) * (tile + caption)
+            picture = Image.open(io.BytesIO(data)).convert("L")
+            picture.thumbnail((tile - 4, tile - 4))
+            sheet.paste(picture, (x + (tile - picture.width) // 2, y + (tile - picture.height) // 2))
+            draw.text((x + 2, y + tile), text[:22], fill=0)
+        path = directory / f"{name.replace(':', '_')}.png"
+        sheet.save(path)
+        written.append(path)
+    return written
 
 
 def fonts() -> str:
@@ -191,6 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--marks", help="the mark classifier the --model entries use (default: the shipped one)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--check", action="store_true", help="exit 1 when the last model misses a target")
+    parser.add_argument(
+        "--failures",
+        type=Path,
+        metavar="DIR",
+        help="write DIR/<set>.png: what the last model did not read right (a negative: accepted), captioned",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -200,14 +243,18 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.model:
         name = f"{path} + {args.marks or 'shipped'} marks"
         recognizers[name] = Recognizer.load(None if path == "shipped" else path, marks=args.marks)
-    models = {}
+    models, failures = {}, {}
     for name, recognizer in recognizers.items():
-        models[name] = summarise(plain_accuracy(recognizer, images, labels), score(recognizer, sets))
+        failures = {}  # the last model's are kept
+        models[name] = summarise(plain_accuracy(recognizer, images, labels), score(recognizer, sets, failures))
     seconds = time.perf_counter() - start
     if args.json:
         print(json.dumps({"machine": machine(), "split": args.split, "seconds": seconds, "models": models}))
     else:
         print(report(models, args.split, args.n, args.negatives, seconds))
+    if args.failures:
+        sheets = contact_sheets(failures, args.failures)
+        print(f"failures of {list(models)[-1]}: {len(sheets)} sheets in {args.failures}", file=sys.stderr)
     if args.check and not list(models.values())[-1]["targets_met"]:
         return 1
     return 0

@@ -3,8 +3,12 @@ thick 1, a closed-up 8 and a blurred 0 while it rejects blobs, scribbles and let
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
+
 import numpy as np
 import pytest
+from PIL import Image
 from scipy import ndimage
 
 from digitrec.making import negatives
@@ -144,3 +148,26 @@ def test_read_flags_a_number_with_a_crossed_out_digit(mnist, recognizer):
     assert "not a written digit" not in (recognizer.read(plain).reason or "")
     without = Recognizer.load(marks=False).read(struck)
     assert "not a written digit" not in (without.reason or "")
+
+
+def test_the_robustness_benchmark_draws_what_it_did_not_read(mnist, recognizer, tmp_path, monkeypatch):
+    # `benchmarks/robustness.py --failures DIR`: every digit not read right (and every negative
+    # accepted) on a captioned sheet per set, nothing that was read right.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    robustness = importlib.import_module("robustness")
+    rng = np.random.default_rng(0)
+    digit = mnist.test_images[0].numpy()  # a 7
+    blank = synth.encode(Image.new("RGB", (200, 200), (235, 235, 230)))
+    sets = {
+        "clean": [(7, synth.encode(render_condition(digit, Condition("clean", 1), rng))), (3, blank)],
+        "neg:blank": [(None, blank)],
+    }
+    failures: dict = {}
+    shares = robustness.score(recognizer, sets, failures)
+    assert shares["clean"]["right"] == 0.5 and shares["neg:blank"]["rejected"] == 1.0
+    assert list(failures) == ["clean"] and len(failures["clean"]) == 1
+    assert failures["clean"][0][1].startswith("3: no ink")  # the label, then what `predict` said
+    (sheet,) = robustness.contact_sheets(failures, tmp_path / "failures")
+    assert sheet.name == "clean.png"
+    pixels = np.asarray(Image.open(sheet))
+    assert pixels.shape == (128 + 14, 8 * 128) and (pixels[128:] < 128).any()  # one row, captioned
