@@ -243,18 +243,19 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.model:
         name = f"{path} + {args.marks or 'shipped'} marks"
         recognizers[name] = Recognizer.load(None if path == "shipped" else path, marks=args.marks)
-    models, failures = {}, {}
+    models: dict[str, dict] = {}
+    failures: dict[str, Failures] = {name: {} for name in recognizers}
     for name, recognizer in recognizers.items():
-        failures = {}  # the last model's are kept
-        models[name] = summarise(plain_accuracy(recognizer, images, labels), score(recognizer, sets, failures))
+        models[name] = summarise(plain_accuracy(recognizer, images, labels), score(recognizer, sets, failures[name]))
     seconds = time.perf_counter() - start
     if args.json:
         print(json.dumps({"machine": machine(), "split": args.split, "seconds": seconds, "models": models}))
     else:
         print(report(models, args.split, args.n, args.negatives, seconds))
     if args.failures:
-        sheets = contact_sheets(failures, args.failures)
-        print(f"failures of {list(models)[-1]}: {len(sheets)} sheets in {args.failures}", file=sys.stderr)
+        last = list(models)[-1]
+        sheets = contact_sheets(failures[last], args.failures)
+        print(f"failures of {last}: {len(sheets)} sheets in {args.failures}", file=sys.stderr)
     if args.check and not list(models.values())[-1]["targets_met"]:
         return 1
     return 0

@@ -86,9 +86,9 @@ def ink_is_dark(gray: np.ndarray) -> bool:
         # more than the whole test did
         step = max(1, math.ceil(max(smooth.shape) / POLARITY_SIDE))
         if step == 1:
-            return ink_is_dark_in_blocks(smooth, smooth, smooth)
+            return _dark_on_local_paper(smooth, smooth, smooth)
         means = np.asarray(Image.fromarray(np.ascontiguousarray(smooth, np.float32), "F").reduce(step))
-        return ink_is_dark_in_blocks(nx.block_min(smooth, step), nx.block_min(smooth, step, np.maximum), means)
+        return _dark_on_local_paper(nx.block_min(smooth, step), nx.block_min(smooth, step, np.maximum), means)
     part = nx.ranked(smooth.ravel())  # one selection finds the paper and every tail
     return _darker_tail(part, part, float(nx.median_of(part, smooth.size)))
 
@@ -100,13 +100,19 @@ def ink_is_dark_in_blocks(darkest: np.ndarray, lightest: np.ndarray, means: np.n
     mean, not in its block's extreme on the stroke's side. Noise darkens the darkest and lightens
     the lightest alike, so neither side gains."""
     if uneven_light(means):
-        paper = paper_under(means, darkest.shape)  # (a partial block at an edge may be in one only)
-        lows = (darkest / np.float32(white) - paper).astype(np.float32).ravel()
-        highs = (lightest / np.float32(white) - paper).astype(np.float32).ravel()
-        return _darker_tail(nx.ranked(lows), nx.ranked(highs), 0.0)
+        return _dark_on_local_paper(darkest, lightest, means, white)
     # ordered in their own dtype (8-bit values sort fastest), then on the 0-1 scale
     lows, highs = nx.ordered(darkest.ravel()) / white, nx.ordered(lightest.ravel()) / white
     return _darker_tail(lows, highs, float(nx.median(means.ravel())))
+
+
+def _dark_on_local_paper(darkest: np.ndarray, lightest: np.ndarray, means: np.ndarray, white: float = 1.0) -> bool:
+    """The tails of `ink_is_dark_in_blocks`, each block's extremes taken from the paper's local
+    level under it (`paper_under` of the block means) instead of one level for the frame."""
+    paper = paper_under(means, darkest.shape)  # (a partial block at an edge may be in one only)
+    lows = (darkest / np.float32(white) - paper).astype(np.float32).ravel()
+    highs = (lightest / np.float32(white) - paper).astype(np.float32).ravel()
+    return _darker_tail(nx.ranked(lows), nx.ranked(highs), 0.0)
 
 
 def _darker_tail(lows: np.ndarray | nx.Ranked, highs: np.ndarray | nx.Ranked, median: float) -> bool:
