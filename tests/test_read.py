@@ -11,6 +11,7 @@ from digitrec.reading import features, synth
 from digitrec.reading import pieces as pc
 from digitrec.reading import seams as sm
 from digitrec.reading import segment as sg
+from digitrec.reading.atoms import Atom, is_full
 from digitrec.reading.ink import extract_ink
 from digitrec.reading.recognize import Recognizer
 from digitrec.reading.verifier import Verifier, load_verifier
@@ -409,3 +410,24 @@ def test_the_verifier_is_passed_in(recognizer, mnist):
     custom = Recognizer(recognizer.model, reader=recognizer.reader.model, verifier=wary)
     assert custom.verifier is wary and custom.read(number.image).needs_review
     assert recognizer.verifier == shipped  # the shipped recognizer's is untouched
+
+
+def test_a_line_whose_every_piece_was_cut_keeps_its_centre():
+    # "87" touching, a slanted "1" and a wide "5", each piece cut into parts no part of which is
+    # full height: the line's centre is its pieces' centre. (It was 0, which put every candidate
+    # a line height off the line and made the reading with the fewest digits win: "8715" -> "875".)
+    height = 100.0
+    atoms = [
+        Atom(id=1, box=(0, 100, 40, 150), small=False, piece=1),
+        Atom(id=2, box=(35, 140, 80, 200), small=False, piece=1, cut_strokes=1.0),
+        Atom(id=3, box=(75, 115, 110, 185), small=False, piece=1, cut_strokes=1.0),
+        Atom(id=4, box=(140, 105, 170, 150), small=False, piece=4),
+        Atom(id=5, box=(165, 145, 195, 195), small=False, piece=4, cut_strokes=1.0),
+        Atom(id=6, box=(230, 102, 270, 160), small=False, piece=6),
+        Atom(id=7, box=(265, 150, 320, 198), small=False, piece=6, cut_strokes=1.0),
+    ]
+    assert not any(is_full(a.box, height) for a in atoms)
+    assert features.line_centre(atoms, height) == pytest.approx(150.0, abs=1.0)
+    # with a full-height atom, the full-height atoms decide, as before
+    whole = [*atoms, Atom(id=8, box=(350, 96, 390, 196), small=False, piece=8, full=True)]
+    assert features.line_centre(whole, height) == 146.0

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from digitrec.reading.atoms import Atom, internal_gap
+from digitrec.reading.atoms import Atom, internal_gap, is_full
 from digitrec.reading.candidates import FLAT_WIDTH, LineAnalysis
 
 # log(width / height) of each MNIST training class is about normal with these (mean, std), e.g. a
@@ -149,10 +149,31 @@ def side_features(atoms: list[Atom], i: int, j: int, box: Box, height: float) ->
     }
 
 
+def piece_boxes(atoms: list[Atom]) -> list[Box]:
+    """The box of each connected piece the atoms were cut from (the union of its atoms' boxes)."""
+    boxes: dict[int, Box] = {}
+    for a in atoms:
+        b = boxes.get(a.piece, a.box)
+        boxes[a.piece] = (min(b[0], a.box[0]), min(b[1], a.box[1]), max(b[2], a.box[2]), max(b[3], a.box[3]))
+    return list(boxes.values())
+
+
+def line_centre(atoms: list[Atom], height: float) -> float:
+    """The line's centre: the median centre of its full-height atoms. When every piece was cut
+    and no part is full height (touching digits and a wide digit in one line: "87" touching, a
+    slanted "1", a wide "5"), the median centre of the full-height pieces they were cut from, so
+    that no candidate looks off the line (a centre of 0 made every candidate a line height off
+    it, and the path with the fewest digits won: "8715" read "875")."""
+    centres = [(a.box[1] + a.box[3]) / 2 for a in atoms if a.full]
+    if not centres:
+        boxes = piece_boxes(atoms)
+        centres = [(b[1] + b[3]) / 2 for b in boxes if is_full(b, height)] or [(b[1] + b[3]) / 2 for b in boxes]
+    return float(np.median(centres)) if centres else 0.0
+
+
 def line_scale(line: LineAnalysis) -> LineScale:
     atoms, height = line.atoms, line.height
-    centre_y = float(np.median([(a.box[1] + a.box[3]) / 2 for a in atoms if a.full] or [0.0]))
-    return LineScale(height=height, centre_y=centre_y, typical=typical_width(atoms, height))
+    return LineScale(height=height, centre_y=line_centre(atoms, height), typical=typical_width(atoms, height))
 
 
 def geometry_features(line: LineAnalysis, k: int, scale: LineScale) -> dict[str, float]:
