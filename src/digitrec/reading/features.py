@@ -17,6 +17,7 @@ import numpy as np
 
 from digitrec.reading.atoms import Atom, internal_gap, is_full
 from digitrec.reading.candidates import FLAT_WIDTH, LineAnalysis
+from digitrec.reading.pieces import box_union
 
 # log(width / height) of each MNIST training class is about normal with these (mean, std), e.g. a
 # "1" is 0.4 as wide as tall, a "0" 0.9 (binarised at 0.5): half a "0" is too narrow for a "6",
@@ -151,11 +152,10 @@ def side_features(atoms: list[Atom], i: int, j: int, box: Box, height: float) ->
 
 def piece_boxes(atoms: list[Atom]) -> list[Box]:
     """The box of each connected piece the atoms were cut from (the union of its atoms' boxes)."""
-    boxes: dict[int, Box] = {}
+    members: dict[int, list[Box]] = {}
     for a in atoms:
-        b = boxes.get(a.piece, a.box)
-        boxes[a.piece] = (min(b[0], a.box[0]), min(b[1], a.box[1]), max(b[2], a.box[2]), max(b[3], a.box[3]))
-    return list(boxes.values())
+        members.setdefault(a.piece, []).append(a.box)
+    return [box_union(boxes) for boxes in members.values()]
 
 
 def line_centre(atoms: list[Atom], height: float) -> float:
