@@ -10,7 +10,7 @@ import pytest
 
 from digitrec.reading import synth
 from digitrec.reading.forms import synth as fs
-from digitrec.reading.forms.comb import find_boxes, split_comb
+from digitrec.reading.forms.comb import find_boxes, owners, split_comb
 from digitrec.reading.forms.rulings import find_rulings
 
 
@@ -88,3 +88,36 @@ def test_a_ruled_line_is_no_comb(mnist):
     rng = np.random.default_rng(25)
     digits, labels = digits_of(mnist, rng, 5)
     assert split_comb(fs.render_ruled(digits, labels, rng).image) is None
+
+
+def test_a_stroke_shared_by_two_boxes_leaves_no_sliver_in_a_third():
+    """Two digits touching across the side between boxes 2 and 3, one of them with a stroke
+    reaching back a few pixels past the side of box 1: the piece is cut between the two boxes
+    that share it, and box 1 gets nothing. (It used to get the tip: a box of a few pixels whose
+    crop was too small to be an image, and the whole field failed.)"""
+    boxes = [(0, 0, 40, 40), (44, 0, 84, 40), (88, 0, 128, 40)]  # sides at 40-44 and 84-88
+    hand = np.zeros((40, 130), bool)
+    hand[18:23, 40:110] = True  # from x=40, left of the cut at 42 between boxes 1 and 2
+    owner = owners(hand, boxes, speck=12)
+    assert not (owner == 0).any()
+    assert (owner[hand] >= 1).all()
+    assert (owner[20, 40:86] == 1).all() and (owner[20, 88:110] == 2).all()  # cut at the middle of their side
+
+
+def test_a_tiny_mark_in_a_box_is_ink_not_an_error():
+    """A box holding only a mark a few pixels wide still gets a crop a reader can take (the
+    models then judge it), never one too small to be an image."""
+    hand = np.zeros((160, 240), np.float32)
+    lines = np.zeros_like(hand)
+    look = fs.LineLook(width=2.0, rgb=(0.25, 0.25, 0.25), pattern="solid", dash=1.0, gap=0.0)
+    for x in (20, 120, 220):
+        fs.draw_segment(lines, (x, 30), (x, 130), look)
+    fs.draw_segment(lines, (20, 30), (220, 30), look)
+    fs.draw_segment(lines, (20, 130), (220, 130), look)
+    dash = fs.LineLook(width=2.0, rgb=(0, 0, 0), pattern="solid", dash=1.0, gap=0.0)
+    fs.draw_segment(hand, (70, 80), (77, 80), dash)  # a dash of ink about 2x8 pixels, more than a speck
+    image = fs.compose(hand, lines, look, synth.clean_style("scan"), np.random.default_rng(0))
+    comb = split_comb(image)
+    assert comb is not None and len(comb.boxes) == 2
+    marked = [b for b in comb.boxes if not b.empty]
+    assert marked and all(b.crop is not None and min(b.crop.shape) >= 8 for b in marked)

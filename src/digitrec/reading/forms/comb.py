@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from digitrec.reading.decode import MIN_SIDE
 from digitrec.reading.forms.frames import frame_pairs
 from digitrec.reading.forms.lines import Ruling
 from digitrec.reading.forms.rulings import EIGHT, Rulings
@@ -188,9 +189,15 @@ def owners(hand: np.ndarray, boxes: list[Box], speck: float) -> np.ndarray:
     whole = np.where((ranked[:, -1] > 0) & (area >= speck), counts.argmax(axis=1), -1)
     shared = (ranked[:, -2] >= max(speck, 1) if len(boxes) > 1 else np.zeros(n + 1, bool)) & (area >= speck)
     whole[0], shared[0] = -1, False
-    cuts = [(a[2] + b[0]) / 2 for a, b in zip(boxes, boxes[1:])]
-    zone = np.searchsorted(cuts, np.arange(labels.shape[1]))[None, :].repeat(labels.shape[0], axis=0)
-    return np.where(shared[labels], zone, whole[labels])
+    owner = whole[labels]
+    for label in np.nonzero(shared)[0]:
+        # Cut only between the boxes that share it: the tip of a stroke reaching past the next side
+        # would otherwise make a sliver of a few pixels into a third box's "digit".
+        sharing = np.nonzero(counts[label] >= max(speck, 1))[0]
+        cuts = [(boxes[a][2] + boxes[b][0]) / 2 for a, b in zip(sharing, sharing[1:])]
+        ys, xs = np.nonzero(labels == label)
+        owner[ys, xs] = sharing[np.searchsorted(cuts, xs)]
+    return owner
 
 
 def _spills(owner: np.ndarray, boxes: list[Box]) -> None:
@@ -282,4 +289,7 @@ def _crop(cleaned: Cleaned, mine: np.ndarray, ink_box: Box) -> np.ndarray:
         (y0 - (ink_box[1] - margin), ink_box[3] + margin - y1),
         (x0 - (ink_box[0] - margin), ink_box[2] + margin - x1),
     )
-    return np.pad(crop, pad, mode="edge") if any(p for side in pad for p in side) else crop
+    crop = np.pad(crop, pad, mode="edge") if any(p for side in pad for p in side) else crop
+    # A mark of a few pixels is still a box's ink (the models call it no digit), not a bad image.
+    short = [max(0, MIN_SIDE - n) for n in crop.shape]
+    return np.pad(crop, [(k // 2, k - k // 2) for k in short], mode="edge") if any(short) else crop
