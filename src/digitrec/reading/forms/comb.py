@@ -278,18 +278,19 @@ def _crop(cleaned: Cleaned, mine: np.ndarray, ink_box: Box) -> np.ndarray:
     """The digit alone on paper: its ink (with a pixel of its blurred edge) from the cleaned image,
     everything else in the crop painted with the paper's brightness; a margin of CROP_MARGIN of
     the digit's size, so that a reader sees the digit with paper around it as in a photo."""
-    margin = max(2, int(CROP_MARGIN * max(ink_box[2] - ink_box[0], ink_box[3] - ink_box[1])))
+    wide, tall = ink_box[2] - ink_box[0], ink_box[3] - ink_box[1]
+    margin = max(2, int(CROP_MARGIN * max(wide, tall)))
+    # A mark of a few pixels is still a box's ink (the models call it no digit), not a bad image:
+    # its crop gets paper enough to be the smallest image a reader takes.
+    mx, my = max(margin, -(-(MIN_SIDE - wide) // 2)), max(margin, -(-(MIN_SIDE - tall) // 2))
     h, w = mine.shape
-    x0, y0 = max(0, ink_box[0] - margin), max(0, ink_box[1] - margin)
-    x1, y1 = min(w, ink_box[2] + margin), min(h, ink_box[3] + margin)
+    x0, y0 = max(0, ink_box[0] - mx), max(0, ink_box[1] - my)
+    x1, y1 = min(w, ink_box[2] + mx), min(h, ink_box[3] + my)
     near = ndimage.binary_dilation(mine[y0:y1, x0:x1], EIGHT)
     paper = np.clip(cleaned.rulings.paper[y0:y1, x0:x1] * 255 + 0.5, 0, 255).astype(np.uint8)
     crop = np.where(near, cleaned.image[y0:y1, x0:x1], paper)
     pad = (
-        (y0 - (ink_box[1] - margin), ink_box[3] + margin - y1),
-        (x0 - (ink_box[0] - margin), ink_box[2] + margin - x1),
+        (y0 - (ink_box[1] - my), ink_box[3] + my - y1),
+        (x0 - (ink_box[0] - mx), ink_box[2] + mx - x1),
     )
-    crop = np.pad(crop, pad, mode="edge") if any(p for side in pad for p in side) else crop
-    # A mark of a few pixels is still a box's ink (the models call it no digit), not a bad image.
-    short = [max(0, MIN_SIDE - n) for n in crop.shape]
-    return np.pad(crop, [(k // 2, k - k // 2) for k in short], mode="edge") if any(short) else crop
+    return np.pad(crop, pad, mode="edge") if any(p for side in pad for p in side) else crop
